@@ -1,0 +1,5 @@
+"""Allow `python -m catdog ...`."""
+
+from catdog.cli import main
+
+raise SystemExit(main())

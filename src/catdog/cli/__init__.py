@@ -1,0 +1,43 @@
+"""The `catdog` command: a thin layer over the Python API.
+
+Each command group lives in its own module here and exposes `register(subparsers)`,
+which adds its parsers and sets `func` on them. Results go to stdout, messages to
+stderr; exit codes: 0 success, 1 failure, 2 bad input or usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from catdog import __version__
+from catdog.errors import CatdogError
+
+COMMAND_MODULES = ("data", "models", "train", "serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="catdog",
+        description="Train, evaluate, serve and export image classifiers (cats vs dogs and beyond).",
+    )
+    parser.add_argument("--version", action="version", version=f"catdog {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"catdog.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except CatdogError as e:
+        print(f"catdog: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("catdog: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,43 @@
+"""Defaults and locations: the one place for each of the project's facts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+IMAGE_SIZE = 160
+BATCH_SIZE = 32
+SEED = 42
+EPOCHS = 20
+
+# The seed layout keeps train/ for training and splits validation/ into validation and test.
+SEED_TEST_FRACTION = 0.2
+# A flat folder of class folders is split by these fractions (the rest is training).
+FLAT_VALIDATION_FRACTION = 0.15
+FLAT_TEST_FRACTION = 0.15
+
+# Images with more pixels than this are skipped (scan) or refused (serve) rather than decoded.
+MAX_IMAGE_PIXELS = 40_000_000
+
+# The seed documents' data set.
+SEED_DATASET_NAME = "cats_and_dogs_filtered"
+SEED_DATASET_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
+
+RUNS_DIR = Path("runs")
+
+ENV_HOME = "CATDOG_HOME"
+ENV_DATA = "CATDOG_DATA"
+ENV_WEIGHTS = "CATDOG_WEIGHTS"
+
+
+def cache_dir() -> Path:
+    """Where downloads go: `$CATDOG_HOME`, else Keras' own cache (`~/.keras/datasets`)."""
+    if home := os.environ.get(ENV_HOME):
+        return Path(home).expanduser()
+    keras_home = os.environ.get("KERAS_HOME", Path.home() / ".keras")
+    return Path(keras_home).expanduser() / "datasets"
+
+
+def default_weights() -> str | None:
+    """The weights path from `$CATDOG_WEIGHTS`, if set."""
+    return os.environ.get(ENV_WEIGHTS) or None

@@ -1,0 +1,64 @@
+"""Shared fixtures: the seed photographs from ../shared, and small generated images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SEED_DATA = SHARED / "data" / "cats_and_dogs_filtered"
+SHARED_WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_no_top.h5"
+
+
+def _require(path: Path) -> Path:
+    """The shared file or folder; in CI its absence fails the test, elsewhere it skips it."""
+    if path.exists():
+        return path
+    message = f"{path} is missing (tests read the shared data set and weights from ../shared)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def seed_data() -> Path:
+    """The real photographs of the seed data set (read-only)."""
+    return _require(SEED_DATA)
+
+
+@pytest.fixture(scope="session")
+def shared_weights() -> Path:
+    """ImageNet weights for MobileNetV2 without its top."""
+    return _require(SHARED_WEIGHTS)
+
+
+def write_image(path: Path, size=(48, 40), color=(200, 30, 30), fmt: str | None = None, seed: int = 0) -> Path:
+    """Write a small noisy image of one dominant colour (format from the suffix unless `fmt`)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(color) + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype("uint8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format=fmt)
+    return path
+
+
+@pytest.fixture
+def make_image():
+    return write_image
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    """A flat folder of two visually distinct classes, 12 images each, small enough to train on in seconds."""
+    root = tmp_path / "tiny"
+    for label, color in (("cats", (210, 60, 40)), ("dogs", (40, 80, 210))):
+        for i in range(12):
+            write_image(root / label / f"{label}.{i}.jpg", color=color, seed=i)
+    return root
