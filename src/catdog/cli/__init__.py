@@ -11,11 +11,12 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
 
 from catdog import __version__
 from catdog.errors import CatdogError
 
-COMMAND_MODULES = ("data", "models", "train", "serve")
+COMMAND_MODULES = ("data", "models", "train", "serve", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,9 +31,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up chatter hidden.
+
+    TensorFlow writes several lines to file descriptor 2 while loading, before
+    `TF_CPP_MIN_LOG_LEVEL` takes effect. They are captured and shown only if the
+    import fails.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "needs_tensorflow", True):
+        import_tensorflow_quietly()
     try:
         return args.func(args) or 0
     except CatdogError as e:

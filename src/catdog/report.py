@@ -1,0 +1,129 @@
+"""The report of the whole exercise, written as Markdown and as self-contained HTML.
+
+A report is a list of blocks (headings, paragraphs, tables, figures) rendered twice:
+`report.md` links its figures beside it, `report.html` embeds them so the one file can
+be mailed or opened anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+from catdog import files
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class Figure:
+    path: Path
+    caption: str
+
+
+Block = Heading | Paragraph | Table | Figure
+
+
+def to_markdown(blocks: list[Block], root: Path) -> str:
+    """Markdown, with figure paths relative to `root` (the folder the report is written to)."""
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"{'#' * block.level} {block.text}")
+        elif isinstance(block, Paragraph):
+            parts.append(block.text)
+        elif isinstance(block, Table):
+            lines = ["| " + " | ".join(block.headers) + " |", "|" + "---|" * len(block.headers)]
+            lines += ["| " + " | ".join(row) + " |" for row in block.rows]
+            parts.append("\n".join(lines))
+        elif isinstance(block, Figure):
+            parts.append(f"![{block.caption}]({block.path.relative_to(root).as_posix()})\n\n*{block.caption}*")
+    return "\n\n".join(parts) + "\n"
+
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1rem; color: #1d232a; line-height: 1.5; }
+h1 { border-bottom: 2px solid #d0d7de; padding-bottom: .3rem; }
+h2 { margin-top: 2.5rem; border-bottom: 1px solid #e5e9ee; padding-bottom: .2rem; }
+table { border-collapse: collapse; margin: 1rem 0; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #d0d7de; padding: .35rem .7rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f5f7; }
+figure { margin: 1.5rem 0; }
+figure img { max-width: 100%; border: 1px solid #e5e9ee; }
+figcaption { color: #57606a; font-size: .9rem; }
+code { background: #f3f5f7; padding: 0 .25rem; border-radius: 3px; }
+"""
+
+
+def _inline(text: str) -> str:
+    """Escape text for HTML, turning Markdown's `code` and **bold** spans into tags."""
+    out, code, bold = [], False, False
+    for i, chunk in enumerate(html.escape(text).replace("**", "\0").split("`")):
+        if i:
+            code = not code
+        if code:
+            out.append(f"<code>{chunk.replace(chr(0), '**')}</code>")
+            continue
+        pieces = chunk.split("\0")
+        for j, piece in enumerate(pieces):
+            if j:
+                bold = not bold
+                out.append("<strong>" if bold else "</strong>")
+            out.append(piece)
+    return "".join(out)
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    """A self-contained HTML page: figures are embedded as data URIs."""
+    body = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            body.append(f"<h{block.level}>{_inline(block.text)}</h{block.level}>")
+        elif isinstance(block, Paragraph):
+            body.append(f"<p>{_inline(block.text)}</p>")
+        elif isinstance(block, Table):
+            head = "".join(f"<th>{_inline(h)}</th>" for h in block.headers)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{_inline(cell)}</td>" for cell in row) + "</tr>" for row in block.rows
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif isinstance(block, Figure):
+            data = base64.b64encode(block.path.read_bytes()).decode("ascii")
+            body.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.caption)}">'
+                f"<figcaption>{_inline(block.caption)}</figcaption></figure>"
+            )
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+def write_report(blocks: list[Block], folder: Path, title: str) -> tuple[Path, Path]:
+    """Write `report.md` and `report.html` into `folder`, atomically; return both paths."""
+    folder = Path(folder)
+    md = files.write_text(folder / "report.md", to_markdown(blocks, folder))
+    page = files.write_text(folder / "report.html", to_html(blocks, title))
+    return md, page
