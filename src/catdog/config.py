@@ -19,6 +19,12 @@ FLAT_TEST_FRACTION = 0.15
 # Images with more pixels than this are skipped (scan) or refused (serve) rather than decoded.
 MAX_IMAGE_PIXELS = 40_000_000
 
+# `catdog serve`: where it listens, and what one request may send.
+SERVE_HOST = "127.0.0.1"
+SERVE_PORT = 8000
+MAX_UPLOAD_MB = 20
+MAX_UPLOAD_FILES = 32
+
 # The seed documents' data set.
 SEED_DATASET_NAME = "cats_and_dogs_filtered"
 SEED_DATASET_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
