@@ -62,3 +62,29 @@ def tiny_dataset(tmp_path: Path) -> Path:
         for i in range(12):
             write_image(root / label / f"{label}.{i}.jpg", color=color, seed=i)
     return root
+
+
+def write_tiny_run(path: Path, image_size: int = 64, class_names=("cats", "dogs"), seed: int = 0) -> Path:
+    """A run folder holding a tiny untrained model (0..255 pixels in, softmax out), as `catdog train` writes one."""
+    import json
+
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((image_size, image_size, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(len(class_names), activation="softmax", dtype="float32")(x)
+    path.mkdir(parents=True, exist_ok=True)
+    keras.Model(inputs, outputs).save(path / "model.keras")
+    config = {"preset": "tiny", "class_names": list(class_names), "image_size": image_size, "batch_size": 8, "seed": seed}
+    (path / "config.json").write_text(json.dumps(config))
+    (path / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "loss": 0.69, "n": 2}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A run folder with a tiny model at 64 px for two classes (cats, dogs); shared, do not modify."""
+    return write_tiny_run(tmp_path_factory.mktemp("runs") / "tiny")
