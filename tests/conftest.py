@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +90,30 @@ def write_tiny_run(path: Path, image_size: int = 64, class_names=("cats", "dogs"
 def tiny_run(tmp_path_factory) -> Path:
     """A run folder with a tiny model at 64 px for two classes (cats, dogs); shared, do not modify."""
     return write_tiny_run(tmp_path_factory.mktemp("runs") / "tiny")
+
+
+@contextlib.contextmanager
+def live_server(app) -> Iterator[str]:
+    """Serve an ASGI `app` with uvicorn on a free port of 127.0.0.1 in a background thread; yield its URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

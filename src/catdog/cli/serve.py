@@ -23,6 +23,35 @@ def register(subparsers) -> None:
     add_json_option(predict)
     predict.set_defaults(func=run_predict)
 
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve a trained run: a web page and a JSON API",
+        description="Serve a web page to drop images on and a JSON API (POST /predict, GET /model, GET /health).",
+    )
+    serve.add_argument("run", metavar="RUN", help="run folder written by `catdog train`")
+    serve.add_argument("--host", default=config.SERVE_HOST, help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=config.SERVE_PORT, help="port to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--max-upload-mb", type=positive_number, default=config.MAX_UPLOAD_MB, help="largest request body in MB (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--max-pixels", type=positive_int, default=config.MAX_IMAGE_PIXELS, help="largest image in pixels (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--max-files", type=positive_int, default=config.MAX_UPLOAD_FILES, help="most images in one request (default: %(default)s)"
+    )
+    serve.set_defaults(func=run_serve)
+
+
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value:g} must be more than 0")
+    return value
+
 
 def run_predict(args: argparse.Namespace) -> int:
     from catdog.predict import Predictor
@@ -46,4 +75,13 @@ def run_predict(args: argparse.Namespace) -> int:
         raise CatdogError(
             f"no image could be predicted ({skipped} unreadable)" if skipped else "no image files found in the given paths"
         )
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from catdog.serve import Limits, serve
+
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels, max_files=args.max_files)
+    info(f"loading {args.run}; the page will be at http://{args.host}:{args.port}/")
+    serve(args.run, host=args.host, port=args.port, limits=limits)
     return 0

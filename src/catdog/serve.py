@@ -1,0 +1,128 @@
+"""The web app: a page to drop photos on and a JSON API, over one loaded model.
+
+Endpoints::
+
+    GET  /          the page (self-contained: no build step, nothing fetched from the internet)
+    POST /predict   multipart/form-data, one or more images in the field `files`
+                    -> {"predictions": [{"path", "label", "probability", "probabilities"}, ...]}
+    GET  /health    {"status": "ok"}
+    GET  /model     {"run", "preset", "classes", "image_size", "test_accuracy"}
+
+Errors are JSON, `{"detail": "<one sentence>"}`, and never stop the server:
+
+    400  no file sent, or more files than `max_files`
+    413  request body over `max_upload_bytes` (counted while it streams in)
+    422  an empty file, a file that is not an image, or one with more than `max_pixels` pixels
+
+The model is loaded once, in `create_app`. Each request's images go to the model as
+one batch, in a worker thread so the event loop keeps serving; the predictor's lock
+keeps concurrent requests from calling the model at the same time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+from starlette.types import Message, Receive
+
+from catdog import __version__, config
+from catdog.errors import BadImageError
+from catdog.predict import Predictor
+from catdog.runs import Run
+
+UPLOAD_FIELD = "files"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may send."""
+
+    max_upload_bytes: int = config.MAX_UPLOAD_MB * 1024 * 1024
+    max_pixels: int = config.MAX_IMAGE_PIXELS
+    max_files: int = config.MAX_UPLOAD_FILES
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _limit_body(receive: Receive, max_bytes: int) -> Receive:
+    """`receive`, raising `_BodyTooLarge` as soon as the request body exceeds `max_bytes`."""
+    received = 0
+
+    async def limited() -> Message:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > max_bytes:
+            raise _BodyTooLarge
+        return message
+
+    return limited
+
+
+def create_app(run: Run | str | os.PathLike, limits: Limits = Limits()) -> FastAPI:
+    """The app serving `run`'s model (loaded, and warmed up with one call, before this returns)."""
+    predictor = Predictor(run, max_pixels=limits.max_pixels)
+    size = predictor.image_size
+    predictor.predict_arrays(np.zeros((1, size, size, 3), dtype="float32"))
+    too_large = f"upload is larger than the server's limit of {limits.max_upload_bytes / 2**20:g} MB"
+
+    app = FastAPI(title="catdog", version=__version__, description="Predict the class of images.")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return resources.files("catdog").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/model")
+    def model_info() -> dict:
+        metrics = predictor.run.metrics or {}
+        return {
+            "run": predictor.run.path.name,
+            "preset": predictor.run.preset,
+            "classes": predictor.class_names,
+            "image_size": size,
+            "test_accuracy": metrics.get("accuracy"),
+        }
+
+    @app.post("/predict")
+    async def predict(request: Request) -> dict:
+        """Predict every image sent in the multipart field `files`, as one batch."""
+        if int(request.headers.get("content-length") or 0) > limits.max_upload_bytes:
+            raise HTTPException(413, too_large)
+        limited = Request(request.scope, _limit_body(request.receive, limits.max_upload_bytes))
+        try:
+            form = await limited.form(max_files=limits.max_files)
+        except _BodyTooLarge:
+            raise HTTPException(413, too_large) from None
+        try:
+            files = [item for item in form.getlist(UPLOAD_FIELD) if not isinstance(item, str)]
+            if not files:
+                raise HTTPException(400, f"no file sent: post one or more images in the multipart field {UPLOAD_FIELD!r}")
+            uploads = [(file.filename or f"file {i + 1}", await file.read()) for i, file in enumerate(files)]
+        finally:
+            await form.close()
+        try:
+            predictions = await run_in_threadpool(predictor.predict_bytes, uploads)
+        except BadImageError as e:
+            raise HTTPException(422, str(e)) from None
+        return {"predictions": predictions}
+
+    return app
+
+
+def serve(run: Run | str | os.PathLike, host: str = config.SERVE_HOST, port: int = config.SERVE_PORT, limits: Limits = Limits()) -> None:
+    """Serve `run` with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(run, limits), host=host, port=port)
