@@ -10,6 +10,8 @@ BATCH_SIZE = 32
 SEED = 42
 EPOCHS = 20
 
+# The three splits, in this order everywhere; with the seed layout they are also folder names.
+SPLITS = ("train", "validation", "test")
 # The seed layout keeps train/ for training and splits validation/ into validation and test.
 SEED_TEST_FRACTION = 0.2
 # A flat folder of class folders is split by these fractions (the rest is training).
@@ -18,6 +20,8 @@ FLAT_TEST_FRACTION = 0.15
 
 # Images with more pixels than this are skipped (scan) or refused (serve) rather than decoded.
 MAX_IMAGE_PIXELS = 40_000_000
+# The input pipeline keeps decoded images in memory (as uint8) when a split takes at most this much.
+MAX_CACHE_BYTES = 2 * 1024**3
 
 # `catdog serve`: where it listens, and what one request may send.
 SERVE_HOST = "127.0.0.1"
@@ -28,6 +32,10 @@ MAX_UPLOAD_FILES = 32
 # The seed documents' data set.
 SEED_DATASET_NAME = "cats_and_dogs_filtered"
 SEED_DATASET_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
+SEED_DATASET_BYTES = 68_606_236  # the size every published download log of it shows
+# Not found in any public record this project could check; `catdog data fetch` refuses an
+# archive it cannot verify and tells the user how to pass a checksum they trust (--sha256).
+SEED_DATASET_SHA256: str | None = None
 
 RUNS_DIR = Path("runs")
 
