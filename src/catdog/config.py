@@ -37,6 +37,9 @@ SEED_DATASET_BYTES = 68_606_236  # the size every published download log of it s
 # archive it cannot verify and tells the user how to pass a checksum they trust (--sha256).
 SEED_DATASET_SHA256: str | None = None
 
+# The seed assignment's minimum validation accuracy for each of its four models.
+SEED_MINIMUM_ACCURACY = {"scratch": 0.52, "augmented": 0.55, "preprocessed": 0.70, "transfer": 0.90}
+
 RUNS_DIR = Path("runs")
 
 ENV_HOME = "CATDOG_HOME"
