@@ -8,6 +8,7 @@ another's. Subsets are folders of symbolic links, so no image is ever copied.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -36,24 +37,27 @@ def run_measured(
     command: Sequence[str],
     *,
     log: Path | None = None,
+    stdout: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Measured:
-    """Run `command` to completion; its output goes to `log` (appended) or to ours."""
-    log_file = open(log, "ab") if log is not None else None
-    try:
+    """Run `command` to completion, timed, with its output in files or in ours.
+
+    Its standard output goes to `stdout` if given, its messages (and its output
+    otherwise) to `log`; either left out goes to our own stream.
+    """
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(open(stdout, "wb")) if stdout else None
+        err = files.enter_context(open(log, "ab")) if log else None
         start = time.perf_counter()
         process = subprocess.Popen(
             list(command),
-            stdout=log_file,
-            stderr=subprocess.STDOUT if log_file else None,
+            stdout=out or err,
+            stderr=err,
             env=dict(env) if env is not None else None,
         )
         # wait4 rather than Popen.wait: it also returns this child's own resource usage.
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
-    finally:
-        if log_file:
-            log_file.close()
     process.returncode = os.waitstatus_to_exitcode(status)
     return Measured(process.returncode, seconds, usage.ru_maxrss * 1024)  # ru_maxrss is in KiB on Linux
 

@@ -84,7 +84,9 @@ def make_base_model_layer(weights: Path):
 
     IMG_SHAPE = IMG_SIZE + (3,)
     base_model = tf.keras.applications.MobileNetV2(
-        input_shape=IMG_SHAPE, include_top=False, weights=str(weights)  # fix 3
+        input_shape=IMG_SHAPE,
+        include_top=False,
+        weights=str(weights),  # fix 3
     )
     base_model.trainable = False
 
@@ -252,13 +254,31 @@ def model_list(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="seed-layout data folder (default: %(default)s)")
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="MobileNetV2 ImageNet weights without top, for model 4 (default: %(default)s)")
-    parser.add_argument("--models", type=model_list, default=list(MODELS), help="seed models to train (default: 1,2,3,4)")
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs per model (default: %(default)s, the seed's)")
-    parser.add_argument("--subset", type=int, metavar="N", help="train on N images (N/2 per class) and validate on N/2, for a quick check")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="seed-layout data folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=DEFAULT_WEIGHTS,
+        help="MobileNetV2 ImageNet weights without top, for model 4 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--models", type=model_list, default=list(MODELS), help="seed models to train (default: 1,2,3,4)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=EPOCHS, help="epochs per model (default: %(default)s, the seed's)"
+    )
+    parser.add_argument(
+        "--subset",
+        type=int,
+        metavar="N",
+        help="train on N images (N/2 per class) and validate on N/2, for a quick check",
+    )
     parser.add_argument("--manifest", type=Path, help="catdog's splits.csv: score every model on its test files")
-    parser.add_argument("--out", type=Path, default=Path("seed_results.json"), help="results file (default: %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("seed_results.json"), help="results file (default: %(default)s)"
+    )
     # One model in this process: how the parent runs each model in a child of its own.
     parser.add_argument("--child", type=int, choices=MODELS, help=argparse.SUPPRESS)
     parser.add_argument("--test-dir", type=Path, help=argparse.SUPPRESS)
@@ -278,9 +298,19 @@ def run_children(args: argparse.Namespace, data_dir: Path, test_dir: Path | None
     for number in args.models:
         child_out = args.out.parent / f".{args.out.name}.model{number}.json"
         command = [
-            sys.executable, __file__, "--data", str(data_dir), "--weights", str(args.weights),
-            "--epochs", str(args.epochs), "--child", str(number), "--out", str(child_out),
-        ]  # fmt: skip
+            sys.executable,
+            __file__,
+            "--data",
+            str(data_dir),
+            "--weights",
+            str(args.weights),
+            "--epochs",
+            str(args.epochs),
+            "--child",
+            str(number),
+            "--out",
+            str(child_out),
+        ]
         if test_dir is not None:
             command += ["--test-dir", str(test_dir)]
         print(f"seed_recipe: model {number}, {args.epochs} epochs", file=sys.stderr, flush=True)
@@ -303,7 +333,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="seed-recipe-") as tmp:
         data_dir = args.data
         if args.subset:
-            data_dir = link_subset(args.data, Path(tmp) / "data", {"train": args.subset // 2, "validation": args.subset // 4})
+            data_dir = link_subset(
+                args.data, Path(tmp) / "data", {"train": args.subset // 2, "validation": args.subset // 4}
+            )
         test_dir = link_manifest_test_split(args.manifest, args.data, Path(tmp) / "test") if args.manifest else None
         models = run_children(args, data_dir, test_dir)
     write_json(
