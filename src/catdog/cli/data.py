@@ -1,5 +1,138 @@
-"""Placeholder until this command group lands."""
+"""`catdog data fetch|info|show|split`: getting and looking at a data set."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from catdog import config
+from catdog.cli.common import add_data_option, add_json_option, add_seed_option, info, print_json
 
 
 def register(subparsers) -> None:
-    pass
+    data = subparsers.add_parser(
+        "data",
+        help="fetch, describe, show or split a data set",
+        description="Fetch the seed data set, or describe, show or split a folder of labelled images.",
+    )
+    commands = data.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    fetch = commands.add_parser(
+        "fetch",
+        help="download and extract the seed data set",
+        description=f"Download {config.SEED_DATASET_URL}, verify it and extract it (default: into {config.cache_dir()}).",
+    )
+    fetch.add_argument("--dest", metavar="DIR", help=f"folder to extract into (default: ${config.ENV_HOME}, else ~/.keras/datasets)")
+    fetch.add_argument("--sha256", metavar="HEX", help="expected sha256 of the archive (default: the one recorded in catdog)")
+    fetch.set_defaults(func=run_fetch, needs_tensorflow=False)
+
+    data_info = commands.add_parser(
+        "info",
+        help="count images per split and class, and list skipped files",
+        description="Check every image, split the data set, and print the counts per split and class, the baseline "
+        "accuracy and the files skipped with their reasons.",
+    )
+    _add_data_options(data_info)
+    add_json_option(data_info)
+    data_info.set_defaults(func=run_info, needs_tensorflow=False)
+
+    show = commands.add_parser(
+        "show",
+        help="draw sample images, or an augmentation preview",
+        description="Draw three random training images per class (one row per class), or with --augment, one image "
+        "and randomly flipped and rotated versions of it, and save the figure as PNG.",
+    )
+    _add_data_options(show)
+    show.add_argument("--augment", action="store_true", help="draw the augmentation preview instead")
+    show.add_argument("--out", metavar="FILE.png", help="where to save (default: samples.png, or augmentation.png)")
+    show.set_defaults(func=run_show)
+
+    split = commands.add_parser(
+        "split",
+        help="write the split to a manifest (CSV)",
+        description="Check every image, split the data set and write the manifest: path (relative to the data "
+        "folder), class and split of each file.",
+    )
+    _add_data_options(split)
+    split.add_argument("--out", metavar="FILE.csv", required=True, help="manifest to write")
+    split.set_defaults(func=run_split, needs_tensorflow=False)
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    add_data_option(parser)
+    add_seed_option(parser)
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from catdog.fetch import fetch
+
+    print(fetch(args.dest, sha256=args.sha256 or config.SEED_DATASET_SHA256))
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from catdog.data import summary
+
+    report = summary(args.data, seed=args.seed)
+    if args.json:
+        print_json(report)
+    else:
+        print(format_summary(report))
+    return 0
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """The human-readable form of `catdog.data.summary`."""
+    classes = report["classes"]
+    width = max(len(name) for name in [*report["splits"], "split"])
+    columns = [*classes, "total"]
+    column_width = max(6, *(len(name) for name in columns))
+    lines = [
+        f"data: {report['root']} ({report['layout']} layout, split with seed {report['seed']})",
+        "",
+        f"{'split':<{width}}" + "".join(f"{name:>{column_width + 2}}" for name in columns),
+    ]
+    for split, counts in report["splits"].items():
+        values = [*(counts[name] for name in classes), sum(counts.values())]
+        lines.append(f"{split:<{width}}" + "".join(f"{value:>{column_width + 2}}" for value in values))
+    lines += [
+        "",
+        f"baseline accuracy: {report['baseline_accuracy']:.1%} (always guessing {report['baseline_class']}, "
+        "the most frequent class in train, scored on test)",
+    ]
+    lines.append(f"skipped: {len(report['skipped'])} files" + (":" if report["skipped"] else ""))
+    lines += [f"  {item['path']}: {item['reason']}" for item in report["skipped"]]
+    if report["warnings"]:
+        lines.append("warnings:")
+        lines += [f"  {warning}" for warning in report["warnings"]]
+    return "\n".join(lines)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from catdog import files, preview
+    from catdog.data import scan_and_split
+
+    found, manifest = scan_and_split(args.data, seed=args.seed)
+    if args.augment:
+        figure, default_out = preview.augmentation_preview(manifest, seed=args.seed), "augmentation.png"
+    else:
+        figure, default_out = preview.sample_grid(manifest, seed=args.seed), "samples.png"
+    print(files.save_figure(figure, args.out or default_out))
+    _mention_skipped(found.skipped)
+    return 0
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from catdog.data import scan_and_split
+
+    found, manifest = scan_and_split(args.data, seed=args.seed)
+    print(manifest.write(args.out))
+    counts = manifest.counts()
+    info(", ".join(f"{split}: {sum(counts[split].values())}" for split in config.SPLITS) + " images")
+    _mention_skipped(found.skipped)
+    return 0
+
+
+def _mention_skipped(skipped: list[tuple[str, str]]) -> None:
+    if skipped:
+        info(f"skipped {len(skipped)} unusable files (`catdog data info` lists them with their reasons)")

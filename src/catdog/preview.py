@@ -1,0 +1,89 @@
+"""Looking at the data: the seed's grid of sample images and its augmentation preview.
+
+Both return a matplotlib `Figure` (drawn without a screen); save it with
+`catdog.files.save_figure`. Images are shown as the model sees them: decoded and
+resized by `catdog.images`.
+"""
+
+from __future__ import annotations
+
+import random
+
+from matplotlib.figure import Figure
+
+from catdog import config
+from catdog.images import load_images
+from catdog.splits import TRAIN, Manifest
+
+TILE_INCHES = 2.4
+
+
+def sample_grid(
+    manifest: Manifest,
+    *,
+    per_class: int = 3,
+    split: str = TRAIN,
+    seed: int = config.SEED,
+    image_size: int = config.IMAGE_SIZE,
+) -> Figure:
+    """One row per class of `per_class` random images from `split`, each titled with its class."""
+    rng = random.Random(seed)
+    paths, labels = manifest.files(split)
+    fig, axes = _figure(rows=len(manifest.class_names), columns=per_class)
+    for row, class_name in zip(axes, manifest.class_names):
+        candidates = [path for path, label in zip(paths, labels) if manifest.class_names[label] == class_name]
+        chosen = rng.sample(candidates, min(per_class, len(candidates)))
+        for ax, image in zip(row, load_images(chosen, image_size)):
+            _show(ax, image, class_name)
+    fig.suptitle(f"{per_class} random images per class ({split} split)", fontsize="large")
+    return fig
+
+
+def augmentation_preview(
+    manifest: Manifest,
+    *,
+    versions: int = 7,
+    columns: int = 4,
+    seed: int = config.SEED,
+    image_size: int = config.IMAGE_SIZE,
+) -> Figure:
+    """A random training image, then `versions` randomly flipped and rotated copies of it.
+
+    Uses the augmentation layers of the seed's models 3 and 4:
+    `RandomFlip("horizontal_and_vertical")` and `RandomRotation(0.2)`.
+    """
+    import keras
+
+    paths, labels = manifest.files(TRAIN)
+    index = random.Random(seed).randrange(len(paths))
+    image = load_images([paths[index]], image_size)
+    augment = keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal_and_vertical", seed=seed),
+            keras.layers.RandomRotation(0.2, seed=seed),
+        ]
+    )
+    copies = [keras.ops.convert_to_numpy(augment(image, training=True))[0] for _ in range(versions)]
+
+    rows = -(-(versions + 1) // columns)
+    fig, axes = _figure(rows=rows, columns=columns)
+    tiles = axes.flat
+    _show(next(tiles), image[0], f"original ({manifest.class_names[labels[index]]})")
+    for ax, copy in zip(tiles, copies):
+        _show(ax, copy, "random flip and rotation")
+    fig.suptitle("Data augmentation: RandomFlip and RandomRotation(0.2)", fontsize="large")
+    return fig
+
+
+def _figure(rows: int, columns: int):
+    """A figure and its (rows, columns) array of axes, all blank until `_show` fills them."""
+    fig = Figure(figsize=(TILE_INCHES * columns, TILE_INCHES * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, axes
+
+
+def _show(ax, image, title: str) -> None:
+    ax.imshow(image.astype("uint8"))
+    ax.set_title(title, fontsize="medium")
