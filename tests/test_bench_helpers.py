@@ -1,0 +1,154 @@
+"""The benchmark's helpers: measuring a child process, subsets, medians, targets and tables.
+
+The benchmark itself is never run here (it trains for hours); these are its pure parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import bench  # noqa: E402
+import benchkit  # noqa: E402
+
+
+def test_run_measured_reports_the_childs_own_peak_memory_and_exit_status(tmp_path):
+    big = benchkit.run_measured([sys.executable, "-c", "b = bytearray(300_000_000); b[::4096] = b'x' * len(b[::4096])"])
+    small = benchkit.run_measured([sys.executable, "-c", "raise SystemExit(3)"])
+    assert big.returncode == 0 and small.returncode == 3
+    assert big.peak_rss_bytes > 300_000_000
+    assert small.peak_rss_bytes < 100_000_000  # not the earlier child's peak
+    assert big.seconds > 0
+
+
+def test_run_measured_splits_output_from_messages(tmp_path):
+    code = "import sys; print('result'); print('message', file=sys.stderr)"
+    benchkit.run_measured([sys.executable, "-c", code], stdout=tmp_path / "out", log=tmp_path / "log")
+    assert (tmp_path / "out").read_text() == "result\n"
+    assert (tmp_path / "log").read_text() == "message\n"
+
+
+def test_link_subset_links_the_first_images_of_each_class(tmp_path, make_image):
+    source = tmp_path / "data"
+    for split in ("train", "validation"):
+        for label in ("cats", "dogs"):
+            for i in range(4):
+                make_image(source / split / label / f"{label}.{i}.jpg")
+    (source / "train" / "cats" / ".hidden.jpg").write_bytes(b"")
+    subset = benchkit.link_subset(source, tmp_path / "subset", {"train": 3, "validation": 1})
+    assert sorted(p.name for p in (subset / "train" / "cats").iterdir()) == ["cats.0.jpg", "cats.1.jpg", "cats.2.jpg"]
+    assert [p.name for p in (subset / "validation" / "dogs").iterdir()] == ["dogs.0.jpg"]
+    linked = subset / "train" / "dogs" / "dogs.0.jpg"
+    assert linked.is_symlink() and linked.read_bytes() == (source / "train" / "dogs" / "dogs.0.jpg").read_bytes()
+
+
+def test_prediction_images_alternate_classes(tmp_path, make_image):
+    for label in ("cats", "dogs"):
+        for i in range(3):
+            make_image(tmp_path / "validation" / label / f"{label}.{i}.jpg")
+    names = [p.name for p in bench.prediction_images(tmp_path, 4)]
+    assert names == ["cats.0.jpg", "dogs.0.jpg", "cats.1.jpg", "dogs.1.jpg"]
+
+
+def test_read_history_and_epoch_stats(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text(
+        "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n0,0.7,0.5,0.6,0.6,9\n1,0.5,0.7,0.5,0.8,3\n2,0.4,0.8,0.5,0.7,5\n"
+    )
+    history = bench.read_history(path)
+    assert history["val_accuracy"] == [0.6, 0.8, 0.7]
+    assert bench.epoch_stats(history["seconds"]) == {
+        "epoch_mean": pytest.approx(17 / 3),
+        "epoch_first": 9,
+        "epoch_later": 4,
+    }
+    assert bench.epoch_stats([]) == {"epoch_mean": None, "epoch_first": None, "epoch_later": None}
+
+
+def test_median_record_takes_medians_of_numbers_and_skips_failed_repeats():
+    records = [
+        {"preset": "scratch", "seconds": 10.0, "test_accuracy": 0.6},
+        {"preset": "scratch", "seconds": 30.0, "test_accuracy": None},
+        {"preset": "scratch", "seconds": 20.0, "test_accuracy": 0.8},
+        {"error": "exit status 1"},
+    ]
+    merged = bench.median_record(records)
+    assert merged == {"preset": "scratch", "seconds": 20.0, "test_accuracy": pytest.approx(0.7), "repeats": 3}
+    assert bench.median_record([{"error": "exit status 2"}]) == {"error": "exit status 2"}
+    assert bench.median([None, None]) is None
+
+
+def summary(**catdog) -> dict:
+    seed = {
+        "1": {"epoch_mean": 10.0},
+        "2": {"epoch_mean": 12.0},
+        "3": {"epoch_mean": 12.0},
+        "4": {"fit_seconds": 800.0},
+    }
+    predict = {"speedup": 4.0, "catdog_images_per_second": 150.0, "catdog_steady_images_per_second": 400.0}
+    return {"seed": seed, "catdog": catdog, "predict": predict}
+
+
+def test_targets_compare_with_the_seed_counterparts():
+    found = bench.targets(
+        summary(
+            transfer={"test_accuracy": 0.975, "command_seconds": 90.0},
+            finetune={"test_accuracy": 0.98, "command_seconds": 700.0},
+            scratch={"epoch_mean": 5.0},
+            augmented={"epoch_mean": 8.0},
+        ),
+        {"peak_rss_bytes": 3.5e9},
+    )
+    by_name = {t.name: t for t in found}
+    assert by_name["transfer: command time / seed model 4 fit"].measured == pytest.approx(90 / 800)
+    assert by_name["transfer: command time / seed model 4 fit"].passed is True
+    assert by_name["transfer: test accuracy"].passed is True
+    assert by_name["finetune: test accuracy"].passed is False
+    assert by_name["finetune: command time / seed model 4 fit"].passed is True
+    assert by_name["scratch: time per epoch / seed model 1"].measured == pytest.approx(0.5)
+    assert by_name["augmented: time per epoch / seed model 2"].passed is False  # 8/12 > 0.6
+    assert by_name["preprocessed: time per epoch / seed model 3"].passed is None  # not run
+    assert by_name["predict: images/s, whole command"].passed is False
+    assert by_name["predict: images/s, steady (start-up left out)"].passed is True
+    assert by_name["memory: `catdog run` with every preset, peak RSS"].passed is True
+
+
+def test_a_skipped_memory_step_is_not_measured():
+    found = bench.targets(summary(), {"skipped": "no catdog run", "peak_rss_bytes": 1})
+    assert [t.passed for t in found if t.name.startswith("memory")] == [None]
+
+
+def test_fmt_and_markdown_table():
+    assert bench.fmt(0.9712, "%") == "97.1 %"
+    assert bench.fmt(42.04, "s") == "42.0 s"
+    assert bench.fmt(1500, "s") == "25.0 min"
+    assert bench.fmt(0.125, "x") == "0.125×"
+    assert bench.fmt(3_456_000_000, "B") == "3,456 MB"
+    assert bench.fmt(None, "%") == "–"
+    table = bench.record_table(
+        "preset", {"scratch": {"epoch_mean": 2.0}, "cnn": {"error": "exit status 1"}}, [("s/epoch", "epoch_mean", "s")]
+    )
+    assert table.splitlines() == [
+        "| preset | s/epoch |",
+        "|---|---|",
+        "| scratch | 2.0 s |",
+        "| cnn | failed: exit status 1 |",
+    ]
+
+
+def test_parse_job_reads_a_variant():
+    assert bench.parse_job("transfer-aug=transfer --augment") == bench.Job("transfer-aug", "transfer", ["--augment"])
+    with pytest.raises(argparse.ArgumentTypeError):
+        bench.parse_job("transfer")
+
+
+def test_count_predictions_ignores_other_lines(tmp_path):
+    path = tmp_path / "predict.jsonl"
+    path.write_text('{"path": "a.jpg", "label": "cats"}\nnot json\n{"path": "b.jpg", "label": "dogs"}\n[1]\n')
+    assert bench.count_predictions(path) == 2
