@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import tempfile
@@ -57,8 +58,30 @@ def import_tensorflow_quietly() -> None:
             os.close(saved)
 
 
+class _PlainFormatter(logging.Formatter):
+    """Progress as plain lines; warnings and errors prefixed like the CLI's own messages."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"catdog: {record.levelname.lower()}: {message}"
+        return message
+
+
+def _log_to_stderr() -> None:
+    """Show the library's progress and warnings (logged under `catdog`) on stderr."""
+    logger = logging.getLogger("catdog")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_PlainFormatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _log_to_stderr()
     if getattr(args, "needs_tensorflow", True):
         import_tensorflow_quietly()
     try:

@@ -1,5 +1,65 @@
-"""Placeholder until this command group lands."""
+"""`catdog run`: the seed documents' whole exercise, from data summary to report."""
+
+from __future__ import annotations
+
+import argparse
+
+from catdog import config
+from catdog.cli.common import add_data_option, add_json_option, add_seed_option, positive_int, print_json
+
+HELP = "run the whole exercise: data summary, previews, every model trained and scored, a report"
 
 
 def register(subparsers) -> None:
-    pass
+    from catdog.exercise import DEFAULT_MODELS
+
+    parser = subparsers.add_parser(
+        "run",
+        help=HELP,
+        description=HELP + ". Run it again with the same --out to continue an interrupted exercise.",
+    )
+    add_data_option(parser)
+    parser.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help="comma-separated presets to train, in order (default: %(default)s; see `catdog models`)",
+    )
+    parser.add_argument("--epochs", type=positive_int, help="epochs per model (default: each preset's own, 20 for the seed's)")
+    parser.add_argument("--image-size", type=positive_int, default=config.IMAGE_SIZE, help="image side in pixels (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=config.BATCH_SIZE, help="batch size (default: %(default)s)")
+    add_seed_option(parser)
+    parser.add_argument(
+        "--weights",
+        help="start of the pretrained presets: imagenet, a .h5 file, or none "
+        f"(default: ${config.ENV_WEIGHTS}, else imagenet)",
+    )
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/exercise-<timestamp>)")
+    add_json_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from catdog.exercise import run_exercise
+
+    summary = run_exercise(
+        args.data,
+        models=[name.strip() for name in args.models.split(",") if name.strip()],
+        epochs=args.epochs,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        weights=args.weights,
+        out=args.out,
+    )
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"{'model':<14}{'parameters':>12}{'best val':>10}{'last val':>10}{'test':>8}{'time':>9}")
+    for row in summary["models"]:
+        print(
+            f"{row['preset']:<14}{row['parameters']:>12,}{row['best_val_accuracy']:>10.1%}"
+            f"{row['last_val_accuracy']:>10.1%}{row['test_accuracy']:>8.1%}{row['training_seconds']:>8.0f}s"
+        )
+    print(f"best by validation accuracy: {summary['best']}")
+    print(f"report: {summary['report']}")
+    return 0

@@ -1,0 +1,270 @@
+"""The seed documents' whole exercise in one call: `catdog run`.
+
+In the seed's order: a data summary with the baseline, the sample grid, the augmentation
+preview, each model trained and scored on the test split, then a comparison of the models,
+all gathered into `report.html` and `report.md` in one folder::
+
+    exercise/
+        report.html  report.md  summary.json
+        samples.png  augmentation.png  validation_accuracy.png
+        scratch/  augmented/  ...    one run folder per model (see catdog.runs)
+
+Running it again with the same `out` picks up where it stopped: finished models are kept,
+an interrupted one is resumed from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from catdog import config, files, runs
+from catdog.errors import CatdogError
+from catdog.report import Block, Figure, Heading, Paragraph, Table, write_report
+
+DEFAULT_MODELS = ("scratch", "augmented", "preprocessed", "transfer", "finetune")
+SUMMARY = "summary.json"
+SAMPLES_PLOT = "samples.png"
+AUGMENTATION_PLOT = "augmentation.png"
+COMPARISON_PLOT = "validation_accuracy.png"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelResult:
+    """One trained model's line in the comparison."""
+
+    preset: str
+    run: str
+    parameters: int
+    best_val_accuracy: float
+    best_epoch: int
+    last_val_accuracy: float
+    last_accuracy: float
+    test_accuracy: float
+    test_n: int
+    training_seconds: float
+
+
+def new_exercise_dir(out: str | Path | None = None) -> Path:
+    """`out` if given, else `runs/exercise-<timestamp>/`."""
+    return Path(out) if out is not None else config.RUNS_DIR / f"exercise-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_exercise(
+    data: str | Path | None = None,
+    *,
+    models: Sequence[str] = DEFAULT_MODELS,
+    epochs: int | None = None,
+    image_size: int = config.IMAGE_SIZE,
+    batch_size: int = config.BATCH_SIZE,
+    seed: int = config.SEED,
+    weights: str | None = None,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run the whole exercise into `out` and return its summary (also written to `summary.json`).
+
+    `weights` applies to the pretrained presets only (see `catdog.models.resolve_weights`);
+    `epochs` defaults to each preset's own (20 for the seed's models).
+    """
+    from catdog import data as catdog_data
+    from catdog import models as catdog_models
+
+    presets = [catdog_models.get_preset(name) for name in models]
+    if not presets:
+        raise CatdogError("name at least one model to train (--models scratch,transfer,...)")
+    for preset in presets:  # fail on missing weights now, not after an hour of training
+        if preset.pretrained:
+            catdog_models.resolve_weights(preset, weights)
+
+    folder = new_exercise_dir(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    root = catdog_data.resolve_data_dir(data)
+    dataset_summary = catdog_data.summary(root, seed=seed)
+    loaded = catdog_data.load(root, image_size=image_size, batch_size=batch_size, seed=seed)
+    _write_previews(loaded.manifest, folder, seed=seed, image_size=image_size)
+
+    results = []
+    for preset in presets:
+        run = _train_or_resume(
+            preset.name, loaded, folder / preset.name, epochs=epochs, image_size=image_size,
+            batch_size=batch_size, seed=seed, weights=weights if preset.pretrained else None,
+        )
+        results.append(_result(preset.name, run))
+
+    from catdog import plots
+
+    plots.compare_validation_accuracy(
+        {r.preset: runs.read_history(Path(r.run) / runs.HISTORY) for r in results}, folder / COMPARISON_PLOT
+    )
+    summary = {
+        "data": dataset_summary,
+        "settings": {"image_size": image_size, "batch_size": batch_size, "seed": seed, "epochs": epochs},
+        "models": [asdict(r) for r in results],
+        "best": max(results, key=lambda r: r.best_val_accuracy).preset,
+        "report": str(folder / "report.html"),
+    }
+    files.write_json(folder / SUMMARY, summary)
+    write_report(report_blocks(summary, folder), folder, title=f"catdog: {Path(dataset_summary['root']).name}")
+    return summary
+
+
+def _write_previews(manifest, folder: Path, *, seed: int, image_size: int) -> None:
+    from catdog import preview
+
+    files.save_figure(preview.sample_grid(manifest, seed=seed, image_size=image_size), folder / SAMPLES_PLOT)
+    files.save_figure(
+        preview.augmentation_preview(manifest, seed=seed, image_size=image_size), folder / AUGMENTATION_PLOT
+    )
+
+
+def _train_or_resume(preset: str, loaded, run: Path, **settings) -> Path:
+    """Train `preset` into `run`, keep it if already finished there, or resume it if interrupted."""
+    from catdog import train
+
+    if (run / runs.METRICS).is_file():
+        logger.info(f"{preset}: already trained in {run}, kept")
+        return run
+    if (run / runs.CONFIG).is_file():
+        logger.info(f"{preset}: resuming the interrupted run in {run}")
+        return train.train(resume=run, data=loaded)
+    return train.train(preset, loaded, out=run, **settings)
+
+
+def _result(preset: str, run: Path) -> ModelResult:
+    opened = runs.open_run(run)
+    history = runs.read_history(run / runs.HISTORY)
+    best = max(history, key=lambda row: row["val_accuracy"])
+    metrics = opened.metrics or {}
+    return ModelResult(
+        preset=preset,
+        run=str(run),
+        parameters=opened.load_model().count_params(),
+        best_val_accuracy=best["val_accuracy"],
+        best_epoch=int(best["epoch"]),
+        last_val_accuracy=history[-1]["val_accuracy"],
+        last_accuracy=history[-1]["accuracy"],
+        test_accuracy=metrics["accuracy"],
+        test_n=metrics["n"],
+        training_seconds=sum(row["seconds"] for row in history),
+    )
+
+
+# The report --------------------------------------------------------------------------------
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def report_blocks(summary: dict[str, Any], folder: Path) -> list[Block]:
+    """The report, in the order of the seed documents."""
+    data = summary["data"]
+    results = [ModelResult(**row) for row in summary["models"]]
+    blocks: list[Block] = [
+        Heading(f"Image classification: {', '.join(data['classes'])}", 1),
+        Paragraph(
+            f"Data: `{data['root']}` ({data['layout']} layout), {summary['settings']['image_size']} px images, "
+            f"seed {data['seed']}. Every number below was measured in this run."
+        ),
+        *_data_blocks(data, folder),
+    ]
+    for number, result in enumerate(results, 1):
+        blocks += _model_blocks(number, result)
+    blocks += _comparison_blocks(summary, results, folder)
+    return blocks
+
+
+def _data_blocks(data: dict[str, Any], folder: Path) -> list[Block]:
+    classes = data["classes"]
+    rows = [[split, *(str(counts[c]) for c in classes), str(sum(counts.values()))]
+            for split, counts in data["splits"].items()]
+    blocks: list[Block] = [
+        Heading("The data"),
+        Paragraph(
+            "Files are split once, by file, stratified by class and seeded, and the three splits are "
+            "disjoint (the seed's test split was re-drawn on every pass and overlapped validation). "
+            "The exact files are listed in each model's `splits.csv`."
+        ),
+        Table(["split", *classes, "total"], rows),
+        Paragraph(
+            f"The baseline, always guessing the most frequent training class (`{data['baseline_class']}`), "
+            f"scores **{_pct(data['baseline_accuracy'])}** on the test split: every model must beat it."
+        ),
+    ]
+    if data["skipped"]:
+        blocks.append(Paragraph(f"{len(data['skipped'])} files were skipped:"))
+        blocks.append(Table(["file", "reason"], [[s["path"], s["reason"]] for s in data["skipped"]]))
+    else:
+        blocks.append(Paragraph("Every file was a readable image; none was skipped."))
+    blocks += [
+        Figure(folder / SAMPLES_PLOT, "Random training images of each class."),
+        Figure(folder / AUGMENTATION_PLOT, "Data augmentation: one image, randomly flipped and rotated."),
+    ]
+    return blocks
+
+
+def _model_blocks(number: int, r: ModelResult) -> list[Block]:
+    from catdog import models
+
+    run = Path(r.run)
+    history = runs.read_history(run / runs.HISTORY)
+    late = [row["val_accuracy"] for row in history[len(history) // 2:]]
+    minimum = config.SEED_MINIMUM_ACCURACY.get(r.preset)
+    spread = (f"stayed at **{_pct(min(late))}**" if min(late) == max(late)
+              else f"stabilised **between {_pct(min(late))} and {_pct(max(late))}**")
+    sentences = [
+        f"The validation accuracy of `{r.preset}` {spread} over the second half of training, "
+        f"at best {_pct(r.best_val_accuracy)} (epoch {r.best_epoch}).",
+    ]
+    if minimum is not None:
+        verdict = "above" if min(late) >= minimum else "not always above"
+        sentences.append(f"That is {verdict} the assignment's minimum of {_pct(minimum)}.")
+    gap = r.last_accuracy - r.last_val_accuracy
+    if gap > 0.1:
+        sentences.append(
+            f"Training accuracy ended at {_pct(r.last_accuracy)}, {100 * gap:.0f} points above validation: "
+            "the model overfits."
+        )
+    sentences.append(
+        f"The best epoch's model scores **{_pct(r.test_accuracy)}** on the {r.test_n} test images."
+    )
+    return [
+        Heading(f"Model {number}: `{r.preset}`"),
+        Paragraph(f"{_sentence_case(models.get_preset(r.preset).description)}; {r.parameters:,} parameters, "
+                  f"{r.training_seconds:.0f} s of training."),
+        Paragraph(" ".join(sentences)),
+        Figure(run / runs.ACCURACY_PLOT, f"`{r.preset}`: accuracy by epoch."),
+        Figure(run / runs.LOSS_PLOT, f"`{r.preset}`: loss by epoch."),
+    ]
+
+
+def _comparison_blocks(summary: dict[str, Any], results: list[ModelResult], folder: Path) -> list[Block]:
+    best = next(r for r in results if r.preset == summary["best"])
+    run = Path(best.run)
+    rows = [
+        [f"`{r.preset}`", f"{r.parameters:,}", _pct(r.best_val_accuracy), _pct(r.last_val_accuracy),
+         _pct(r.test_accuracy), f"{r.training_seconds:.0f} s"]
+        for r in results
+    ]
+    return [
+        Heading("Comparison"),
+        Table(["model", "parameters", "best validation", "last validation", "test", "training time"], rows),
+        Figure(folder / COMPARISON_PLOT, "Validation accuracy by epoch, with the assignment's minimum lines."),
+        Heading("Score on test data"),
+        Paragraph(
+            f"Chosen by validation accuracy, the best model is `{best.preset}`: **{_pct(best.test_accuracy)}** "
+            f"on {best.test_n} test images that took no part in training or model selection."
+        ),
+        Figure(run / runs.CONFUSION_MATRIX_PLOT, f"`{best.preset}`: confusion matrix on the test split."),
+        Figure(run / runs.MISCLASSIFIED_PLOT, f"`{best.preset}`: misclassified test images."),
+    ]
