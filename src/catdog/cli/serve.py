@@ -42,6 +42,27 @@ def register(subparsers) -> None:
     )
     serve.set_defaults(func=run_serve)
 
+    export = subparsers.add_parser(
+        "export",
+        help="export a trained run as a SavedModel, TFLite or ONNX model",
+        description=(
+            "Write a run's model in a deployment format, then run it with that format's own runtime on a few "
+            "images (the run's test split, else --check-images, else generated ones) and fail if its "
+            "probabilities differ from the Keras model's by more than the format's tolerance."
+        ),
+    )
+    export.add_argument("run", metavar="RUN", help="run folder written by `catdog train`")
+    export.add_argument("--format", required=True, choices=("savedmodel", "tflite", "onnx"), help="the format to write")
+    export.add_argument(
+        "--out", metavar="PATH", help="where to write it (default: RUN/export/model.tflite, model.onnx or savedmodel/)"
+    )
+    export.add_argument("--quantize", action="store_true", help="tflite only: store weights as int8 (dynamic range)")
+    export.add_argument(
+        "--check-images", metavar="IMAGE_OR_FOLDER", nargs="+", help="images to check the export on instead of the test split"
+    )
+    add_json_option(export)
+    export.set_defaults(func=run_export)
+
 
 def positive_number(text: str) -> float:
     try:
@@ -84,4 +105,25 @@ def run_serve(args: argparse.Namespace) -> int:
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels, max_files=args.max_files)
     info(f"loading {args.run}; the page will be at http://{args.host}:{args.port}/")
     serve(args.run, host=args.host, port=args.port, limits=limits)
+    return 0
+
+
+def _file_size(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.1f} KB"
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from catdog.export import export
+
+    info(f"exporting {args.run} as {args.format}...")
+    report = export(args.run, args.format, out=args.out, quantize=args.quantize, check_images=args.check_images)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        weights = ", int8 weights" if report.quantized else ""
+        print(f"wrote {report.path} ({report.format}{weights}, {_file_size(report.size_bytes)})")
+        print(
+            f"checked on {report.images} images ({report.images_from}): largest probability difference from Keras "
+            f"{report.max_difference:.2g} (tolerance {report.tolerance:g})"
+        )
     return 0
