@@ -117,3 +117,57 @@ def live_server(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def declared_size_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares `width` x `height` pixels (a cheap decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+def write_bad_images(folder: Path) -> dict[str, str]:
+    """Write one file of each kind a scan must skip into `folder`; return {name: start of the reason}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.jpg").write_bytes(b"")
+    jpeg = write_image(folder / "whole.jpg").read_bytes()
+    (folder / "whole.jpg").unlink()
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    png = write_image(folder / "garbled.png").read_bytes()
+    start = png.index(b"IDAT") + 8
+    (folder / "garbled.png").write_bytes(png[:start] + bytes(b ^ 0xFF for b in png[start : start + 40]) + png[start + 40 :])
+    (folder / "notes.jpg").write_text("not a photo, just text\n")
+    write_image(folder / ".hidden.jpg")
+    (folder / "huge.png").write_bytes(declared_size_png(12_000, 12_000))
+    write_image(folder / "picture.tiff")
+    return {
+        "empty.jpg": "empty file",
+        "truncated.jpg": "truncated or corrupt JPEG",
+        "garbled.png": "truncated or corrupt PNG",
+        "notes.jpg": "not an image",
+        ".hidden.jpg": "hidden file",
+        "huge.png": "too large: 12000x12000 pixels",
+        "picture.tiff": "unsupported format TIFF",
+    }
+
+
+def write_seed_layout(root: Path, n_train: int = 4, n_validation: int = 5, n_test: int = 0, classes=("cats", "dogs")) -> Path:
+    """A small data set in the seed's layout: train/, validation/ and (if n_test) test/, with class folders."""
+    for folder, n in (("train", n_train), ("validation", n_validation), ("test", n_test)):
+        for class_name in classes:
+            for i in range(n):
+                write_image(root / folder / class_name / f"{class_name}.{i}.jpg", size=(16, 12), seed=i)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shared_scan(seed_data):
+    """`catdog.scan.scan` of the shared photographs, made once per session (treat as read-only)."""
+    from catdog.scan import scan
+
+    return scan(seed_data)

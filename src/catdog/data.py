@@ -18,12 +18,15 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from catdog import config
 from catdog.errors import CatdogError
 from catdog.scan import Scan, scan
 from catdog.splits import TEST, TRAIN, Manifest, split
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +57,9 @@ class Data:
 
     root: Path
     manifest: Manifest
-    train: Any
-    validation: Any
-    test: Any
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
     skipped: list[tuple[str, str]]
     warnings: list[str]
 

@@ -78,6 +78,8 @@ def _download(url: str, path: Path, size: int | None) -> str:
                 out.write(chunk)
                 if total and sys.stderr.isatty():
                     print(f"\r{done / total:6.1%}", end="", file=sys.stderr, flush=True)
+    except urllib.error.HTTPError as e:
+        raise CatdogError(f"could not download {url} (HTTP {e.code} {e.reason})") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", None) or e
         raise CatdogError(f"could not download {url} ({reason}); check the network, or pass --data DIR") from None

@@ -10,11 +10,15 @@ op, and the next batches are prepared while the model works on the current one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from catdog import config
 from catdog.images import decode_image
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 def fits_in_memory(n_images: int, image_size: int) -> bool:
@@ -32,7 +36,7 @@ def make_dataset(
     seed: int = config.SEED,
     cache: bool = True,
     class_names: Sequence[str] | None = None,
-):
+) -> tf.data.Dataset:
     """A dataset of (images, labels) batches from image files and their class indices.
 
     A file that cannot be decoded (one changed since it was scanned) is dropped with

@@ -61,8 +61,10 @@ def scan(root: str | Path, max_pixels: int = config.MAX_IMAGE_PIXELS) -> Scan:
     do not hold the same classes.
     """
     root = Path(root)
-    if not root.is_dir():
+    if not root.exists():
         raise CatdogError(f"data folder {root} does not exist (pass --data DIR, or set ${config.ENV_DATA})")
+    if not root.is_dir():
+        raise CatdogError(f"data folder {root} is a file, not a folder of class folders")
     layout, folders = _find_layout(root)
     found = _Found(root)
     classes_by_folder = {folder: found.class_folders(root / folder if folder else root) for folder in folders}
@@ -84,7 +86,8 @@ def scan(root: str | Path, max_pixels: int = config.MAX_IMAGE_PIXELS) -> Scan:
             found.skipped.append((relative, result))
             continue
         if result.extension_mismatch:
-            warnings.append(f"{relative}: the content is {result.format}, which its name does not say; read as {result.format}")
+            named = f"named {path.suffix}" if path.suffix else "named without an extension"
+            warnings.append(f"{relative}: {named} but the content is {result.format}; read as {result.format}")
         images.append(ImageFile(relative, class_name, folder))
 
     _check_not_empty(root, classes_by_folder, images, found.skipped)
