@@ -42,6 +42,7 @@ def build_zip(tmp_path, extra: dict[str, bytes] | None = None, symlink: str | No
     image = write_image(tmp_path / "image.jpg", size=(8, 8)).read_bytes()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr(f"{NAME}/README.txt", b"catdog-test-payload")
         for folder in ("train", "validation"):
             for class_name in ("cats", "dogs"):
                 zf.writestr(f"{NAME}/{folder}/{class_name}/{class_name}.0.jpg", image)
@@ -61,7 +62,8 @@ def serve(server, archive: bytes) -> dict:
     return {"url": f"{base}/data.zip", "size": len(archive), "sha256": hashlib.sha256(archive).hexdigest()}
 
 
-def test_a_good_archive_is_verified_and_extracted(server, tmp_path, capsys):
+def test_a_good_archive_is_verified_and_extracted(server, tmp_path, caplog):
+    caplog.set_level("INFO", logger="catdog")
     dest = tmp_path / "cache"
     folder = fetch(dest, **serve(server, build_zip(tmp_path)))
     assert folder == dest / NAME
@@ -72,7 +74,7 @@ def test_a_good_archive_is_verified_and_extracted(server, tmp_path, capsys):
         "validation/dogs/dogs.0.jpg",
     ]
     assert [p.name for p in dest.iterdir()] == [NAME]  # no temporary files left
-    assert "downloading http://127.0.0.1" in capsys.readouterr().err
+    assert "downloading http://127.0.0.1" in caplog.text
 
     # already there: no second download
     (server[0] / "data.zip").unlink()
@@ -112,10 +114,27 @@ def test_a_wrong_size_is_refused(server, tmp_path):
     assert list((tmp_path / "cache").iterdir()) == []
 
 
-def test_without_a_recorded_checksum_the_download_is_refused_with_its_checksum(server, tmp_path):
+def test_without_a_recorded_checksum_the_exact_size_is_accepted_with_a_warning(server, tmp_path, caplog):
     arguments = serve(server, build_zip(tmp_path))
-    with pytest.raises(CatdogError, match=f"no recorded sha256 .* --sha256 {arguments['sha256']}"):
-        fetch(tmp_path / "cache", **arguments | {"sha256": None})
+    target = fetch(tmp_path / "cache", **arguments | {"sha256": None})
+    assert target.is_dir()
+    assert f"no sha256 is recorded for {arguments['url']}" in caplog.text
+    assert arguments["sha256"] in caplog.text
+
+
+def test_with_neither_size_nor_checksum_the_download_is_refused_with_its_checksum(server, tmp_path):
+    arguments = serve(server, build_zip(tmp_path))
+    with pytest.raises(CatdogError, match=f"cannot be verified: .* its sha256 is {arguments['sha256']}"):
+        fetch(tmp_path / "cache", **arguments | {"sha256": None, "size": None})
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_an_entry_failing_its_crc_is_refused(server, tmp_path):
+    archive = bytearray(build_zip(tmp_path))
+    payload = archive.index(b"catdog-test-payload")  # stored uncompressed, so the bytes are there
+    archive[payload] ^= 0xFF
+    with pytest.raises(CatdogError, match="fails its CRC check"):
+        fetch(tmp_path / "cache", **serve(server, bytes(archive)) | {"sha256": None})
     assert list((tmp_path / "cache").iterdir()) == []
 
 

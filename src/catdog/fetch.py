@@ -2,13 +2,14 @@
 
 The archive is downloaded into a temporary folder beside the destination, checked
 against its recorded size and sha256, checked entry by entry (no absolute paths, no
-`..`, no links), extracted, and only then moved into place. An interrupted or refused
-download leaves nothing that looks like a data set.
+`..`, no links, every CRC right), extracted, and only then moved into place. An
+interrupted or refused download leaves nothing that looks like a data set.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import stat
 import sys
@@ -23,6 +24,8 @@ from catdog.errors import CatdogError
 
 CHUNK_BYTES = 1 << 20
 
+logger = logging.getLogger(__name__)
+
 
 def fetch(
     dest: str | Path | None = None,
@@ -34,15 +37,15 @@ def fetch(
 ) -> Path:
     """Download and extract the data set into `dest` (default: `config.cache_dir()`); return its folder.
 
-    The archive at `url` must hold a top folder `name` and match `size` (if given)
-    and `sha256`. Without a recorded sha256 the download is refused, with its actual
-    sha256 in the message so that a user who trusts it can pass it. An existing
-    `dest/name` is returned as it is.
+    The archive at `url` must hold a top folder `name` and match `size` and `sha256`.
+    Without a `sha256`, an archive of exactly `size` bytes whose entries pass their CRC
+    checks is accepted with a warning that shows its sha256; with neither, it is refused.
+    An existing `dest/name` is returned as it is.
     """
     dest = Path(dest).expanduser() if dest is not None else config.cache_dir()
     target = dest / name
     if target.is_dir():
-        _say(f"{target} is already there")
+        logger.info(f"{target} is already there")
         return target
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".catdog-download-", dir=dest) as work, files.atomic_path(target) as staging:
@@ -54,12 +57,8 @@ def fetch(
         if not (extracted / name).is_dir():
             raise CatdogError(f"the archive from {url} has no {name}/ folder at its top")
         os.replace(extracted / name, staging)
-    _say(f"extracted to {target}")
+    logger.info(f"extracted to {target}")
     return target
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _download(url: str, path: Path, size: int | None) -> str:
@@ -69,7 +68,7 @@ def _download(url: str, path: Path, size: int | None) -> str:
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(path, "wb") as out:
             total = int(response.headers.get("Content-Length") or size or 0)
-            _say(f"downloading {url} ({total / 1e6:.1f} MB)" if total else f"downloading {url}")
+            logger.info(f"downloading {url} ({total / 1e6:.1f} MB)" if total else f"downloading {url}")
             while chunk := response.read(CHUNK_BYTES):
                 done += len(chunk)
                 if size is not None and done > size:
@@ -92,10 +91,16 @@ def _verify(url: str, actual_size: int, digest: str, size: int | None, sha256: s
     if size is not None and actual_size != size:
         raise CatdogError(f"the download from {url} is {actual_size} bytes, not the expected {size}; try again")
     if sha256 is None:
-        raise CatdogError(
-            f"catdog has no recorded sha256 for {url}, so the download cannot be verified; its sha256 is "
-            f"{digest}: if you trust that, run `catdog data fetch --sha256 {digest}`"
+        if size is None:
+            raise CatdogError(
+                f"the download from {url} cannot be verified: no size or sha256 is recorded for it; its sha256 "
+                f"is {digest}: if you trust that, pass it with --sha256"
+            )
+        logger.warning(
+            f"no sha256 is recorded for {url}; accepted on its exact size ({size} bytes) and the zip's own "
+            f"checksums. Its sha256 is {digest}"
         )
+        return
     if digest != sha256.lower():
         raise CatdogError(f"the download from {url} has sha256 {digest}, not the expected {sha256}; it was discarded")
 
@@ -109,6 +114,8 @@ def _extract(url: str, archive: Path, dest: Path) -> None:
                     raise CatdogError(
                         f"the archive from {url} is unsafe: its entry {member.filename!r} is {problem}; nothing was extracted"
                     )
+            if corrupt := zf.testzip():
+                raise CatdogError(f"the archive from {url} is corrupt: its entry {corrupt!r} fails its CRC check")
             zf.extractall(dest)
     except zipfile.BadZipFile as e:
         raise CatdogError(f"the download from {url} is not a valid zip archive ({e})") from None
