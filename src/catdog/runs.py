@@ -9,17 +9,20 @@ A run folder holds::
     metrics.json         test-split scores (see evaluate.py)
     accuracy.png, loss.png, confusion_matrix.png, misclassified.png
     logs/                TensorBoard logs
+    checkpoint/          the last finished epoch, for `catdog train --resume` (removed when done)
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catdog import config
+from catdog import config, files
 from catdog.errors import CatdogError
 
 CONFIG = "config.json"
@@ -28,6 +31,13 @@ MODEL = "model.keras"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
 LOGS = "logs"
+CHECKPOINT = "checkpoint"
+ACCURACY_PLOT = "accuracy.png"
+LOSS_PLOT = "loss.png"
+CONFUSION_MATRIX_PLOT = "confusion_matrix.png"
+MISCLASSIFIED_PLOT = "misclassified.png"
+
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
 
 def new_run_dir(preset: str, out: str | Path | None = None) -> Path:
@@ -68,6 +78,11 @@ class Run:
         return json.loads(path.read_text()) if path.is_file() else None
 
     @property
+    def history(self) -> list[dict[str, float]]:
+        """One row per finished epoch (see `HISTORY_FIELDS`); empty before the first."""
+        return read_history(self.path / HISTORY)
+
+    @property
     def model_path(self) -> Path:
         return self.path / MODEL
 
@@ -96,3 +111,25 @@ def open_run(path: str | Path) -> Run:
     except json.JSONDecodeError as e:
         raise CatdogError(f"{config_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
     return Run(path=path, config=cfg)
+
+
+def read_history(path: str | Path) -> list[dict[str, float]]:
+    """The rows of a `history.csv`, numbers as floats (`epoch` as int); [] if there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for row in csv.DictReader(io.StringIO(path.read_text())):
+        values = {key: float(value) for key, value in row.items()}
+        values["epoch"] = int(values["epoch"])
+        rows.append(values)
+    return rows
+
+
+def write_history(path: str | Path, rows: list[dict[str, float]]) -> Path:
+    """Write `history.csv` (atomically): `HISTORY_FIELDS`, one row per epoch."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return files.write_text(path, text.getvalue())

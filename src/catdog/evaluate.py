@@ -1,0 +1,118 @@
+"""Evaluation: a run's model scored on its test split, or on a folder of labelled images.
+
+    >>> metrics = catdog.evaluate.evaluate("runs/transfer-20250101-120000")
+    >>> metrics["accuracy"], metrics["per_class"]["cats"]["recall"]
+
+The test split is the one the run's `splits.csv` recorded, never seen in training or model
+selection. Results are written with the figures: to the run folder for the test split, to
+`evaluation-<folder name>/` inside it for a `data` folder, so the run's own test score stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from catdog import config, files, plots, runs
+from catdog.errors import CatdogError
+from catdog.plots import Mistake
+from catdog.scan import scan
+from catdog.splits import TEST, Manifest
+
+logger = logging.getLogger(__name__)
+
+MAX_MISTAKES_SHOWN = 16
+
+
+def evaluate(run: str | os.PathLike | runs.Run, data: str | os.PathLike | None = None,
+             batch_size: int = config.BATCH_SIZE) -> dict[str, Any]:
+    """Score the run's model on its test split, or on every image of `data` (a folder of class
+    folders whose names the model knows), and write `metrics.json`, `confusion_matrix.png` and
+    `misclassified.png`. Returns the metrics (see `score`)."""
+    from catdog.data import load
+    from catdog.pipeline import make_dataset
+
+    run = run if isinstance(run, runs.Run) else runs.open_run(run)
+    model = run.load_model()
+    if data is None:
+        manifest = Manifest.read(run.path / runs.SPLITS, run.config["data"])
+        if not manifest.files(TEST)[0]:
+            raise CatdogError(f"run {run.path} has no test split to evaluate on")
+        dataset = load(manifest.root, image_size=run.image_size, batch_size=batch_size, manifest=manifest).test
+        source, folder = "test split", run.path
+    else:
+        paths, labels = labelled_images(data, run.class_names)
+        dataset = make_dataset(paths, labels, run.image_size, batch_size, shuffle=False, cache=False)
+        source, folder = str(data), run.path / f"evaluation-{Path(data).resolve().name}"
+    metrics, mistakes = score(model, dataset, run.class_names)
+    metrics["data"] = source
+    files.write_json(folder / runs.METRICS, metrics)
+    plots.confusion_matrix(metrics["confusion_matrix"], run.class_names, folder / runs.CONFUSION_MATRIX_PLOT)
+    plots.misclassified(mistakes, folder / runs.MISCLASSIFIED_PLOT)
+    return metrics
+
+
+def labelled_images(data: str | os.PathLike, class_names: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The usable images of a folder of class folders and their indices in `class_names`."""
+    found = scan(data)
+    unknown = sorted(set(found.class_names) - set(class_names))
+    if unknown:
+        raise CatdogError(f"{data} has classes the model does not know: {', '.join(unknown)} "
+                          f"(it knows {', '.join(class_names)})")
+    for path, reason in found.skipped:
+        logger.warning(f"skipped {path}: {reason}")
+    index = {name: i for i, name in enumerate(class_names)}
+    paths = [str(found.root / image.path) for image in found.images]
+    return paths, np.array([index[image.class_name] for image in found.images], dtype="int32")
+
+
+def score(model, dataset, class_names: Sequence[str],
+          max_mistakes: int = MAX_MISTAKES_SHOWN) -> tuple[dict[str, Any], list[Mistake]]:
+    """Predict every batch of (images, labels) in `dataset` and score the predictions.
+
+    Returns the metrics, `{"accuracy", "loss", "n", "per_class": {name: {"precision",
+    "recall", "f1", "n"}}, "confusion_matrix"}` (rows: true class, columns: predicted), and
+    up to `max_mistakes` wrongly classified images.
+    """
+    true_parts, prob_parts, mistakes = [], [], []
+    for images, labels in dataset.as_numpy_iterator():
+        probabilities = np.asarray(model.predict_on_batch(images))
+        true_parts.append(labels)
+        prob_parts.append(probabilities)
+        predicted = probabilities.argmax(axis=1)
+        for i in np.flatnonzero(predicted != labels)[: max_mistakes - len(mistakes)]:
+            mistakes.append(Mistake(images[i], class_names[labels[i]], class_names[predicted[i]],
+                                    float(probabilities[i, predicted[i]])))
+    n_classes = len(class_names)
+    true = np.concatenate(true_parts) if true_parts else np.zeros(0, "int32")
+    probabilities = np.concatenate(prob_parts) if prob_parts else np.zeros((0, n_classes), "float32")
+    return metrics_from(true, probabilities, class_names), mistakes
+
+
+def metrics_from(true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, mean cross-entropy, per-class precision/recall/F1 and the confusion matrix."""
+    predicted = probabilities.argmax(axis=1)
+    n_classes = len(class_names)
+    matrix = np.zeros((n_classes, n_classes), dtype=int)
+    np.add.at(matrix, (true, predicted), 1)
+    true_p = probabilities[np.arange(len(true)), true]
+    per_class = {}
+    for i, name in enumerate(class_names):
+        hits, support, claimed = matrix[i, i], matrix[i].sum(), matrix[:, i].sum()
+        precision = hits / claimed if claimed else 0.0
+        recall = hits / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1), "n": int(support)}
+    return {
+        "accuracy": float(np.trace(matrix) / len(true)) if len(true) else 0.0,
+        "loss": float(-np.log(np.clip(true_p, 1e-7, 1.0)).mean()) if len(true) else 0.0,
+        "n": int(len(true)),
+        "per_class": per_class,
+        "confusion_matrix": matrix.tolist(),
+        "class_names": list(class_names),
+    }

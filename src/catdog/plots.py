@@ -1,0 +1,105 @@
+"""Figures: training curves, the confusion matrix, misclassified images, and runs compared.
+
+Every function draws on its own `matplotlib.figure.Figure` (no global pyplot state, so it
+is safe anywhere, with no display) and saves it atomically with `files.save_figure`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from catdog import config, files
+
+History = Sequence[Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A wrongly classified image: pixels (S, S, 3, 0..255), true and predicted class, probability."""
+
+    image: np.ndarray
+    true: str
+    predicted: str
+    probability: float
+
+
+def training_curve(history: History, metric: str, path: str | Path, minimum: float | None = None) -> Path:
+    """Training and validation `metric` ("accuracy" or "loss") by epoch, as the seed plots them.
+
+    `minimum` draws the seed's minimum-accuracy line.
+    """
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    epochs = [row["epoch"] for row in history]
+    ax.plot(epochs, [row[metric] for row in history], marker=".", label="training")
+    ax.plot(epochs, [row[f"val_{metric}"] for row in history], marker=".", label="validation")
+    if metric == "accuracy":
+        ax.set_ylim(0, 1.1)
+    if minimum is not None:
+        ax.axhline(minimum, color="black", label=f"Minimum accuracy = {minimum:.0%}")
+    ax.set(xlabel="epoch", ylabel=metric)
+    _integer_epochs(ax)
+    ax.legend()
+    return files.save_figure(fig, path)
+
+
+def confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: str | Path) -> Path:
+    """Counts of true (rows) against predicted (columns) classes, each cell labelled."""
+    matrix = np.asarray(matrix)
+    n = len(class_names)
+    fig = Figure(figsize=(1.2 * n + 2.5, 1.2 * n + 1.5))
+    ax = fig.subplots()
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
+    ax.set_yticks(range(n), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+    return files.save_figure(fig, path)
+
+
+def misclassified(mistakes: Sequence[Mistake], path: str | Path, columns: int = 4) -> Path:
+    """A grid of wrongly classified images titled with the true class and the prediction."""
+    rows = max(1, math.ceil(len(mistakes) / columns))
+    fig = Figure(figsize=(2.6 * columns, 2.9 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, m in zip(axes, mistakes):
+        ax.imshow(np.clip(m.image, 0, 255).astype("uint8"))
+        ax.set_title(f"true: {m.true}\npredicted: {m.predicted} ({m.probability:.0%})", fontsize=9)
+    if not mistakes:
+        axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    return files.save_figure(fig, path)
+
+
+def compare_validation_accuracy(histories: Mapping[str, History], path: str | Path,
+                                minimums: Mapping[str, float] = config.SEED_MINIMUM_ACCURACY) -> Path:
+    """Validation accuracy by epoch of several runs (`{label: history}`) in one plot, with the
+    seed's minimum-accuracy lines (`{label: accuracy}`)."""
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
+    for label, history in histories.items():
+        ax.plot([row["epoch"] for row in history], [row["val_accuracy"] for row in history], marker=".", label=label)
+    styles = itertools.cycle((":", "-.", "--", "-"))
+    for (label, minimum), style in zip(sorted(minimums.items(), key=lambda m: m[1]), styles):
+        ax.axhline(minimum, color="gray", linestyle=style, linewidth=1, label=f"{label} minimum {minimum:.0%}")
+    ax.set_ylim(0, 1.05)
+    ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy by epoch")
+    _integer_epochs(ax)
+    ax.legend(fontsize=8, loc="lower right")
+    return files.save_figure(fig, path)
+
+
+def _integer_epochs(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
