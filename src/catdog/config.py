@@ -31,6 +31,9 @@ SERVE_PORT = 8000
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_FILES = 32
 
+# `catdog export`: the formats it writes.
+EXPORT_FORMATS = ("savedmodel", "tflite", "onnx")
+
 # The seed documents' data set.
 SEED_DATASET_NAME = "cats_and_dogs_filtered"
 SEED_DATASET_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"

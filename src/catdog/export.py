@@ -35,7 +35,7 @@ from catdog.errors import BadImageError, CatdogError
 from catdog.files import atomic_path
 from catdog.runs import SPLITS, Run, open_run
 
-FORMATS = ("savedmodel", "tflite", "onnx")
+FORMATS = config.EXPORT_FORMATS
 SUFFIXES = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
 RUNTIMES = {"savedmodel": "TensorFlow", "tflite": "the TFLite interpreter", "onnx": "onnxruntime"}
 

@@ -66,13 +66,14 @@ class Predictor:
 
     def predict_arrays(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities, shape (N, classes), for float 0..255 pixels of shape (N, S, S, 3)."""
+        pixels = np.asarray(pixels, dtype="float32")
         expected = (self.image_size, self.image_size, 3)
         if pixels.ndim != 4 or pixels.shape[1:] != expected:
             raise CatdogError(f"expected images of shape (N, {', '.join(map(str, expected))}), got {pixels.shape}")
         if len(pixels) == 0:
             return np.zeros((0, len(self.class_names)), dtype="float32")
         with self._lock:
-            return np.asarray(self.model.predict_on_batch(np.asarray(pixels, dtype="float32")))
+            return np.asarray(self.model.predict_on_batch(pixels))
 
     def predict_bytes(self, uploads: Sequence[tuple[str, bytes]]) -> list[Prediction]:
         """Predict a batch of uploaded files given as `(name, contents)` pairs.
@@ -114,9 +115,12 @@ class Predictor:
             .batch(batch_size)
             .prefetch(tf.data.AUTOTUNE)
         )
-        for paths, pixels in dataset.as_numpy_iterator():
-            for path, probabilities in zip(paths, self.predict_arrays(pixels)):
-                yield self.result(os.fsdecode(path), probabilities)
+        try:
+            for batch_paths, pixels in dataset.as_numpy_iterator():
+                for path, probabilities in zip(batch_paths, self.predict_arrays(pixels)):
+                    yield self.result(os.fsdecode(path), probabilities)
+        except tf.errors.OpError as e:  # a file changed or vanished after it was inspected
+            raise CatdogError(f"reading images failed: {e.message}") from None
 
     def _readable(self, paths: list[Path], on_skip: SkipHandler | None) -> Iterator[str]:
         """The paths that pass `inspect_image`, in order; inspected ahead, in parallel threads."""

@@ -47,12 +47,12 @@ def register(subparsers) -> None:
         help="export a trained run as a SavedModel, TFLite or ONNX model",
         description=(
             "Write a run's model in a deployment format, then run it with that format's own runtime on a few "
-            "images (the run's test split, else --check-images, else generated ones) and fail if its "
+            "images (--check-images if given, else the run's test split, else generated ones) and fail if its "
             "probabilities differ from the Keras model's by more than the format's tolerance."
         ),
     )
     export.add_argument("run", metavar="RUN", help="run folder written by `catdog train`")
-    export.add_argument("--format", required=True, choices=("savedmodel", "tflite", "onnx"), help="the format to write")
+    export.add_argument("--format", required=True, choices=config.EXPORT_FORMATS, help="the format to write")
     export.add_argument(
         "--out", metavar="PATH", help="where to write it (default: RUN/export/model.tflite, model.onnx or savedmodel/)"
     )
