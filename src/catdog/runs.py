@@ -4,7 +4,7 @@ A run folder holds::
 
     config.json          every setting, the class names, package and library versions
     splits.csv           the manifest of files used (see splits.py)
-    model.keras          the trained model (best epoch by validation accuracy)
+    model.keras          the trained model (best epoch by validation accuracy, then loss)
     history.csv          per epoch: loss, accuracy, val_loss, val_accuracy, seconds
     metrics.json         test-split scores (see evaluate.py)
     accuracy.png, loss.png, confusion_matrix.png, misclassified.png
@@ -111,6 +111,16 @@ def open_run(path: str | Path) -> Run:
     except json.JSONDecodeError as e:
         raise CatdogError(f"{config_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
     return Run(path=path, config=cfg)
+
+
+def epoch_rank(row: dict[str, float]) -> tuple[float, float]:
+    """How epochs compare: by validation accuracy, then by lower validation loss."""
+    return row["val_accuracy"], -row["val_loss"]
+
+
+def best_epoch(history: list[dict[str, float]]) -> dict[str, float]:
+    """The epoch whose model a run keeps as `model.keras` (the first of equals)."""
+    return max(history, key=epoch_rank)
 
 
 def read_history(path: str | Path) -> list[dict[str, float]]:

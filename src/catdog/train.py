@@ -227,7 +227,7 @@ def _fit(run: Path, model: keras.Model, settings: Settings, data, history: list[
     if settings.frozen_features and _has_base(model):
         frozen = FrozenFeatures(model, stages, data, settings.views, settings.batch_size, settings.seed)
     steps = math.ceil(len(data.manifest.files(TRAIN)[0]) / settings.batch_size)
-    best = max((row["val_accuracy"] for row in history), default=None)
+    best = runs.best_epoch(history) if history else None
     try:
         for number, stage in enumerate(stages, 1):
             started = time.perf_counter()  # the first epoch's time includes computing frozen features
@@ -259,7 +259,7 @@ def _fit(run: Path, model: keras.Model, settings: Settings, data, history: list[
                         *callbacks,
                     ],
                 )
-            best = max(row["val_accuracy"] for row in history)
+            best = runs.best_epoch(history)
     except KeyboardInterrupt:
         logger.info(f"interrupted after epoch {len(history)}; continue with: catdog train --resume {run}")
         raise
@@ -435,24 +435,23 @@ class EpochLog(keras.callbacks.Callback):
                  f"val_loss {row['val_loss']:.4f}, val_accuracy {row['val_accuracy']:.4f} ({seconds:.1f}s)")
 
 
-class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """`ModelCheckpoint` of the best validation accuracy that saves `model` (the whole model,
-    also when only its top is being fit) and moves the file into place atomically."""
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Save `model` (the whole model, also when only its top is being fit) after every epoch
+    that beats the best so far: higher validation accuracy, or the same with lower validation
+    loss, since small validation sets often tie. Saved atomically (Keras' `ModelCheckpoint`
+    monitors one quantity and writes in place)."""
 
-    def __init__(self, path: Path, model: keras.Model, best: float | None = None):
+    def __init__(self, path: Path, model: keras.Model, best: dict | None = None):
+        super().__init__()
         self.path, self.whole = path, model
-        self.staging = path.parent / f".{path.name}.partial" / path.name
-        super().__init__(self.staging, monitor="val_accuracy", mode="max", save_best_only=True,
-                         initial_value_threshold=best)
-
-    def set_model(self, model):
-        super().set_model(self.whole)
+        self.best = runs.epoch_rank(best) if best else None
 
     def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if self.staging.exists():
-            os.replace(self.staging, self.path)
-            self.staging.parent.rmdir()
+        rank = runs.epoch_rank(logs)
+        if self.best is None or rank > self.best:
+            self.best = rank
+            with files.atomic_path(self.path) as tmp:
+                self.whole.save(tmp)
 
 
 def _save_weights(model: keras.Model, path: Path) -> None:

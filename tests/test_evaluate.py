@@ -1,0 +1,104 @@
+"""Evaluation: the metrics themselves, `catdog evaluate` on real photographs, and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_image, write_tiny_run
+
+from catdog import plots
+from catdog.cli import main
+from catdog.evaluate import metrics_from
+from catdog.train import train
+
+
+def test_metrics_count_per_class_precision_recall_and_the_confusion_matrix():
+    true = np.array([0, 0, 0, 1, 1, 2])
+    probabilities = np.eye(3)[[0, 0, 1, 1, 2, 2]] * 0.8 + 0.2 / 3
+    metrics = metrics_from(true, probabilities, ["a", "b", "c"])
+
+    assert metrics["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert metrics["accuracy"] == pytest.approx(4 / 6) and metrics["n"] == 6
+    assert metrics["loss"] == pytest.approx(-(4 * np.log(0.8 + 0.2 / 3) + 2 * np.log(0.2 / 3)) / 6)
+    a, b, c = (metrics["per_class"][name] for name in "abc")
+    assert (a["precision"], a["recall"], a["n"]) == (1.0, pytest.approx(2 / 3), 3)
+    assert (b["precision"], b["recall"], b["n"]) == (0.5, 0.5, 2)
+    assert (c["precision"], c["recall"], c["f1"]) == (0.5, 1.0, pytest.approx(2 / 3))
+
+
+def _photos(folder: Path, seed_data: Path, split: str, numbers: range) -> Path:
+    """A folder of class folders linking to real photographs of the seed data set."""
+    for name in ("cats", "dogs"):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for n in numbers:
+            (folder / name / f"{name[:-1]}.{n}.jpg").symlink_to(seed_data / split / name / f"{name[:-1]}.{n}.jpg")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photo_run(tmp_path_factory, seed_data, shared_weights):
+    """`transfer` trained for 10 (fast) epochs on 40 real photographs per class (28 train, 6 validation, 6 test)."""
+    root = tmp_path_factory.mktemp("photos")
+    data = _photos(root / "data", seed_data, "train", range(40))
+    return train("transfer", data, epochs=10, batch_size=16, weights=shared_weights, out=root / "run")
+
+
+@pytest.mark.slow
+def test_evaluate_scores_the_test_split_of_real_photographs(photo_run, capsys):
+    metrics = json.loads((photo_run / "metrics.json").read_text())
+    assert metrics["n"] == 12 and metrics["data"] == "test split"
+    assert metrics["accuracy"] >= 0.8
+
+    assert main(["evaluate", str(photo_run), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["accuracy"] == metrics["accuracy"] and again["loss"] == pytest.approx(metrics["loss"], abs=1e-6)
+    for name in ("confusion_matrix.png", "misclassified.png"):
+        assert (photo_run / name).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_evaluate_on_a_folder_never_seen_in_training(photo_run, seed_data, tmp_path, capsys):
+    unseen = _photos(tmp_path / "unseen", seed_data, "validation", range(2000, 2010))
+    assert main(["evaluate", str(photo_run), "--data", str(unseen)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{unseen}: accuracy ") and "20 images" in out
+
+    metrics = json.loads((photo_run / "evaluation-unseen" / "metrics.json").read_text())
+    assert metrics["n"] == 20 and metrics["accuracy"] >= 0.8
+    assert {name: row["n"] for name, row in metrics["per_class"].items()} == {"cats": 10, "dogs": 10}
+    assert json.loads((photo_run / "metrics.json").read_text())["data"] == "test split"
+
+
+def test_classes_the_model_does_not_know_are_an_error(tmp_path, capsys):
+    run = write_tiny_run(tmp_path / "run")
+    for name in ("cats", "birds"):
+        write_image(tmp_path / "other" / name / "0.jpg")
+    assert main(["evaluate", str(run), "--data", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"catdog: error: {tmp_path / 'other'} has classes the model does not know: birds (it knows cats, dogs)\n"
+
+
+def test_a_run_folder_without_a_model_is_an_error(tmp_path, capsys):
+    run = write_tiny_run(tmp_path / "run")
+    (run / "model.keras").unlink()
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("catdog: error: ") and "has no model.keras" in err and err.count("\n") == 1
+
+
+def test_plots_are_written(tmp_path):
+    history = [{"epoch": e, "accuracy": 0.5 + e / 10, "val_accuracy": 0.5 + e / 12, "loss": 1 / e, "val_loss": 1.2 / e}
+               for e in (1, 2, 3)]
+    written = [
+        plots.training_curve(history, "accuracy", tmp_path / "accuracy.png", minimum=0.52),
+        plots.training_curve(history, "loss", tmp_path / "loss.png"),
+        plots.confusion_matrix([[3, 1], [0, 4]], ["cats", "dogs"], tmp_path / "confusion.png"),
+        plots.misclassified([plots.Mistake(np.full((8, 8, 3), 200.0), "cats", "dogs", 0.9)], tmp_path / "wrong.png"),
+        plots.misclassified([], tmp_path / "none.png"),
+        plots.compare_validation_accuracy({"scratch": history, "transfer": history}, tmp_path / "compare.png"),
+    ]
+    for path in written:
+        assert path.read_bytes().startswith(b"\x89PNG")
