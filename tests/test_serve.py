@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import threading
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from conftest import live_server
 
+from catdog.errors import CatdogError
 from catdog.predict import Predictor
-from catdog.serve import Limits, create_app
+from catdog.serve import Batcher, Limits, create_app
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +159,45 @@ def test_serve_reports_a_missing_run_before_listening(tmp_path, capsys):
 
     assert main(["serve", str(tmp_path / "nope"), "--port", "1"]) == 2
     assert "catdog: error: run folder" in capsys.readouterr().err
+
+
+def test_the_batcher_puts_waiting_requests_through_the_model_together(tiny_run):
+    predictor = Predictor(tiny_run)
+    predict_arrays = predictor.predict_arrays
+    calls, release = [], threading.Event()
+
+    def first_call_waits(pixels):
+        calls.append(len(pixels))
+        release.wait(timeout=10)  # hold the model until every request is queued
+        return predict_arrays(pixels)
+
+    predictor.predict_arrays = first_call_waits
+    batcher = Batcher(predictor)
+    rng = np.random.default_rng(0)
+    requests = [rng.uniform(0, 255, (n, 64, 64, 3)).astype("float32") for n in (1, 2, 1, 3, 1)]
+
+    async def send_all():
+        answers = [asyncio.ensure_future(batcher.probabilities(pixels)) for pixels in requests]
+        await asyncio.sleep(0.2)
+        release.set()
+        return await asyncio.gather(*answers)
+
+    answers = asyncio.run(send_all())
+    batcher.stop()
+
+    assert sum(calls) == 8 and len(calls) <= 2
+    for pixels, answer in zip(requests, answers):
+        np.testing.assert_allclose(answer, predict_arrays(pixels), atol=1e-6)
+
+
+def test_a_failed_batch_fails_its_requests_and_the_batcher_goes_on(tiny_run):
+    batcher = Batcher(Predictor(tiny_run))
+
+    async def send(pixels):
+        return await batcher.probabilities(pixels)
+
+    with pytest.raises(CatdogError, match="expected images of shape"):
+        asyncio.run(send(np.zeros((1, 32, 32, 3), dtype="float32")))
+    assert asyncio.run(send(np.zeros((2, 64, 64, 3), dtype="float32"))).shape == (2, 2)
+    batcher.stop()
+    assert not batcher._worker.is_alive()

@@ -76,18 +76,19 @@ class Predictor:
             return np.asarray(self.model.predict_on_batch(pixels))
 
     def predict_bytes(self, uploads: Sequence[tuple[str, bytes]]) -> list[Prediction]:
-        """Predict a batch of uploaded files given as `(name, contents)` pairs.
+        """Predict a batch of uploaded files given as `(name, contents)` pairs (see `decode_uploads`)."""
+        pixels = self.decode_uploads(uploads)
+        return [self.result(name, p) for (name, _), p in zip(uploads, self.predict_arrays(pixels))]
 
-        Every upload is inspected first; the first bad one raises `BadImageError` naming it,
-        and nothing is predicted.
-        """
+    def decode_uploads(self, uploads: Sequence[tuple[str, bytes]]) -> np.ndarray:
+        """The pixels of uploaded files, all inspected first: the first bad one raises
+        `BadImageError` naming it, and nothing is decoded."""
         for name, contents in uploads:
             try:
                 images.inspect_image(contents, max_pixels=self.max_pixels)
             except BadImageError as e:
                 raise BadImageError(e.reason, name) from None
-        pixels = images.load_images([contents for _, contents in uploads], self.image_size)
-        return [self.result(name, p) for (name, _), p in zip(uploads, self.predict_arrays(pixels))]
+        return images.load_images([contents for _, contents in uploads], self.image_size)
 
     def predict_paths(
         self,

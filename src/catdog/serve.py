@@ -14,14 +14,19 @@ Errors are JSON, `{"detail": "<one sentence>"}`, and never stop the server:
     413  request body over `max_upload_bytes` (counted while it streams in)
     422  an empty file, a file that is not an image, or one with more than `max_pixels` pixels
 
-The model is loaded once, in `create_app`. Each request's images go to the model as
-one batch, in a worker thread so the event loop keeps serving; the predictor's lock
-keeps concurrent requests from calling the model at the same time.
+The model is loaded once, in `create_app`. Uploads are checked and decoded in worker
+threads, so the event loop keeps serving; then a `Batcher` puts the images of every
+request waiting at that moment through the model in one call.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from importlib import resources
 
@@ -67,14 +72,76 @@ def _limit_body(receive: Receive, max_bytes: int) -> Receive:
     return limited
 
 
+class Batcher:
+    """Gathers the images of concurrent requests into one model call.
+
+    Requests queue their pixels; a worker thread takes all that are waiting (up to about
+    `max_images` images), calls the model once and hands each request its rows. Under load
+    the model sees full batches rather than one request at a time; alone, a request waits
+    for nothing.
+    """
+
+    def __init__(self, predictor: Predictor, max_images: int = config.BATCH_SIZE):
+        self.predictor = predictor
+        self.max_images = max_images
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._work, name="catdog-batcher", daemon=True)
+        self._worker.start()
+
+    async def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """The model's probabilities for `pixels`, computed with whatever else is waiting."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((pixels, future))
+        return await asyncio.wrap_future(future)
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the worker."""
+        self._queue.put(None)
+        self._worker.join()
+
+    def _work(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while batch[-1] is not None and sum(len(pixels) for pixels, _ in batch) < self.max_images:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = batch[-1] is None
+            if stopping:
+                batch.pop()
+            if batch:
+                self._predict(batch)
+            if stopping:
+                return
+
+    def _predict(self, batch: list[tuple[np.ndarray, concurrent.futures.Future]]) -> None:
+        try:
+            probabilities = self.predictor.predict_arrays(np.concatenate([pixels for pixels, _ in batch]))
+        except Exception as e:  # the requests waiting for this batch get the error; the worker goes on
+            for _, future in batch:
+                future.set_exception(e)
+            return
+        start = 0
+        for pixels, future in batch:
+            future.set_result(probabilities[start : start + len(pixels)])
+            start += len(pixels)
+
+
 def create_app(run: Run | str | os.PathLike, limits: Limits = Limits()) -> FastAPI:
     """The app serving `run`'s model (loaded, and warmed up with one call, before this returns)."""
     predictor = Predictor(run, max_pixels=limits.max_pixels)
     size = predictor.image_size
     predictor.predict_arrays(np.zeros((1, size, size, 3), dtype="float32"))
+    batcher = Batcher(predictor)
     too_large = f"upload is larger than the server's limit of {limits.max_upload_bytes / 2**20:g} MB"
 
-    app = FastAPI(title="catdog", version=__version__, description="Predict the class of images.")
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await run_in_threadpool(batcher.stop)
+
+    app = FastAPI(title="catdog", version=__version__, description="Predict the class of images.", lifespan=lifespan)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -113,10 +180,11 @@ def create_app(run: Run | str | os.PathLike, limits: Limits = Limits()) -> FastA
         finally:
             await form.close()
         try:
-            predictions = await run_in_threadpool(predictor.predict_bytes, uploads)
+            pixels = await run_in_threadpool(predictor.decode_uploads, uploads)
         except BadImageError as e:
             raise HTTPException(422, str(e)) from None
-        return {"predictions": predictions}
+        probabilities = await batcher.probabilities(pixels)
+        return {"predictions": [predictor.result(name, p) for (name, _), p in zip(uploads, probabilities)]}
 
     return app
 
