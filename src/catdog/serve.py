@@ -134,6 +134,7 @@ def create_app(run: Run | str | os.PathLike, limits: Limits = Limits()) -> FastA
     size = predictor.image_size
     predictor.predict_arrays(np.zeros((1, size, size, 3), dtype="float32"))
     batcher = Batcher(predictor)
+    page_html = resources.files("catdog").joinpath("static/index.html").read_text(encoding="utf-8")
     too_large = f"upload is larger than the server's limit of {limits.max_upload_bytes / 2**20:g} MB"
 
     @contextlib.asynccontextmanager
@@ -145,7 +146,7 @@ def create_app(run: Run | str | os.PathLike, limits: Limits = Limits()) -> FastA
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
-        return resources.files("catdog").joinpath("static/index.html").read_text(encoding="utf-8")
+        return page_html
 
     @app.get("/health")
     def health() -> dict:
