@@ -78,6 +78,18 @@ def catdog_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "catdog", *args]
 
 
+def shown(command: Sequence[str]) -> str:
+    """`command` as a person would type it in the repository: `catdog ...`, relative paths."""
+    words = list(command)
+    if words[:3] == catdog_command():
+        words[:3] = ["catdog"]
+    return shlex.join(os.path.relpath(w, REPO) if w.startswith(str(REPO)) else w for w in words)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def catdog_has(command: str) -> bool:
     """Whether this checkout's `catdog` implements `command` (placeholders register nothing)."""
     probe = subprocess.run(catdog_command(command, "--help"), capture_output=True)
@@ -113,7 +125,7 @@ def train_catdog(job: Job, data: Path, weights: Path, epochs: int | None, out: P
     record: dict[str, Any] = {
         "name": job.name,
         "preset": job.preset,
-        "command": shlex.join(command),
+        "command": shown(command),
         "returncode": measured.returncode,
         "command_seconds": measured.seconds,
         "peak_rss_bytes": measured.peak_rss_bytes,
@@ -163,7 +175,7 @@ def run_seed(
         return {"error": f"exit status {measured.returncode}; see {log}", "log": str(log)}
     result = json.loads(out.read_text())
     return {
-        "command": shlex.join(command),
+        "command": shown(command),
         "seconds": measured.seconds,
         "log": str(log),
         "models": {str(m["model"]): m | epoch_stats(m["epoch_seconds"]) for m in result["models"]},
@@ -225,7 +237,7 @@ def bench_predict(run: Path, folder: Path, one: Path, work: Path, env) -> dict:
         "catdog_peak_rss_bytes": full.peak_rss_bytes,
         "loop_seconds": loop.seconds,
         "loop_images_per_second": images / loop.seconds,
-        "loop_fixed_seconds": loop_result["load_seconds"],
+        "loop_fixed_seconds": loop.seconds - loop_result["loop_seconds"],
         "loop_steady_images_per_second": loop_result["images_per_second"],
         "loop_peak_rss_bytes": loop.peak_rss_bytes,
         "speedup": loop.seconds / full.seconds,
@@ -242,7 +254,7 @@ def run_memory(data: Path, epochs: int, out: Path, log: Path, env) -> dict:
     info(f"catdog run, every preset, {epochs} epochs")
     measured = run_measured(command, log=log, env=env)
     record = {
-        "command": shlex.join(command),
+        "command": shown(command),
         "epochs": epochs,
         "seconds": measured.seconds,
         "peak_rss_bytes": measured.peak_rss_bytes,
@@ -502,7 +514,7 @@ def memory_text(memory: dict | None) -> str:
         return f"Failed: {memory['error']} (peak RSS until then {fmt(memory['peak_rss_bytes'], 'B')})."
     return (
         f"`{memory['command']}`: peak RSS {fmt(memory['peak_rss_bytes'], 'B')} in {fmt(memory['seconds'], 's')}. "
-        f"It trains every preset for {memory['epochs']} epochs: memory peaks within the first epoch, where "
+        f"It trains every preset for {plural(memory['epochs'], 'epoch')}: memory peaks within the first, where "
         "datasets, caches and models are built; the `catdog train` rows above give each preset's peak at full length."
     )
 
@@ -558,10 +570,13 @@ METHOD = """\
   (scoring, plots and the model file included); *s/epoch* is the mean of history.csv's `seconds`.
 - Test accuracy, both sides: catdog's leak-free test split (the `test` rows of the run's splits.csv),
   the same files for every model. The seed's own test figure is shown for reference only: its split
-  is drawn from a dataset that reshuffles on every pass and overlaps the validation images.
+  is drawn from a dataset that reshuffles on every pass and overlaps the validation images. The seed
+  validates on its own split, as written, which holds catdog's test files; it never selects or stops on
+  it, so its test score stays fair.
 - Prediction: `catdog predict` on a folder of JPEGs against `benchmarks/predict_loop.py`, which loads the
-  same model and calls `model.predict` once per image. *Fixed cost* is `catdog predict` on one image
-  (start-up and model loading) and, for the loop, its model loading; *steady* rates leave it out.
+  same model and calls `model.predict` once per image. *Fixed cost* is what does not depend on the
+  number of images (start-up, imports, model loading): for `catdog predict` the time it takes for one
+  image, for the loop its whole time less the loop's; *steady* rates leave it out.
 - The data files are read once before timing starts, so neither side pays for a cold disk cache."""
 
 
@@ -799,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
     subset = ", ".join(f"{n} {split} images per class" for split, n in QUICK_PER_CLASS.items())
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "command": shlex.join([os.path.relpath(sys.executable, REPO), "benchmarks/bench.py", *argv]),
+        "command": shown([sys.executable, str(BENCH_DIR / "bench.py"), *argv]),
         "machine": machine(),
         "load_average": {"start": list(os.getloadavg()), "end": None},
         "settings": {

@@ -33,11 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     from catdog.files import write_json
     from catdog.runs import open_run
 
-    start = time.perf_counter()
     run = open_run(args.run)
     model = run.load_model()
-    load_seconds = time.perf_counter() - start
-
     paths = image_files(args.folder)
     size = (run.image_size, run.image_size)
     start = time.perf_counter()
@@ -50,7 +47,6 @@ def main(argv: list[str] | None = None) -> None:
         args.out,
         {
             "images": len(paths),
-            "load_seconds": load_seconds,
             "loop_seconds": loop_seconds,
             "images_per_second": len(paths) / loop_seconds,
         },

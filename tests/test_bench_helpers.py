@@ -142,6 +142,11 @@ def test_fmt_and_markdown_table():
     ]
 
 
+def test_commands_are_shown_as_typed_in_the_repository():
+    command = [*bench.catdog_command("train", "--data", str(bench.REPO / "benchmarks/work/data")), "--out", "/tmp/x y"]
+    assert bench.shown(command) == "catdog train --data benchmarks/work/data --out '/tmp/x y'"
+
+
 def test_parse_job_reads_a_variant():
     assert bench.parse_job("transfer-aug=transfer --augment") == bench.Job("transfer-aug", "transfer", ["--augment"])
     with pytest.raises(argparse.ArgumentTypeError):
