@@ -49,6 +49,17 @@ def find_images(sources: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
+def _batch_function(model, image_size: int):
+    """`model` as a graph function for any batch size: traced once, where `predict_on_batch`
+    traces again for the first batch of another size (a second or more for MobileNetV2)."""
+    import tensorflow as tf
+
+    return tf.function(
+        lambda images: model(images, training=False),
+        input_signature=[tf.TensorSpec((None, image_size, image_size, 3), tf.float32)],
+    )
+
+
 class Predictor:
     """A run's model, loaded once, with its class names and image size.
 
@@ -62,6 +73,7 @@ class Predictor:
         self.image_size = self.run.image_size
         self.max_pixels = max_pixels
         self.model = self.run.load_model()
+        self._call_model = _batch_function(self.model, self.image_size)
         self._lock = threading.Lock()
 
     def predict_arrays(self, pixels: np.ndarray) -> np.ndarray:
@@ -73,7 +85,7 @@ class Predictor:
         if len(pixels) == 0:
             return np.zeros((0, len(self.class_names)), dtype="float32")
         with self._lock:
-            return np.asarray(self.model.predict_on_batch(pixels))
+            return self._call_model(pixels).numpy()
 
     def predict_bytes(self, uploads: Sequence[tuple[str, bytes]]) -> list[Prediction]:
         """Predict a batch of uploaded files given as `(name, contents)` pairs (see `decode_uploads`)."""
