@@ -5,7 +5,7 @@ import base64
 import numpy as np
 from PIL import Image
 
-from catdog.report import Figure, Heading, Paragraph, Table, to_html, to_markdown, write_report
+from catdog.report import Figure, FigureRow, Heading, Paragraph, Table, to_html, to_markdown, write_report
 
 
 def _png(path, color):
@@ -40,3 +40,11 @@ def test_write_report_writes_both_files(tmp_path):
     assert md.read_text().startswith("# Title")
     assert "<h1>Title</h1>" in page.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.md"]
+
+
+def test_a_figure_row_is_side_by_side_in_html_and_sequential_in_markdown(tmp_path):
+    a, b = _png(tmp_path / "a.png", 1), _png(tmp_path / "b.png", 2)
+    row = FigureRow([Figure(a, "first"), Figure(b, "second")])
+    assert to_markdown([row], tmp_path) == "![first](a.png)\n\n*first*\n\n![second](b.png)\n\n*second*\n"
+    page = to_html([row], title="t")
+    assert page.count('<div class="row"><figure>') == 1 and page.count("<figure>") == 2

@@ -24,7 +24,7 @@ from typing import Any
 
 from catdog import config, files, runs
 from catdog.errors import CatdogError
-from catdog.report import Block, Figure, Heading, Paragraph, Table, write_report
+from catdog.report import Block, Figure, FigureRow, Heading, Paragraph, Table, write_report
 
 DEFAULT_MODELS = ("scratch", "augmented", "preprocessed", "transfer", "finetune")
 SUMMARY = "summary.json"
@@ -243,8 +243,10 @@ def _model_blocks(number: int, r: ModelResult) -> list[Block]:
         Paragraph(f"{_sentence_case(models.get_preset(r.preset).description)}; {r.parameters:,} parameters, "
                   f"{r.training_seconds:.0f} s of training."),
         Paragraph(" ".join(sentences)),
-        Figure(run / runs.ACCURACY_PLOT, f"`{r.preset}`: accuracy by epoch."),
-        Figure(run / runs.LOSS_PLOT, f"`{r.preset}`: loss by epoch."),
+        FigureRow([
+            Figure(run / runs.ACCURACY_PLOT, f"`{r.preset}`: accuracy by epoch."),
+            Figure(run / runs.LOSS_PLOT, f"`{r.preset}`: loss by epoch."),
+        ]),
     ]
 
 
@@ -265,6 +267,8 @@ def _comparison_blocks(summary: dict[str, Any], results: list[ModelResult], fold
             f"Chosen by validation accuracy, the best model is `{best.preset}`: **{_pct(best.test_accuracy)}** "
             f"on {best.test_n} test images that took no part in training or model selection."
         ),
-        Figure(run / runs.CONFUSION_MATRIX_PLOT, f"`{best.preset}`: confusion matrix on the test split."),
-        Figure(run / runs.MISCLASSIFIED_PLOT, f"`{best.preset}`: misclassified test images."),
+        FigureRow([
+            Figure(run / runs.CONFUSION_MATRIX_PLOT, f"`{best.preset}`: confusion matrix on the test split."),
+            Figure(run / runs.MISCLASSIFIED_PLOT, f"`{best.preset}`: misclassified test images."),
+        ]),
     ]

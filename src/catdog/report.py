@@ -38,7 +38,14 @@ class Figure:
     caption: str
 
 
-Block = Heading | Paragraph | Table | Figure
+@dataclass(frozen=True)
+class FigureRow:
+    """Figures shown side by side (one after the other in Markdown)."""
+
+    figures: list[Figure]
+
+
+Block = Heading | Paragraph | Table | Figure | FigureRow
 
 
 def to_markdown(blocks: list[Block], root: Path) -> str:
@@ -55,6 +62,8 @@ def to_markdown(blocks: list[Block], root: Path) -> str:
             parts.append("\n".join(lines))
         elif isinstance(block, Figure):
             parts.append(f"![{block.caption}]({block.path.relative_to(root).as_posix()})\n\n*{block.caption}*")
+        elif isinstance(block, FigureRow):
+            parts.append(to_markdown(block.figures, root).rstrip("\n"))
     return "\n\n".join(parts) + "\n"
 
 
@@ -68,6 +77,8 @@ th, td { border: 1px solid #d0d7de; padding: .35rem .7rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f3f5f7; }
 figure { margin: 1.5rem 0; }
+.row { display: flex; flex-wrap: wrap; gap: 1rem; }
+.row figure { flex: 1 1 20rem; margin: .5rem 0; }
 figure img { max-width: 100%; border: 1px solid #e5e9ee; }
 figcaption { color: #57606a; font-size: .9rem; }
 code { background: #f3f5f7; padding: 0 .25rem; border-radius: 3px; }
@@ -107,17 +118,23 @@ def to_html(blocks: list[Block], title: str) -> str:
             )
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif isinstance(block, Figure):
-            data = base64.b64encode(block.path.read_bytes()).decode("ascii")
-            body.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.caption)}">'
-                f"<figcaption>{_inline(block.caption)}</figcaption></figure>"
-            )
+            body.append(_figure_html(block))
+        elif isinstance(block, FigureRow):
+            body.append('<div class="row">' + "".join(map(_figure_html, block.figures)) + "</div>")
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n"
         + "\n".join(body)
         + "\n</body></html>\n"
+    )
+
+
+def _figure_html(figure: Figure) -> str:
+    data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(figure.caption)}">'
+        f"<figcaption>{_inline(figure.caption)}</figcaption></figure>"
     )
 
 
