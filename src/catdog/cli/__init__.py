@@ -69,14 +69,16 @@ class _PlainFormatter(logging.Formatter):
 
 
 def _log_to_stderr() -> None:
-    """Show the library's progress and warnings (logged under `catdog`) on stderr."""
+    """Show the library's progress and warnings (logged under `catdog`) on the current stderr."""
     logger = logging.getLogger("catdog")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    handler = next((h for h in logger.handlers if isinstance(h.formatter, _PlainFormatter)), None)
+    if handler is None:
+        handler = logging.StreamHandler()
         handler.setFormatter(_PlainFormatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
+    handler.stream = sys.stderr  # not setStream: it flushes the old stream, which tests may have closed
 
 
 def main(argv: list[str] | None = None) -> int:
