@@ -754,38 +754,63 @@ class Plan:
     can_predict: bool
 
 
-def run_repeat(plan: Plan, here: Path) -> dict:
-    """One repeat: every catdog job, then the seed recipe on catdog's test split, then prediction."""
+# Each catdog preset is timed against the seed model it improves on; the pairs run in this
+# order (the targets that matter most first), so a run cut short still holds whole comparisons.
+SEED_PAIRS = {4: ("transfer", "finetune"), 1: ("scratch",), 2: ("augmented",), 3: ("preprocessed",)}
+
+
+def write_manifest(data: Path, out: Path, log: Path, env) -> Path:
+    """catdog's leak-free split of `data`, which both sides are scored on."""
+    command = catdog_command("data", "split", "--data", str(data), "--out", str(out))
+    measured = run_measured(command, log=log, env=env)
+    if measured.returncode != 0:
+        raise SystemExit(f"bench: `{shown(command)}` failed; see {log}")
+    return out
+
+
+def run_repeat(plan: Plan, here: Path, repeat: dict, save: Callable[[], None]) -> None:
+    """One repeat into `repeat`, saving after every step: each seed model with the catdog
+    presets paired with it, prediction after the transfer run, then the unpaired presets."""
     here.mkdir(parents=True)
-    repeat: dict[str, Any] = {"catdog": {}, "failures": []}
-    if plan.can_train:
+    repeat.update({"catdog": {}, "seed": {"models": {}}, "failures": []})
+    manifest = write_manifest(plan.data, here / "splits.csv", here / "split.log", plan.env)
+
+    def train(job: Job) -> None:
+        if not plan.can_train:
+            repeat["failures"].append("`catdog train` is not implemented in this checkout: catdog was not measured")
+            return
+        record = train_catdog(job, plan.data, plan.weights, plan.catdog_epochs, here / job.name,
+                              here / f"{job.name}.log", plan.env)
+        repeat["catdog"][job.name] = record
+        if "error" in record:
+            repeat["failures"].append(f"{job.name}: {record['error']}")
+        save()
+
+    paired = {preset for presets in SEED_PAIRS.values() for preset in presets}
+    for model, presets in SEED_PAIRS.items():
+        if model in plan.seed_models:
+            seed = run_seed(plan.data, plan.weights, [model], plan.seed_epochs, manifest,
+                            here / f"seed-{model}.json", here / f"seed-{model}.log", plan.env)
+            if "error" in seed:
+                repeat["failures"].append(f"seed recipe model {model}: {seed['error']}")
+            repeat["seed"]["models"].update(seed.get("models", {}))
+            save()
         for job in plan.jobs:
-            log = here / f"{job.name}.log"
-            repeat["catdog"][job.name] = train_catdog(
-                job, plan.data, plan.weights, plan.catdog_epochs, here / job.name, log, plan.env
-            )
-    else:
-        repeat["failures"].append("`catdog train` is not implemented in this checkout: catdog was not measured")
-    finished = [Path(r["run"]) for r in repeat["catdog"].values() if "error" not in r]
-    manifest = finished[0] / "splits.csv" if finished else None
-    repeat["seed"] = run_seed(
-        plan.data,
-        plan.weights,
-        plan.seed_models,
-        plan.seed_epochs,
-        manifest,
-        here / "seed.json",
-        here / "seed.log",
-        plan.env,
-    )
-    transfer = repeat["catdog"].get("transfer", {})
-    if plan.can_predict and "run" in transfer and "error" not in transfer:
-        repeat["predict"] = bench_predict(Path(transfer["run"]), plan.predict_folder, plan.predict_one, here, plan.env)
-    else:
-        repeat["failures"].append("prediction: it needs `catdog predict` and a finished `transfer` run")
-    steps = [*repeat["catdog"].items(), ("seed recipe", repeat["seed"]), ("prediction", repeat.get("predict", {}))]
-    repeat["failures"] += [f"{name}: {record['error']}" for name, record in steps if "error" in record]
-    return repeat
+            if job.preset in presets:
+                train(job)
+        if model == 4:
+            transfer = repeat["catdog"].get("transfer", {})
+            if plan.can_predict and "run" in transfer and "error" not in transfer:
+                repeat["predict"] = bench_predict(Path(transfer["run"]), plan.predict_folder, plan.predict_one,
+                                                  here, plan.env)
+                if "error" in repeat["predict"]:
+                    repeat["failures"].append(f"prediction: {repeat['predict']['error']}")
+            else:
+                repeat["failures"].append("prediction: it needs `catdog predict` and a finished `transfer` run")
+            save()
+    for job in plan.jobs:
+        if job.preset not in paired:
+            train(job)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -843,8 +868,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for n in range(1, args.repeat + 1):
         info(f"repeat {n} of {args.repeat}")
-        results["repeats"].append(run_repeat(plan, work / f"r{n}"))
-        save()
+        results["repeats"].append({})
+        run_repeat(plan, work / f"r{n}", results["repeats"][-1], save)
     if catdog_has("run"):
         results["run_memory"] = run_memory(plan.data, args.run_epochs, work / "run", work / "run.log", plan.env)
     else:
