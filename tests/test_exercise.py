@@ -74,3 +74,11 @@ def test_missing_weights_fail_before_any_training(tmp_path, tiny_dataset, capsys
     assert code == 2
     assert "nope.h5 does not exist" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_each_preset_trains_at_its_own_size_on_the_same_split(tiny_dataset, tmp_path):
+    summary = run_exercise(tiny_dataset, models=["scratch", "cnn"], epochs=1, out=tmp_path / "out")
+    sizes = {row["preset"]: row["image_size"] for row in summary["models"]}
+    assert sizes == {"scratch": 160, "cnn": 128}
+    splits = [(tmp_path / "out" / name / "splits.csv").read_text() for name in sizes]
+    assert splits[0] == splits[1]

@@ -48,6 +48,7 @@ class ModelResult:
     last_accuracy: float
     test_accuracy: float
     test_n: int
+    image_size: int
     training_seconds: float
 
 
@@ -61,7 +62,7 @@ def run_exercise(
     *,
     models: Sequence[str] = DEFAULT_MODELS,
     epochs: int | None = None,
-    image_size: int = config.IMAGE_SIZE,
+    image_size: int | None = None,
     batch_size: int = config.BATCH_SIZE,
     seed: int = config.SEED,
     weights: str | None = None,
@@ -70,7 +71,8 @@ def run_exercise(
     """Run the whole exercise into `out` and return its summary (also written to `summary.json`).
 
     `weights` applies to the pretrained presets only (see `catdog.models.resolve_weights`);
-    `epochs` defaults to each preset's own (20 for the seed's models).
+    `epochs` and `image_size` default to each preset's own (20 epochs and 160 px for the
+    seed's models). Every model sees the same split of the files, whatever its image size.
     """
     from catdog import data as catdog_data
     from catdog import models as catdog_models
@@ -86,13 +88,21 @@ def run_exercise(
     folder.mkdir(parents=True, exist_ok=True)
     root = catdog_data.resolve_data_dir(data)
     dataset_summary = catdog_data.summary(root, seed=seed)
-    loaded = catdog_data.load(root, image_size=image_size, batch_size=batch_size, seed=seed)
-    _write_previews(loaded.manifest, folder, seed=seed, image_size=image_size)
+    loaded: dict[int, catdog_data.Data] = {}
 
+    def data_at(size: int) -> catdog_data.Data:
+        if size not in loaded:
+            first = next(iter(loaded.values()), None)
+            loaded[size] = catdog_data.load(root, image_size=size, batch_size=batch_size, seed=seed,
+                                            manifest=first.manifest if first else None)
+        return loaded[size]
+
+    _write_previews(data_at(image_size or config.IMAGE_SIZE).manifest, folder, seed=seed)
     results = []
     for preset in presets:
+        size = image_size or preset.image_size
         run = _train_or_resume(
-            preset.name, loaded, folder / preset.name, epochs=epochs, image_size=image_size,
+            preset.name, data_at(size), folder / preset.name, epochs=epochs, image_size=size,
             batch_size=batch_size, seed=seed, weights=weights if preset.pretrained else None,
         )
         results.append(_result(preset.name, run))
@@ -114,13 +124,11 @@ def run_exercise(
     return summary
 
 
-def _write_previews(manifest, folder: Path, *, seed: int, image_size: int) -> None:
+def _write_previews(manifest, folder: Path, *, seed: int) -> None:
     from catdog import preview
 
-    files.save_figure(preview.sample_grid(manifest, seed=seed, image_size=image_size), folder / SAMPLES_PLOT)
-    files.save_figure(
-        preview.augmentation_preview(manifest, seed=seed, image_size=image_size), folder / AUGMENTATION_PLOT
-    )
+    files.save_figure(preview.sample_grid(manifest, seed=seed), folder / SAMPLES_PLOT)
+    files.save_figure(preview.augmentation_preview(manifest, seed=seed), folder / AUGMENTATION_PLOT)
 
 
 def _train_or_resume(preset: str, loaded, run: Path, **settings) -> Path:
@@ -151,6 +159,7 @@ def _result(preset: str, run: Path) -> ModelResult:
         last_accuracy=history[-1]["accuracy"],
         test_accuracy=metrics["accuracy"],
         test_n=metrics["n"],
+        image_size=opened.image_size,
         training_seconds=sum(row["seconds"] for row in history),
     )
 
@@ -173,8 +182,8 @@ def report_blocks(summary: dict[str, Any], folder: Path) -> list[Block]:
     blocks: list[Block] = [
         Heading(f"Image classification: {', '.join(data['classes'])}", 1),
         Paragraph(
-            f"Data: `{data['root']}` ({data['layout']} layout), {summary['settings']['image_size']} px images, "
-            f"seed {data['seed']}. Every number below was measured in this run."
+            f"Data: `{data['root']}` ({data['layout']} layout), seed {data['seed']}. "
+            "Every number below was measured in this run."
         ),
         *_data_blocks(data, folder),
     ]
@@ -241,7 +250,7 @@ def _model_blocks(number: int, r: ModelResult) -> list[Block]:
     return [
         Heading(f"Model {number}: `{r.preset}`"),
         Paragraph(f"{_sentence_case(models.get_preset(r.preset).description)}; {r.parameters:,} parameters, "
-                  f"{r.training_seconds:.0f} s of training."),
+                  f"{r.image_size} px images, {r.training_seconds:.0f} s of training."),
         Paragraph(" ".join(sentences)),
         FigureRow([
             Figure(run / runs.ACCURACY_PLOT, f"`{r.preset}`: accuracy by epoch."),

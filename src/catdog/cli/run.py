@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         help="comma-separated presets to train, in order (default: %(default)s; see `catdog models`)",
     )
     parser.add_argument("--epochs", type=positive_int, help="epochs per model (default: each preset's own, 20 for the seed's)")
-    parser.add_argument("--image-size", type=positive_int, default=config.IMAGE_SIZE, help="image side in pixels (default: %(default)s)")
+    parser.add_argument("--image-size", type=positive_int, help="image side in pixels (default: each preset's own, see `catdog models`)")
     parser.add_argument("--batch-size", type=positive_int, default=config.BATCH_SIZE, help="batch size (default: %(default)s)")
     add_seed_option(parser)
     parser.add_argument(
