@@ -27,6 +27,16 @@ def test_every_preset_works_for_three_classes_at_another_size(name):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_outputs_stay_float32_under_mixed_precision():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = models.build_model("cnn", 2, 32, seed=0)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)).compute_dtype == "bfloat16"
+    assert model(np.zeros((1, 32, 32, 3)), training=False).dtype == "float32"
+
+
 def test_the_seed_cnn_has_the_seed_architecture():
     # Conv2D(32) and MaxPooling2D x3 on 160 px leave 18 x 18 x 32 for the classifier.
     model = models.build_model("scratch", 2, 160, seed=0)

@@ -85,12 +85,13 @@ def test_the_same_seed_gives_the_same_splits(scratch_run, colours, tmp_path):
     assert (scratch_run / "splits.csv").read_text() == again.read_text()
 
 
-def test_plan_fine_tunes_the_second_half_at_a_tenth_of_the_rate():
+def test_plan_fine_tunes_the_second_half_at_a_lower_rate():
     finetune = models.get_preset("finetune")
     first, second = plan(finetune, 3)
     assert (first.start, first.end, first.unfreeze_from) == (0, 2, None)
     assert (second.start, second.end, second.unfreeze_from) == (2, 3, 100)
-    assert second.learning_rate == pytest.approx(first.learning_rate / 10)
+    assert second.learning_rate == pytest.approx(first.learning_rate * finetune.fine_tune_learning_rate_factor)
+    assert second.learning_rate < first.learning_rate
     assert len(plan(finetune, 1)) == 1 and len(plan(models.get_preset("transfer"), 20)) == 1
 
 

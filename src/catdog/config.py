@@ -9,8 +9,8 @@ IMAGE_SIZE = 160
 BATCH_SIZE = 32
 SEED = 42
 EPOCHS = 20
-# Keras dtype policies training accepts (`mixed_bfloat16` pays off on CPUs with bfloat16 instructions).
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Keras dtype policies training accepts; "auto" picks mixed_bfloat16 where it pays (see train.py).
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 # The three splits, in this order everywhere; with the seed layout they are also folder names.
 SPLITS = ("train", "validation", "test")

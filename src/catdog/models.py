@@ -48,7 +48,10 @@ class Preset:
 
     `fine_tune_at`, when set, makes training two stages: the head alone on the frozen base
     for the first half of the epochs, then the base from that layer up together with the
-    head, at `learning_rate * fine_tune_learning_rate_factor`.
+    head, at `learning_rate * fine_tune_learning_rate_factor`. `views`: stored views of each
+    training image for the frozen-feature training of pretrained presets (see `train.py`).
+    `bfloat16`: trains as well in mixed bfloat16 precision, which `precision="auto"` then
+    uses on CPUs with bfloat16 instructions.
     """
 
     name: str
@@ -61,6 +64,8 @@ class Preset:
     weight_decay: float = 0.0
     fine_tune_at: int | None = None
     fine_tune_learning_rate_factor: float = 0.1
+    views: int = 1
+    bfloat16: bool = False
     image_size: int = config.IMAGE_SIZE
     epochs: int = config.EPOCHS
 
@@ -151,26 +156,35 @@ def pretrained_classifier(*, image_size: int, num_classes: int, weights: str | N
 def residual_cnn(*, image_size: int, num_classes: int, widths: tuple[int, ...] = (32, 64, 128, 256),
                  augment: Mapping[str, Any] | None = None, dropout: float = 0.3,
                  weights: str | None = None) -> keras.Model:
-    """A small modern CNN for training from scratch: a strided stem, then residual blocks of
-    separable convolutions with batch normalisation, each halving the resolution, then
-    global average pooling."""
+    """A small ResNet for training from scratch: a strided stem and max pooling, then one
+    residual block of two 3x3 convolutions with batch normalisation per width (each after
+    the first halving the resolution), global average pooling, dropout and the classifier.
+    Plain convolutions: on CPU they run faster than separable ones of fewer operations."""
     inputs = keras.Input((image_size, image_size, 3))
     x = augmentation(**(augment or {}))(inputs)
     x = layers.Rescaling(1 / 255, name=PREPROCESS)(x)
-    x = layers.Conv2D(widths[0], 3, strides=2, padding="same", use_bias=False)(x)
-    x = layers.Activation("relu")(layers.BatchNormalization()(x))
-    for width in widths[1:]:
-        shortcut = layers.Conv2D(width, 1, strides=2, padding="same")(x)
-        for i in range(2):
-            if i:
-                x = layers.Activation("relu")(x)
-            x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
-        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-        x = layers.Activation("relu")(layers.add([x, shortcut]))
+    x = conv_bn(x, widths[0], strides=2)
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    for i, width in enumerate(widths[1:]):
+        x = residual_block(x, width, strides=1 if i == 0 else 2)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     return keras.Model(inputs, classifier(num_classes)(x))
+
+
+def conv_bn(x, filters: int, kernel_size: int = 3, strides: int = 1, activation: str | None = "relu"):
+    """Convolution (no bias: batch normalisation follows), batch normalisation, activation."""
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.Activation(activation)(x) if activation else x
+
+
+def residual_block(x, filters: int, strides: int = 1):
+    """Two 3x3 convolutions added to a 1x1 projection of the input, then ReLU."""
+    shortcut = conv_bn(x, filters, 1, strides, activation=None)
+    x = conv_bn(x, filters, strides=strides)
+    x = conv_bn(x, filters, activation=None)
+    return layers.Activation("relu")(layers.add([shortcut, x]))
 
 
 def mobilenet_v2_base(image_size: int, weights: str | None) -> keras.Model:
@@ -199,21 +213,29 @@ def mobilenet_v2_base(image_size: int, weights: str | None) -> keras.Model:
 _SEED_AUGMENTATION = {"flip": "horizontal", "rotation": 0.2}
 
 PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [
+    # The from-scratch presets train in mixed bfloat16 where the CPU has it: model 1's epochs took
+    # 2.5 times less time, with the same validation accuracy over five epochs (measured).
     Preset("scratch", "the seed's model 1: three conv/pool pairs, dropout, dense",
-           seed_cnn, {"dropout": 0.5}),
+           seed_cnn, {"dropout": 0.5}, bfloat16=True),
     Preset("augmented", "model 2: model 1 with random flips and rotations, a hidden dense layer",
-           seed_cnn, {"augment": _SEED_AUGMENTATION, "hidden": 64, "dropout": 0.2}),
+           seed_cnn, {"augment": _SEED_AUGMENTATION, "hidden": 64, "dropout": 0.2}, bfloat16=True),
     Preset("preprocessed", "model 3: model 2 with MobileNetV2 scaling and vertical flips too",
            seed_cnn, {"augment": {"flip": "horizontal_and_vertical", "rotation": 0.2},
-                      "preprocess": True, "hidden": 64, "dropout": 0.2}),
+                      "preprocess": True, "hidden": 64, "dropout": 0.2}, bfloat16=True),
+    # At 224 px, the resolution the ImageNet weights were trained at, the frozen features are
+    # better than at the seed's 160 px (validation accuracy of the head: 99.3 % against 97.7 %).
     Preset("transfer", "model 4: frozen ImageNet MobileNetV2, pooling, dropout, dense",
-           pretrained_classifier, {"augment": _SEED_AUGMENTATION}, weights=IMAGENET),
-    Preset("finetune", "transfer, then MobileNetV2 from layer 100 trained too at 1/10 the rate",
-           pretrained_classifier, {"augment": _SEED_AUGMENTATION}, weights=IMAGENET, fine_tune_at=100),
-    Preset("cnn", "a modern CNN from scratch: residual separable blocks, batch norm, cosine schedule",
+           pretrained_classifier, {"augment": _SEED_AUGMENTATION}, weights=IMAGENET, image_size=224),
+    # Fine-tuning at 1e-5, the TF tutorial's rate: at 1e-4 (a tenth of the head's rate) Adam moves
+    # the 1.9 M unfrozen weights so far that validation accuracy fell from 99 % to 95 % in two
+    # epochs (measured). The mirror-image view keeps the fine-tuned layers from overfitting.
+    Preset("finetune", "transfer, then MobileNetV2 from layer 100 trained too at 1/100 the rate",
+           pretrained_classifier, {"augment": _SEED_AUGMENTATION}, weights=IMAGENET, fine_tune_at=100,
+           fine_tune_learning_rate_factor=0.01, views=2, image_size=224),
+    Preset("cnn", "a small ResNet from scratch: batch norm, strong augmentation, cosine schedule",
            residual_cnn, {"augment": {"flip": "horizontal", "rotation": 0.1, "zoom": 0.2,
                                       "translation": 0.1, "contrast": 0.2}},
-           learning_rate=3e-3, schedule="cosine", weight_decay=1e-4, image_size=128, epochs=60),
+           learning_rate=3e-3, schedule="cosine", weight_decay=0.05, bfloat16=True, image_size=128, epochs=60),
 ]})
 
 

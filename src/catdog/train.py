@@ -120,8 +120,8 @@ def train(
     resume: str | os.PathLike | None = None,
     learning_rate: float | None = None,
     frozen_features: bool = True,
-    views: int = 1,
-    precision: str = "float32",
+    views: int | None = None,
+    precision: str = "auto",
     jit_compile: bool = False,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Path:
@@ -131,9 +131,10 @@ def train(
     `epochs` and `image_size` default to the preset's (20 and 160 px for the seed's models).
     `weights`: see `catdog.models.resolve_weights`. `resume`: a run folder to continue from
     its last finished epoch, with its own settings (all other arguments but `callbacks` are
-    then ignored). `views`, `frozen_features`: see the module docstring. `precision` is a
-    Keras dtype policy ("mixed_bfloat16" on CPUs with bfloat16 support); `jit_compile` turns
-    on XLA (slower for MobileNetV2 on CPU, measured).
+    then ignored). `views` (default: the preset's), `frozen_features`: see the module
+    docstring. `precision` is a Keras dtype policy, or "auto": mixed bfloat16 for presets
+    that train as well in it on CPUs with bfloat16 instructions, else float32. `jit_compile`
+    turns on XLA (several times slower for these models on CPU, measured).
     """
     if resume is not None:
         return _resume(Path(resume), data, callbacks)
@@ -142,6 +143,7 @@ def train(
     spec = get_preset(preset)
     if precision not in config.PRECISIONS:
         raise CatdogError(f"unknown precision {precision!r}; choose one of: {', '.join(config.PRECISIONS)}")
+    views = spec.views if views is None else views
     if views < 1:
         raise CatdogError(f"views must be at least 1, got {views}")
     image_size = image_size or spec.image_size
@@ -156,17 +158,32 @@ def train(
         preset=spec.name, data=str(Path(data.root).resolve()), epochs=epochs or spec.epochs,
         image_size=image_size, batch_size=batch_size, seed=seed, weights=resolved or "none",
         learning_rate=learning_rate or spec.learning_rate, frozen_features=frozen_features,
-        views=views, precision=precision, jit_compile=jit_compile,
+        views=views, precision=_resolve_precision(precision, spec), jit_compile=jit_compile,
     )
     run.mkdir(parents=True, exist_ok=True)
     files.write_json(run / runs.CONFIG, {**dataclasses.asdict(settings), "class_names": data.class_names,
                                          "versions": versions()})
     data.manifest.write(run / runs.SPLITS)
     logger.info(f"training {spec.name} into {run}")
-    with _dtype_policy(precision):
+    with _dtype_policy(settings.precision):
         model = build_model(spec.name, len(data.class_names), image_size, resolved, seed=seed)
         _fit(run, model, settings, data, history=[], callbacks=callbacks)
     return _finish(run, settings)
+
+
+def _resolve_precision(precision: str, preset: Preset) -> str:
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if preset.bfloat16 and cpu_has_bfloat16() else "float32"
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX-512 BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def versions() -> dict[str, str]:

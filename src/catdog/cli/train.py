@@ -32,15 +32,16 @@ def register(subparsers) -> None:
     train.add_argument("--resume", metavar="RUN",
                        help="continue an interrupted run from its last finished epoch, with its own settings")
     train.add_argument("--learning-rate", type=float, metavar="LR", help="learning rate (default: the preset's)")
-    train.add_argument("--views", type=positive_int, default=1, metavar="K",
+    train.add_argument("--views", type=positive_int, metavar="K",
                        help="pretrained presets: stored views of each training image: 1 = the image, 2 = also its "
                        "mirror image, more = also random augmentations; each costs one pass over the training "
-                       "images (default: %(default)s)")
+                       "images (default: the preset's, 1 for transfer, 2 for finetune)")
     train.add_argument("--end-to-end", action="store_true",
                        help="pretrained presets: run every image through the frozen base every epoch, as the seed "
                        "does, instead of computing its output once")
-    train.add_argument("--precision", default="float32", choices=config.PRECISIONS,
-                       help="Keras dtype policy (default: %(default)s)")
+    train.add_argument("--precision", default="auto", choices=config.PRECISIONS,
+                       help="Keras dtype policy; auto: mixed_bfloat16 for the presets that train as well in it, on "
+                       "CPUs with bfloat16 instructions, else float32 (default: %(default)s)")
     train.add_argument("--xla", action="store_true", help="compile training steps with XLA")
     add_json_option(train)
     train.set_defaults(func=run_train)
