@@ -94,7 +94,7 @@ def test_plots_are_written(tmp_path):
                for e in (1, 2, 3)]
     written = [
         plots.training_curve(history, "accuracy", tmp_path / "accuracy.png", minimum=0.52),
-        plots.training_curve(history, "loss", tmp_path / "loss.png"),
+        plots.training_curve(history, "loss", tmp_path / "loss.png", fine_tuning_from=2),
         plots.confusion_matrix([[3, 1], [0, 4]], ["cats", "dogs"], tmp_path / "confusion.png"),
         plots.misclassified([plots.Mistake(np.full((8, 8, 3), 200.0), "cats", "dogs", 0.9)], tmp_path / "wrong.png"),
         plots.misclassified([], tmp_path / "none.png"),

@@ -151,11 +151,12 @@ def test_finetune_on_frozen_features_resumes_inside_stage_two_and_saves_the_whol
 def test_frozen_features_are_the_models_own_activations(colours, shared_weights):
     model = models.build_model("transfer", 2, 64, weights=shared_weights)
     data = load(colours, image_size=64, batch_size=8)
-    features = FrozenFeatures(model, plan(models.get_preset("transfer"), 2), data, views=2, batch_size=8, seed=0)
+    features = FrozenFeatures(model, plan(models.get_preset("transfer"), 2), data, views=3, batch_size=8, seed=0)
     train_x, train_y = features._features("train")
-    assert train_x.shape == (16, 2, 1280) and sorted(train_y) == [0] * 8 + [1] * 8
+    assert train_x.shape == (16, 3, 1280) and sorted(train_y) == [0] * 8 + [1] * 8
 
-    # Each stored view is what the model computes from the image, or from its mirror image.
+    # The stored views are what the model computes from the image, from its mirror image,
+    # and from a random augmentation of it.
     images = np.concatenate([x for x, _ in data.train.as_numpy_iterator()])
     base = keras.Model(model.input, model.get_layer(models.POOL).output)
     direct = np.asarray(base(images, training=False))
@@ -164,6 +165,7 @@ def test_frozen_features_are_the_models_own_activations(colours, shared_weights)
         i = int(np.argmin(np.abs(direct - stored[0]).sum(axis=1)))
         np.testing.assert_allclose(stored[0], direct[i], atol=1e-4)
         np.testing.assert_allclose(stored[1], mirrored[i], atol=1e-4)
+        assert not np.allclose(stored[2], direct[i], atol=1e-3)
 
 
 @pytest.mark.parametrize(("args", "message"), [

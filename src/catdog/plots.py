@@ -30,10 +30,12 @@ class Mistake:
     probability: float
 
 
-def training_curve(history: History, metric: str, path: str | Path, minimum: float | None = None) -> Path:
+def training_curve(history: History, metric: str, path: str | Path, minimum: float | None = None,
+                   fine_tuning_from: int | None = None) -> Path:
     """Training and validation `metric` ("accuracy" or "loss") by epoch, as the seed plots them.
 
-    `minimum` draws the seed's minimum-accuracy line.
+    `minimum` draws the seed's minimum-accuracy line; `fine_tuning_from` marks the first
+    epoch of fine-tuning.
     """
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
@@ -44,6 +46,8 @@ def training_curve(history: History, metric: str, path: str | Path, minimum: flo
         ax.set_ylim(0, 1.1)
     if minimum is not None:
         ax.axhline(minimum, color="black", label=f"Minimum accuracy = {minimum:.0%}")
+    if fine_tuning_from is not None:
+        ax.axvline(fine_tuning_from - 0.5, color="gray", linestyle="--", label="fine-tuning starts")
     ax.set(xlabel="epoch", ylabel=metric)
     _integer_epochs(ax)
     ax.legend()

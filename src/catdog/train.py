@@ -128,7 +128,9 @@ def train(
     """Train `preset` on `data` (a folder, or an already loaded `catdog.data.Data`) and return
     the run folder, complete with model, history, figures and test metrics.
 
-    `epochs` and `image_size` default to the preset's (20 and 160 px for the seed's models).
+    `epochs` and `image_size` default to the preset's (20 epochs and 160 px for the seed's
+    models, 224 px for the pretrained ones, 60 epochs at 128 px for `cnn`); a loaded `Data`
+    brings its own image size.
     `weights`: see `catdog.models.resolve_weights`. `resume`: a run folder to continue from
     its last finished epoch, with its own settings (all other arguments but `callbacks` are
     then ignored). `views` (default: the preset's), `frozen_features`: see the module
@@ -146,7 +148,7 @@ def train(
     views = spec.views if views is None else views
     if views < 1:
         raise CatdogError(f"views must be at least 1, got {views}")
-    image_size = image_size or spec.image_size
+    image_size = image_size or _image_size(data) or spec.image_size
     resolved = resolve_weights(spec, weights)
     run = runs.new_run_dir(spec.name, out)
     if (run / runs.CONFIG).exists():
@@ -213,8 +215,15 @@ def _resume(run: Path, data, callbacks) -> Path:
     return _finish(run, settings)
 
 
+def _image_size(data) -> int | None:
+    """The image size of a loaded `Data`'s batches; None for a folder."""
+    return data.train.element_spec[0].shape[1] if isinstance(data, Data) else None
+
+
 def _load_data(data, image_size: int, batch_size: int, seed: int, manifest: Manifest | None = None) -> Data:
     if isinstance(data, Data):
+        if _image_size(data) != image_size:
+            raise CatdogError(f"the data were loaded at {_image_size(data)} px, but the model takes {image_size} px")
         return data
     return load(data, image_size=image_size, batch_size=batch_size, seed=seed, manifest=manifest)
 
@@ -394,7 +403,8 @@ class FrozenFeatures:
             return x, y
         key = f"{split}/pooled"
         if key not in self._cache:
-            upper = _inference(keras.Sequential([self.upper, self.pool]))
+            features = keras.Input(x.shape[2:])
+            upper = _inference(keras.Model(features, self.pool(self.upper(features))))
             flat = x.reshape((-1,) + x.shape[2:])
             pooled = np.concatenate([upper(flat[i:i + 256]).numpy() for i in range(0, len(flat), 256)])
             self._cache[key] = pooled.reshape(x.shape[:2] + pooled.shape[1:]), y
@@ -417,11 +427,12 @@ class FrozenFeatures:
 
 
 def _inference(model: keras.Model):
-    """`model` in inference mode as a TensorFlow graph function (Keras' `predict` would pick
-    XLA, which runs MobileNetV2 several times slower on CPU)."""
+    """`model` in inference mode as a TensorFlow graph function, traced once for any batch
+    size (Keras' `predict` would pick XLA, which runs MobileNetV2 several times slower on CPU)."""
     import tensorflow as tf
 
-    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    signature = [tf.TensorSpec(model.input_shape, tf.float32)]
+    return tf.function(lambda x: model(x, training=False), input_signature=signature)
 
 
 # Callbacks ---------------------------------------------------------------------------------
@@ -485,8 +496,10 @@ def _finish(run: Path, settings: Settings) -> Path:
 
     history = runs.read_history(run / runs.HISTORY)
     minimum = config.SEED_MINIMUM_ACCURACY.get(settings.preset)
-    plots.training_curve(history, "accuracy", run / runs.ACCURACY_PLOT, minimum)
-    plots.training_curve(history, "loss", run / runs.LOSS_PLOT)
+    stages = plan(get_preset(settings.preset), settings.epochs, settings.learning_rate)
+    fine_tuning_from = stages[-1].start + 1 if stages[-1].unfreeze_from is not None else None
+    plots.training_curve(history, "accuracy", run / runs.ACCURACY_PLOT, minimum, fine_tuning_from)
+    plots.training_curve(history, "loss", run / runs.LOSS_PLOT, fine_tuning_from=fine_tuning_from)
     metrics = evaluate.evaluate(run)
     shutil.rmtree(run / runs.CHECKPOINT, ignore_errors=True)
     logger.info(f"{settings.preset}: test accuracy {metrics['accuracy']:.4f} on {metrics['n']} images; "
