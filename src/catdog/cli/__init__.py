@@ -56,6 +56,9 @@ def import_tensorflow_quietly() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+    # TensorFlow's own Python warnings (retracing when several models run in one process,
+    # deprecations inside Keras) are for library developers; catdog reports what users need.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 class _PlainFormatter(logging.Formatter):
