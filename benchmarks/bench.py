@@ -528,6 +528,11 @@ def render(results: dict) -> str:
             f"> **Quick mode**: {settings['catdog_epochs']} epochs on a subset, to check that the benchmark works. "
             "Accuracy targets are not expected to pass, and the times are not the benchmark's."
         )
+    if results.get("stopped_during"):
+        parts.append(
+            f"> **Stopped** during {results['stopped_during']}: the steps before it finished and are reported; "
+            "that step and those after it were not measured in this run."
+        )
     table_targets = [
         [t["name"], fmt(t["measured"], t["unit"]), ("≤ " if t["at_most"] else "≥ ") + fmt(t["needed"], t["unit"])]
         + [verdict(t["passed"])]
@@ -622,7 +627,12 @@ def write_results(results: dict, markdown_path: Path) -> None:
 # Driving ------------------------------------------------------------------------------
 
 
+# The step under way, as last announced by `info`: what a stopped run says it stopped in.
+LAST_STEP = ["the start"]
+
+
 def info(message: str) -> None:
+    LAST_STEP[0] = f"`{message}`"
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
@@ -866,14 +876,20 @@ def main(argv: list[str] | None = None) -> int:
         results["seconds"] = time.perf_counter() - started
         write_results(results, args.out)
 
-    for n in range(1, args.repeat + 1):
-        info(f"repeat {n} of {args.repeat}")
-        results["repeats"].append({})
-        run_repeat(plan, work / f"r{n}", results["repeats"][-1], save)
-    if catdog_has("run"):
-        results["run_memory"] = run_memory(plan.data, args.run_epochs, work / "run", work / "run.log", plan.env)
-    else:
-        results["run_memory"] = {"skipped": "`catdog run` is not implemented in this checkout yet"}
+    try:
+        for n in range(1, args.repeat + 1):
+            info(f"repeat {n} of {args.repeat}")
+            results["repeats"].append({})
+            run_repeat(plan, work / f"r{n}", results["repeats"][-1], save)
+        if catdog_has("run"):
+            results["run_memory"] = run_memory(plan.data, args.run_epochs, work / "run", work / "run.log", plan.env)
+        else:
+            results["run_memory"] = {"skipped": "`catdog run` is not implemented in this checkout yet"}
+    except KeyboardInterrupt:
+        results["stopped_during"] = LAST_STEP[0]
+        save()
+        info(f"stopped during {LAST_STEP[0]}; wrote what finished to {os.path.relpath(args.out)}")
+        return 130
     save()
 
     info(f"wrote {os.path.relpath(args.out)} and its .json in {fmt(results['seconds'], 's')}")

@@ -43,6 +43,7 @@ class ModelResult:
     run: str
     parameters: int
     best_val_accuracy: float
+    best_val_loss: float
     best_epoch: int
     last_val_accuracy: float
     last_accuracy: float
@@ -116,7 +117,7 @@ def run_exercise(
         "data": dataset_summary,
         "settings": {"image_size": image_size, "batch_size": batch_size, "seed": seed, "epochs": epochs},
         "models": [asdict(r) for r in results],
-        "best": max(results, key=lambda r: r.best_val_accuracy).preset,
+        "best": max(results, key=_rank).preset,
         "report": str(folder / "report.html"),
     }
     files.write_json(folder / SUMMARY, summary)
@@ -144,16 +145,22 @@ def _train_or_resume(preset: str, loaded, run: Path, **settings) -> Path:
     return train.train(preset, loaded, out=run, **settings)
 
 
+def _rank(result: ModelResult) -> tuple[float, float]:
+    """Models compare as epochs do (see `runs.epoch_rank`), by their best epochs."""
+    return runs.epoch_rank({"val_accuracy": result.best_val_accuracy, "val_loss": result.best_val_loss})
+
+
 def _result(preset: str, run: Path) -> ModelResult:
     opened = runs.open_run(run)
     history = runs.read_history(run / runs.HISTORY)
-    best = max(history, key=lambda row: row["val_accuracy"])
+    best = runs.best_epoch(history)
     metrics = opened.metrics or {}
     return ModelResult(
         preset=preset,
         run=str(run),
         parameters=opened.load_model().count_params(),
         best_val_accuracy=best["val_accuracy"],
+        best_val_loss=best["val_loss"],
         best_epoch=int(best["epoch"]),
         last_val_accuracy=history[-1]["val_accuracy"],
         last_accuracy=history[-1]["accuracy"],
