@@ -89,7 +89,7 @@ def load(
     if manifest is None:
         found, manifest = scan_and_split(root, seed=seed)
         skipped, warnings = found.skipped, found.warnings
-        _log_problems(root, skipped, warnings)
+        log_problems(found)
     else:
         manifest = dataclasses.replace(manifest, root=root)
         _check_files_exist(manifest)
@@ -118,6 +118,11 @@ def summary(data: str | Path | None = None, *, seed: int = config.SEED) -> dict[
     model's test accuracy (the seed counts label frequencies on its training data).
     """
     found, manifest = scan_and_split(data, seed=seed)
+    return describe(found, manifest, seed=seed)
+
+
+def describe(found: Scan, manifest: Manifest, *, seed: int) -> dict[str, Any]:
+    """The `summary` of a data set already scanned (`found`) and split with `seed` (`manifest`)."""
     counts = manifest.counts()
     majority = max(manifest.class_names, key=lambda name: counts[TRAIN][name])
     return {
@@ -133,11 +138,13 @@ def summary(data: str | Path | None = None, *, seed: int = config.SEED) -> dict[
     }
 
 
-def _log_problems(root: Path, skipped: list[tuple[str, str]], warnings: list[str]) -> None:
-    for warning in warnings:
+def log_problems(found: Scan) -> None:
+    """Warn about files read with a warning, and say how many were skipped and where to see why."""
+    for warning in found.warnings:
         logger.warning(warning)
-    if skipped:
-        logger.warning(f"skipped {len(skipped)} unusable files in {root} (`catdog data info --data {root}` lists them)")
+    if found.skipped:
+        root = found.root
+        logger.warning(f"skipped {len(found.skipped)} unusable files in {root} (`catdog data info --data {root}` lists them)")
 
 
 def _check_files_exist(manifest: Manifest) -> None:

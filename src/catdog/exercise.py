@@ -87,18 +87,18 @@ def run_exercise(
 
     folder = new_exercise_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
-    root = catdog_data.resolve_data_dir(data)
-    dataset_summary = catdog_data.summary(root, seed=seed)
+    found, manifest = catdog_data.scan_and_split(data, seed=seed)
+    catdog_data.log_problems(found)
+    dataset_summary = catdog_data.describe(found, manifest, seed=seed)
     loaded: dict[int, catdog_data.Data] = {}
 
     def data_at(size: int) -> catdog_data.Data:
         if size not in loaded:
-            first = next(iter(loaded.values()), None)
-            loaded[size] = catdog_data.load(root, image_size=size, batch_size=batch_size, seed=seed,
-                                            manifest=first.manifest if first else None)
+            loaded[size] = catdog_data.load(found.root, image_size=size, batch_size=batch_size, seed=seed,
+                                            manifest=manifest)
         return loaded[size]
 
-    _write_previews(data_at(image_size or config.IMAGE_SIZE).manifest, folder, seed=seed)
+    _write_previews(manifest, folder, seed=seed)
     results = []
     for preset in presets:
         size = image_size or preset.image_size
