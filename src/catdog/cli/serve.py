@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from catdog import config
-from catdog.cli.common import add_json_option, info, positive_int, print_json
+from catdog.cli.common import add_json_option, add_run_argument, info, positive_int, positive_number, print_json
 from catdog.errors import CatdogError
 
 
@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         help="predict the class of images with a trained run",
         description="Print the predicted class and its probability for each image (folders are searched recursively).",
     )
-    predict.add_argument("run", metavar="RUN", help="run folder written by `catdog train`")
+    add_run_argument(predict)
     predict.add_argument("sources", metavar="IMAGE_OR_FOLDER", nargs="+", help="image files or folders of images")
     predict.add_argument(
         "--batch-size", type=positive_int, default=config.BATCH_SIZE, help="images per model call (default: %(default)s)"
@@ -28,7 +28,7 @@ def register(subparsers) -> None:
         help="serve a trained run: a web page and a JSON API",
         description="Serve a web page to drop images on and a JSON API (POST /predict, GET /model, GET /health).",
     )
-    serve.add_argument("run", metavar="RUN", help="run folder written by `catdog train`")
+    add_run_argument(serve)
     serve.add_argument("--host", default=config.SERVE_HOST, help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=config.SERVE_PORT, help="port to listen on (default: %(default)s)")
     serve.add_argument(
@@ -51,7 +51,7 @@ def register(subparsers) -> None:
             "probabilities differ from the Keras model's by more than the format's tolerance."
         ),
     )
-    export.add_argument("run", metavar="RUN", help="run folder written by `catdog train`")
+    add_run_argument(export)
     export.add_argument("--format", required=True, choices=config.EXPORT_FORMATS, help="the format to write")
     export.add_argument(
         "--out", metavar="PATH", help="where to write it (default: RUN/export/model.tflite, model.onnx or savedmodel/)"
@@ -62,16 +62,6 @@ def register(subparsers) -> None:
     )
     add_json_option(export)
     export.set_defaults(func=run_export)
-
-
-def positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value:g} must be more than 0")
-    return value
 
 
 def run_predict(args: argparse.Namespace) -> int:

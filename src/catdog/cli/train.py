@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from catdog import config
-from catdog.cli.common import add_data_option, add_json_option, add_seed_option, positive_int, print_json
+from catdog.cli.common import add_data_option, add_json_option, add_run_argument, add_seed_option, positive_int, print_json
 
 
 def register(subparsers) -> None:
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
         "folders, and write metrics.json, confusion_matrix.png and misclassified.png (into the run folder, or "
         "for --data into evaluation-<folder>/ inside it).",
     )
-    evaluate.add_argument("run", metavar="RUN", help="run folder written by `catdog train`")
+    add_run_argument(evaluate)
     evaluate.add_argument("--data", metavar="DIR", help="folder of class folders to score instead of the test split")
     evaluate.add_argument("--batch-size", type=positive_int, default=config.BATCH_SIZE, metavar="B",
                           help="batch size (default: %(default)s)")
