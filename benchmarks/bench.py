@@ -530,8 +530,8 @@ def render(results: dict) -> str:
         )
     if results.get("stopped_during"):
         parts.append(
-            f"> **Stopped** during {results['stopped_during']}: the steps before it finished and are reported; "
-            "that step and those after it were not measured in this run."
+            f"> **Stopped** during {results['stopped_during']}: that step, and any other not reported below, "
+            "was not measured in this run."
         )
     table_targets = [
         [t["name"], fmt(t["measured"], t["unit"]), ("≤ " if t["at_most"] else "≥ ") + fmt(t["needed"], t["unit"])]
