@@ -196,53 +196,64 @@ def count_predictions(path: Path) -> int:
 def bench_predict(run: Path, folder: Path, one: Path, work: Path, env) -> dict:
     """`catdog predict` over `folder` against the one-image-at-a-time loop, each a fresh process.
 
-    A second `catdog predict` on a folder of one image gives the command's fixed cost
-    (start-up and model loading), so its steady rate can be told apart from its total.
+    The run is first exported to ONNX (timed), so `catdog predict` runs it with onnxruntime,
+    its default for a run with an export; `--runtime keras` is timed too. A second `catdog
+    predict` on a folder of one image gives the command's fixed cost (start-up and model
+    loading), so its steady rate can be told apart from its total.
     """
     images = len(image_files(folder))
-    info(f"catdog predict, {images} images")
-    full = run_measured(
-        catdog_command("predict", str(run), str(folder), "--json"),
-        stdout=work / "predict.jsonl",
-        log=work / "predict.log",
-        env=env,
-    )
-    single = run_measured(
-        catdog_command("predict", str(run), str(one), "--json"),
-        stdout=work / "predict-one.jsonl",
-        log=work / "predict.log",
-        env=env,
-    )
+    info("catdog export --format onnx")
+    exported = run_measured(catdog_command("export", str(run), "--format", "onnx"), log=work / "export.log", env=env)
+    if exported.returncode:
+        return {"error": f"catdog export failed; see {work / 'export.log'}"}
+
+    def predict(name: str, source: Path, *options: str):
+        return run_measured(
+            catdog_command("predict", str(run), str(source), "--json", *options),
+            stdout=work / f"{name}.jsonl",
+            log=work / f"{name}.log",
+            env=env,
+        )
+
+    info(f"catdog predict, {images} images, with onnxruntime and with Keras")
+    sides = {
+        "catdog_": (predict("predict", folder), predict("predict-one", one)),
+        "keras_": (predict("predict-keras", folder, "--runtime", "keras"), predict("predict-keras-one", one, "--runtime", "keras")),
+    }
     info(f"one-at-a-time loop, {images} images")
     loop = run_measured(
         [sys.executable, str(BENCH_DIR / "predict_loop.py"), str(run), str(folder), "--out", str(work / "loop.json")],
         log=work / "predict-loop.log",
         env=env,
     )
-    if full.returncode or single.returncode or loop.returncode:
+    if loop.returncode or any(m.returncode for pair in sides.values() for m in pair):
         return {"error": f"prediction failed; see the logs in {work}"}
-    predicted = count_predictions(work / "predict.jsonl")
-    if predicted != images:
-        return {
-            "error": f"catdog predict printed {predicted} predictions for {images} images; see {work / 'predict.log'}"
-        }
+    for name in ("predict", "predict-keras"):
+        predicted = count_predictions(work / f"{name}.jsonl")
+        if predicted != images:
+            return {"error": f"catdog predict printed {predicted} predictions for {images} images; see {work / name}.log"}
     loop_result = json.loads((work / "loop.json").read_text())
-    steady = full.seconds - single.seconds
-    return {
+    record = {
         "images": images,
-        "catdog_seconds": full.seconds,
-        "catdog_images_per_second": images / full.seconds,
-        "catdog_fixed_seconds": single.seconds,
-        "catdog_steady_images_per_second": (images - 1) / steady if steady > 0 else None,
-        "catdog_peak_rss_bytes": full.peak_rss_bytes,
+        "image_size": json.loads((run / "config.json").read_text()).get("image_size"),
+        "export_seconds": exported.seconds,
         "loop_seconds": loop.seconds,
         "loop_images_per_second": images / loop.seconds,
         "loop_fixed_seconds": loop.seconds - loop_result["loop_seconds"],
         "loop_steady_images_per_second": loop_result["images_per_second"],
         "loop_peak_rss_bytes": loop.peak_rss_bytes,
-        "speedup": loop.seconds / full.seconds,
-        "steady_speedup": ((images - 1) / steady / loop_result["images_per_second"] if steady > 0 else None),
     }
+    for prefix, (full, single) in sides.items():
+        steady = full.seconds - single.seconds
+        record |= {
+            f"{prefix}seconds": full.seconds,
+            f"{prefix}images_per_second": images / full.seconds,
+            f"{prefix}fixed_seconds": single.seconds,
+            f"{prefix}steady_images_per_second": (images - 1) / steady if steady > 0 else None,
+            f"{prefix}peak_rss_bytes": full.peak_rss_bytes,
+        }
+    record["speedup"] = loop.seconds / record["catdog_seconds"]
+    return record
 
 
 def run_memory(data: Path, epochs: int, out: Path, log: Path, env) -> dict:
@@ -492,15 +503,19 @@ def prediction_text(predict: dict) -> str:
     if "error" in predict:
         return f"Failed: {predict['error']}"
     sides = {
-        "`catdog predict RUN FOLDER --json`": "catdog_",
+        "`catdog predict RUN FOLDER --json` (onnxruntime)": "catdog_",
+        "`catdog predict RUN FOLDER --json --runtime keras`": "keras_",
         "loop of `model.predict`, one image at a time": "loop_",
     }
     records = {
         label: {key.removeprefix(prefix): value for key, value in predict.items() if key.startswith(prefix)}
         for label, prefix in sides.items()
     }
+    size = predict.get("image_size")
     return (
-        f"The `transfer` run's model on {predict['images']:.0f} JPEGs, each side a fresh process.\n\n"
+        f"A `transfer` run at {size:.0f} px ({PREDICT_JOB.name} above) on {predict['images']:.0f} JPEGs, each "
+        f"side a fresh process. `catdog export RUN --format onnx` took {fmt(predict.get('export_seconds'), 's')} "
+        "first; `catdog predict` then runs that export with onnxruntime, its default for a run with one.\n\n"
         + record_table("method", records, PREDICT_COLUMNS)
     )
 
@@ -767,6 +782,8 @@ class Plan:
 # Each catdog preset is timed against the seed model it improves on; the pairs run in this
 # order (the targets that matter most first), so a run cut short still holds whole comparisons.
 SEED_PAIRS = {4: ("transfer", "finetune"), 1: ("scratch",), 2: ("augmented",), 3: ("preprocessed",)}
+# Prediction is timed on `transfer` at 160 px, the size the issue's prediction target names.
+PREDICT_JOB = Job("transfer-160", "transfer", ["--image-size", "160"])
 
 
 def write_manifest(data: Path, out: Path, log: Path, env) -> Path:
@@ -776,6 +793,19 @@ def write_manifest(data: Path, out: Path, log: Path, env) -> Path:
     if measured.returncode != 0:
         raise SystemExit(f"bench: `{shown(command)}` failed; see {log}")
     return out
+
+
+def predict(here: Path, repeat: dict, train: Callable[[Job], None], plan: Plan) -> None:
+    """Train the prediction benchmark's model, then time `catdog predict` on it."""
+    if not plan.can_predict:
+        repeat["failures"].append("prediction: `catdog predict` is not implemented in this checkout")
+        return
+    train(PREDICT_JOB)
+    run = repeat["catdog"].get(PREDICT_JOB.name, {})
+    if "run" in run and "error" not in run:
+        repeat["predict"] = bench_predict(Path(run["run"]), plan.predict_folder, plan.predict_one, here, plan.env)
+        if "error" in repeat["predict"]:
+            repeat["failures"].append(f"prediction: {repeat['predict']['error']}")
 
 
 def run_repeat(plan: Plan, here: Path, repeat: dict, save: Callable[[], None]) -> None:
@@ -808,15 +838,8 @@ def run_repeat(plan: Plan, here: Path, repeat: dict, save: Callable[[], None]) -
         for job in plan.jobs:
             if job.preset in presets:
                 train(job)
-        if model == 4:
-            transfer = repeat["catdog"].get("transfer", {})
-            if plan.can_predict and "run" in transfer and "error" not in transfer:
-                repeat["predict"] = bench_predict(Path(transfer["run"]), plan.predict_folder, plan.predict_one,
-                                                  here, plan.env)
-                if "error" in repeat["predict"]:
-                    repeat["failures"].append(f"prediction: {repeat['predict']['error']}")
-            else:
-                repeat["failures"].append("prediction: it needs `catdog predict` and a finished `transfer` run")
+        if model == 4 and "transfer" in {job.preset for job in plan.jobs}:
+            predict(here, repeat, train, plan)
             save()
     for job in plan.jobs:
         if job.preset not in paired:

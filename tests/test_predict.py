@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import write_tiny_run
+
 from catdog import images
 from catdog.cli import main
 from catdog.errors import BadImageError, CatdogError
+from catdog.export import export
 from catdog.predict import Predictor, find_images
+from catdog.runs import open_run
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +48,9 @@ def test_predictions_match_the_model_on_real_photos(predictor, photos):
     results = list(predictor.predict_paths(photos, batch_size=2))
 
     assert [r["path"] for r in results] == [str(p) for p in photos]
-    expected = predictor.model.predict(images.load_images(photos, predictor.image_size), verbose=0)
+    assert predictor.runtime == "keras"
+    model = open_run(predictor.run.path).load_model()
+    expected = model.predict(images.load_images(photos, predictor.image_size), verbose=0)
     for result, probabilities in zip(results, expected):
         assert set(result["probabilities"]) == {"cats", "dogs"}
         assert list(result["probabilities"].values()) == pytest.approx(probabilities.tolist(), abs=1e-6)
@@ -137,3 +144,50 @@ def test_cli_reports_a_folder_without_images(tiny_run, tmp_path, capsys):
 def test_cli_reports_a_missing_run(tmp_path, photos, capsys):
     assert main(["predict", str(tmp_path / "nope"), str(photos[0])]) == 2
     assert "run folder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def exported_run(tmp_path_factory) -> Path:
+    """A tiny run with an ONNX export at its default place."""
+    run = write_tiny_run(tmp_path_factory.mktemp("runs") / "exported")
+    export(run, "onnx")
+    return run
+
+
+def test_auto_runs_an_up_to_date_onnx_export_with_the_same_answers(exported_run, photo_folder):
+    with_onnx = Predictor(exported_run)
+    with_keras = Predictor(exported_run, runtime="keras")
+
+    assert (with_onnx.runtime, with_onnx.model_path) == ("onnx", exported_run / "export" / "model.onnx")
+    assert with_keras.runtime == "keras"
+    onnx_results = list(with_onnx.predict_paths([photo_folder]))
+    keras_results = list(with_keras.predict_paths([photo_folder]))
+    assert [r["path"] for r in onnx_results] == [r["path"] for r in keras_results]
+    for a, b in zip(onnx_results, keras_results):
+        assert a["label"] == b["label"]
+        assert list(a["probabilities"].values()) == pytest.approx(list(b["probabilities"].values()), abs=1e-4)
+
+
+def test_an_export_older_than_the_model_is_not_used(exported_run, tmp_path):
+    run = tmp_path / "retrained"
+    shutil.copytree(exported_run, run)
+    onnx_file = run / "export" / "model.onnx"
+    model_time = (run / "model.keras").stat().st_mtime
+    os.utime(onnx_file, (model_time - 60, model_time - 60))  # as if the model was trained again after export
+
+    assert Predictor(run).runtime == "keras"
+    with pytest.raises(CatdogError, match=r"no ONNX export newer than its model; write one with: catdog export .* --format onnx"):
+        Predictor(run, runtime="onnx")
+
+
+def test_runtime_onnx_without_an_export_says_how_to_make_one(tiny_run, photos, capsys):
+    assert main(["predict", str(tiny_run), str(photos[0]), "--runtime", "onnx"]) == 2
+    assert f"catdog export {tiny_run} --format onnx" in capsys.readouterr().err
+
+
+def test_cli_says_which_runtime_runs_the_model(exported_run, photos, capsys):
+    assert main(["predict", str(exported_run), str(photos[0])]) == 0
+    assert f"running {exported_run / 'export' / 'model.onnx'} with onnx" in capsys.readouterr().err
+
+    assert main(["predict", str(exported_run), str(photos[0]), "--runtime", "keras"]) == 0
+    assert f"running {exported_run / 'model.keras'} with keras" in capsys.readouterr().err

@@ -62,6 +62,7 @@ def test_model_describes_the_run(client, tiny_run):
         "preset": "tiny",
         "classes": ["cats", "dogs"],
         "image_size": 64,
+        "runtime": "keras",
         "test_accuracy": 0.5,
     }
 

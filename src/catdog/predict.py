@@ -2,8 +2,15 @@
 
 A `Predictor` loads a run's model once and feeds it whole batches: files are read
 and decoded by a parallel `tf.data` pipeline while the model works on the previous
-batch, so no image goes through the model on its own. Every result is a plain dict,
-the same for the CLI's `--json` lines and the HTTP API::
+batch, so no image goes through the model on its own.
+
+The model runs with Keras, or with onnxruntime when the run has an ONNX export (written,
+and checked against the Keras model, by `catdog export RUN --format onnx`): on a CPU
+onnxruntime runs MobileNetV2 about 1.6 times as fast as TensorFlow. The default, "auto",
+takes the export when it is newer than the run's `model.keras` and onnxruntime is
+installed, and Keras otherwise.
+
+Every result is a plain dict, the same for the CLI's `--json` lines and the HTTP API::
 
     {"path": "cat.1.jpg", "label": "cats", "probability": 0.97,
      "probabilities": {"cats": 0.97, "dogs": 0.03}}
@@ -22,12 +29,13 @@ import numpy as np
 
 from catdog import config, images
 from catdog.errors import BadImageError, CatdogError
-from catdog.runs import Run, open_run
+from catdog.runs import MODEL, Run, open_run
 
 Prediction = dict[str, Any]
 SkipHandler = Callable[[str, str], None]
 
 IMAGE_SUFFIXES = frozenset(suffix for suffixes in images.SUPPORTED_FORMATS.values() for suffix in suffixes)
+RUNTIMES = ("auto", "keras", "onnx")
 
 
 def find_images(sources: Iterable[str | os.PathLike]) -> list[Path]:
@@ -49,31 +57,80 @@ def find_images(sources: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def _batch_function(model, image_size: int):
-    """`model` as a graph function for any batch size: traced once, where `predict_on_batch`
-    traces again for the first batch of another size (a second or more for MobileNetV2)."""
+def onnx_export(run: Run) -> Path | None:
+    """The run's ONNX export at its default place, if it is newer than the run's model."""
+    from catdog.export import default_output
+
+    path = default_output(run, "onnx")
+    if path.is_file() and path.stat().st_mtime >= (run.path / MODEL).stat().st_mtime:
+        return path
+    return None
+
+
+def _onnxruntime_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def _keras_function(run: Run) -> Callable[[np.ndarray], np.ndarray]:
+    """The run's Keras model as a graph function for any batch size: traced once, where
+    `predict_on_batch` traces again for the first batch of another size (a second or more
+    for MobileNetV2)."""
     import tensorflow as tf
 
-    return tf.function(
+    model = run.load_model()
+    call = tf.function(
         lambda images: model(images, training=False),
-        input_signature=[tf.TensorSpec((None, image_size, image_size, 3), tf.float32)],
+        input_signature=[tf.TensorSpec((None, run.image_size, run.image_size, 3), tf.float32)],
     )
+    return lambda pixels: call(pixels).numpy()
+
+
+def _onnx_function(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """An onnxruntime session on the export at `path`, as a function of a pixel batch."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # Idle workers would otherwise spin, taking the cores that decode the next batch.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    (image_input,) = session.get_inputs()
+    return lambda pixels: session.run(None, {image_input.name: pixels})[0]
 
 
 class Predictor:
     """A run's model, loaded once, with its class names and image size.
 
+    `runtime`: "keras", "onnx" (the run's ONNX export; see the module docstring) or "auto";
+    the one chosen is in `self.runtime`, and the file it runs in `self.model_path`.
     Calls into the model are serialised by a lock, so one predictor can be shared by the
     threads of a web server; reading and decoding images happens outside the lock.
     """
 
-    def __init__(self, run: Run | str | os.PathLike, max_pixels: int = config.MAX_IMAGE_PIXELS):
+    def __init__(
+        self, run: Run | str | os.PathLike, max_pixels: int = config.MAX_IMAGE_PIXELS, runtime: str = "auto"
+    ):
+        if runtime not in RUNTIMES:
+            raise CatdogError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         self.run = run if isinstance(run, Run) else open_run(run)
         self.class_names = self.run.class_names
         self.image_size = self.run.image_size
         self.max_pixels = max_pixels
-        self.model = self.run.load_model()
-        self._call_model = _batch_function(self.model, self.image_size)
+        export = onnx_export(self.run) if runtime != "keras" else None
+        if runtime == "onnx" and export is None:
+            raise CatdogError(
+                f"{self.run.path} has no ONNX export newer than its model; "
+                f"write one with: catdog export {self.run.path} --format onnx"
+            )
+        if runtime == "onnx" and not _onnxruntime_installed():
+            raise CatdogError("the onnx runtime needs onnxruntime; install it with: pip install 'catdog[export]'")
+        if export is not None and _onnxruntime_installed():
+            self.runtime, self.model_path = "onnx", export
+            self._call_model = _onnx_function(export)
+        else:
+            self.runtime, self.model_path = "keras", self.run.path / MODEL
+            self._call_model = _keras_function(self.run)
         self._lock = threading.Lock()
 
     def predict_arrays(self, pixels: np.ndarray) -> np.ndarray:
@@ -85,7 +142,7 @@ class Predictor:
         if len(pixels) == 0:
             return np.zeros((0, len(self.class_names)), dtype="float32")
         with self._lock:
-            return self._call_model(pixels).numpy()
+            return self._call_model(pixels)
 
     def predict_bytes(self, uploads: Sequence[tuple[str, bytes]]) -> list[Prediction]:
         """Predict a batch of uploaded files given as `(name, contents)` pairs (see `decode_uploads`)."""

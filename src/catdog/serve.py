@@ -128,9 +128,10 @@ class Batcher:
             start += len(pixels)
 
 
-def create_app(run: Run | str | os.PathLike, limits: Limits = Limits()) -> FastAPI:
-    """The app serving `run`'s model (loaded, and warmed up with one call, before this returns)."""
-    predictor = Predictor(run, max_pixels=limits.max_pixels)
+def create_app(run: Run | str | os.PathLike, limits: Limits = Limits(), runtime: str = "auto") -> FastAPI:
+    """The app serving `run`'s model (loaded, and warmed up with one call, before this returns);
+    `runtime` as for `catdog.predict.Predictor`."""
+    predictor = Predictor(run, max_pixels=limits.max_pixels, runtime=runtime)
     size = predictor.image_size
     predictor.predict_arrays(np.zeros((1, size, size, 3), dtype="float32"))
     batcher = Batcher(predictor)
@@ -160,6 +161,7 @@ def create_app(run: Run | str | os.PathLike, limits: Limits = Limits()) -> FastA
             "preset": predictor.run.preset,
             "classes": predictor.class_names,
             "image_size": size,
+            "runtime": predictor.runtime,
             "test_accuracy": metrics.get("accuracy"),
         }
 
@@ -190,8 +192,14 @@ def create_app(run: Run | str | os.PathLike, limits: Limits = Limits()) -> FastA
     return app
 
 
-def serve(run: Run | str | os.PathLike, host: str = config.SERVE_HOST, port: int = config.SERVE_PORT, limits: Limits = Limits()) -> None:
+def serve(
+    run: Run | str | os.PathLike,
+    host: str = config.SERVE_HOST,
+    port: int = config.SERVE_PORT,
+    limits: Limits = Limits(),
+    runtime: str = "auto",
+) -> None:
     """Serve `run` with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(run, limits), host=host, port=port)
+    uvicorn.run(create_app(run, limits, runtime), host=host, port=port)

@@ -20,6 +20,7 @@ def register(subparsers) -> None:
     predict.add_argument(
         "--batch-size", type=positive_int, default=config.BATCH_SIZE, help="images per model call (default: %(default)s)"
     )
+    add_runtime_option(predict)
     add_json_option(predict)
     predict.set_defaults(func=run_predict)
 
@@ -40,6 +41,7 @@ def register(subparsers) -> None:
     serve.add_argument(
         "--max-files", type=positive_int, default=config.MAX_UPLOAD_FILES, help="most images in one request (default: %(default)s)"
     )
+    add_runtime_option(serve)
     serve.set_defaults(func=run_serve)
 
     export = subparsers.add_parser(
@@ -64,10 +66,26 @@ def register(subparsers) -> None:
     export.set_defaults(func=run_export)
 
 
+def add_runtime_option(parser: argparse.ArgumentParser) -> None:
+    from catdog.predict import RUNTIMES
+
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help=(
+            "what runs the model: keras, or onnx (onnxruntime on the run's ONNX export, from "
+            "`catdog export RUN --format onnx`; faster on a CPU); auto takes onnx when the run has an "
+            "export newer than its model (default: %(default)s)"
+        ),
+    )
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from catdog.predict import Predictor
 
-    predictor = Predictor(args.run)
+    predictor = Predictor(args.run, runtime=args.runtime)
+    info(f"running {predictor.model_path} with {predictor.runtime}")
     skipped = 0
 
     def skip(path: str, reason: str) -> None:
@@ -94,7 +112,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels, max_files=args.max_files)
     info(f"loading {args.run}; the page will be at http://{args.host}:{args.port}/")
-    serve(args.run, host=args.host, port=args.port, limits=limits)
+    serve(args.run, host=args.host, port=args.port, limits=limits, runtime=args.runtime)
     return 0
 
 
