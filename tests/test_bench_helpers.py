@@ -79,8 +79,10 @@ def test_read_history_and_epoch_stats(tmp_path):
         "epoch_mean": pytest.approx(17 / 3),
         "epoch_first": 9,
         "epoch_later": 4,
+        "epoch_fastest": 3,
     }
-    assert bench.epoch_stats([]) == {"epoch_mean": None, "epoch_first": None, "epoch_later": None}
+    assert set(bench.epoch_stats([]).values()) == {None}
+    assert bench.epoch_stats([7])["epoch_fastest"] is None  # the first epoch alone has no later one
 
 
 def test_median_record_takes_medians_of_numbers_and_skips_failed_repeats():
@@ -98,8 +100,8 @@ def test_median_record_takes_medians_of_numbers_and_skips_failed_repeats():
 
 def summary(**catdog) -> dict:
     seed = {
-        "1": {"epoch_mean": 10.0},
-        "2": {"epoch_mean": 12.0},
+        "1": {"epoch_mean": 10.0, "epoch_fastest": 8.0},
+        "2": {"epoch_mean": 12.0, "epoch_fastest": 10.0},
         "3": {"epoch_mean": 12.0},
         "4": {"fit_seconds": 800.0},
     }
@@ -113,7 +115,7 @@ def test_targets_compare_with_the_seed_counterparts():
             transfer={"test_accuracy": 0.975, "command_seconds": 90.0},
             finetune={"test_accuracy": 0.98, "command_seconds": 700.0},
             scratch={"epoch_mean": 5.0},
-            augmented={"epoch_mean": 8.0},
+            augmented={"epoch_mean": 8.0, "epoch_fastest": 5.0},
         ),
         {"peak_rss_bytes": 3.5e9},
     )
@@ -126,6 +128,8 @@ def test_targets_compare_with_the_seed_counterparts():
     assert by_name["scratch: time per epoch / seed model 1"].measured == pytest.approx(0.5)
     assert by_name["augmented: time per epoch / seed model 2"].passed is False  # 8/12 > 0.6
     assert by_name["preprocessed: time per epoch / seed model 3"].passed is None  # not run
+    assert by_name["augmented: fastest later epoch / seed model 2"].measured == pytest.approx(0.5)
+    assert by_name["scratch: fastest later epoch / seed model 1"].passed is None  # no such figure
     assert by_name["predict: images/s, whole command"].passed is False
     assert by_name["predict: images/s, steady (start-up left out)"].passed is True
     assert by_name["memory: `catdog run` with every preset, peak RSS"].passed is True
@@ -169,3 +173,30 @@ def test_count_predictions_ignores_other_lines(tmp_path):
     path = tmp_path / "predict.jsonl"
     path.write_text('{"path": "a.jpg", "label": "cats"}\nnot json\n{"path": "b.jpg", "label": "dogs"}\n[1]\n')
     assert bench.count_predictions(path) == 2
+
+
+def test_render_recomputes_epoch_figures_from_the_recorded_times(tmp_path):
+    record = {"preset": "scratch", "epoch_seconds": [9.0, 20.0, 4.0], "epoch_mean": 1.0}
+    seed = {"model": 1, "epoch_seconds": [12.0, 8.0, 10.0]}
+    results = {
+        "date": "2026-11-22 00:00 UTC",
+        "command": "bench.py",
+        "machine": {"cpu": "AMD EPYC", "cores": 2, "usable_cores": 2, "bfloat16": True, "memory_bytes": 2.5e10,
+                    "python": "3.11.7", "tensorflow": "2.21.0", "keras": "3.15.1", "os": "Linux"},
+        "load_average": {"start": None, "end": None},
+        "settings": {"quick": False, "data": "d", "subset": None, "weights": "w", "seed_epochs": 3, "catdog_epochs": None,
+                     "repeat": 1, "jobs": []},
+        "repeats": [{"catdog": {"scratch": record}, "seed": {"models": {"1": seed}}, "failures": []}],
+        "run_memory": None,
+        "seconds": 1.0,
+    }
+    (tmp_path / "results.json").write_text(json.dumps(results))
+
+    bench.rerender(tmp_path / "results.md")
+
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["summary"]["catdog"]["scratch"]["epoch_mean"] == pytest.approx(11.0)
+    assert written["summary"]["catdog"]["scratch"]["epoch_fastest"] == 4.0
+    by_name = {t["name"]: t for t in written["targets"]}
+    assert by_name["scratch: fastest later epoch / seed model 1"]["measured"] == pytest.approx(0.5)
+    assert "| scratch | model 1 | fastest later epoch | 4.0 s | 8.0 s | 0.5× |" in (tmp_path / "results.md").read_text()
