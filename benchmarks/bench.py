@@ -35,6 +35,8 @@ from benchkit import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, image_files, link_flat
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORK_DIR = BENCH_DIR / "work"
+# Hand-written notes on the targets the last full run missed, copied into results.md.
+MISSES = BENCH_DIR / "misses.md"
 
 PRESETS = ("scratch", "augmented", "preprocessed", "transfer", "finetune", "cnn")
 PRETRAINED_ORDER = ("transfer", "finetune")
@@ -587,6 +589,8 @@ def render(results: dict) -> str:
         "## How this was measured",
         METHOD,
     ]
+    if MISSES.is_file() and not settings["quick"]:
+        parts.append(MISSES.read_text().strip())
     return "\n\n".join(parts) + "\n"
 
 
