@@ -214,19 +214,20 @@ def bench_predict(run: Path, folder: Path, one: Path, work: Path, env) -> dict:
     if exported.returncode:
         return {"error": f"catdog export failed; see {work / 'export.log'}"}
 
-    def predict(name: str, source: Path, *options: str):
-        return run_measured(
-            catdog_command("predict", str(run), str(source), "--json", *options),
-            stdout=work / f"{name}.jsonl",
-            log=work / f"{name}.log",
-            env=env,
+    def folder_and_one(name: str, *options: str) -> tuple:
+        """`catdog predict` timed on the whole folder, then on the folder of one image."""
+        return tuple(
+            run_measured(
+                catdog_command("predict", str(run), str(source), "--json", *options),
+                stdout=work / f"{label}.jsonl",
+                log=work / f"{label}.log",
+                env=env,
+            )
+            for label, source in ((name, folder), (f"{name}-one", one))
         )
 
     info(f"catdog predict, {images} images, with onnxruntime and with Keras")
-    sides = {
-        "catdog_": (predict("predict", folder), predict("predict-one", one)),
-        "keras_": (predict("predict-keras", folder, "--runtime", "keras"), predict("predict-keras-one", one, "--runtime", "keras")),
-    }
+    sides = {"catdog_": folder_and_one("predict"), "keras_": folder_and_one("predict-keras", "--runtime", "keras")}
     info(f"one-at-a-time loop, {images} images")
     loop = run_measured(
         [sys.executable, str(BENCH_DIR / "predict_loop.py"), str(run), str(folder), "--out", str(work / "loop.json")],
@@ -826,7 +827,7 @@ def write_manifest(data: Path, out: Path, log: Path, env) -> Path:
     return out
 
 
-def predict(here: Path, repeat: dict, train: Callable[[Job], None], plan: Plan) -> None:
+def prediction_step(here: Path, repeat: dict, train: Callable[[Job], None], plan: Plan) -> None:
     """Train the prediction benchmark's model, then time `catdog predict` on it."""
     if not plan.can_predict:
         repeat["failures"].append("prediction: `catdog predict` is not implemented in this checkout")
@@ -870,7 +871,7 @@ def run_repeat(plan: Plan, here: Path, repeat: dict, save: Callable[[], None]) -
             if job.preset in presets:
                 train(job)
         if model == 4 and "transfer" in {job.preset for job in plan.jobs}:
-            predict(here, repeat, train, plan)
+            prediction_step(here, repeat, train, plan)
             save()
     for job in plan.jobs:
         if job.preset not in paired:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -209,12 +209,20 @@ def run_tflite(path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
     return {"tflite": interpreter.get_tensor(output["index"])}
 
 
-def run_onnx(path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
+def onnx_function(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """An onnxruntime session on the ONNX export at `path`, as a function of a pixel batch."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    # Idle workers would otherwise spin, taking the cores that decode the next batch.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     (image_input,) = session.get_inputs()
-    return {"onnx": session.run(None, {image_input.name: pixels})[0]}
+    return lambda pixels: session.run(None, {image_input.name: pixels})[0]
+
+
+def run_onnx(path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    return {"onnx": onnx_function(path)(pixels)}
 
 
 RUNNERS = {"savedmodel": run_savedmodel, "tflite": run_tflite, "onnx": run_onnx}

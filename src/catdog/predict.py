@@ -29,6 +29,7 @@ import numpy as np
 
 from catdog import config, images
 from catdog.errors import BadImageError, CatdogError
+from catdog.export import default_output, onnx_function
 from catdog.runs import MODEL, Run, open_run
 
 Prediction = dict[str, Any]
@@ -59,8 +60,6 @@ def find_images(sources: Iterable[str | os.PathLike]) -> list[Path]:
 
 def onnx_export(run: Run) -> Path | None:
     """The run's ONNX export at its default place, if it is newer than the run's model."""
-    from catdog.export import default_output
-
     path = default_output(run, "onnx")
     if path.is_file() and path.stat().st_mtime >= (run.path / MODEL).stat().st_mtime:
         return path
@@ -87,18 +86,6 @@ def _keras_function(run: Run) -> Callable[[np.ndarray], np.ndarray]:
     return lambda pixels: call(pixels).numpy()
 
 
-def _onnx_function(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """An onnxruntime session on the export at `path`, as a function of a pixel batch."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    # Idle workers would otherwise spin, taking the cores that decode the next batch.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    (image_input,) = session.get_inputs()
-    return lambda pixels: session.run(None, {image_input.name: pixels})[0]
-
-
 class Predictor:
     """A run's model, loaded once, with its class names and image size.
 
@@ -117,17 +104,18 @@ class Predictor:
         self.class_names = self.run.class_names
         self.image_size = self.run.image_size
         self.max_pixels = max_pixels
-        export = onnx_export(self.run) if runtime != "keras" else None
+        export = None if runtime == "keras" else onnx_export(self.run)
+        installed = _onnxruntime_installed()
         if runtime == "onnx" and export is None:
             raise CatdogError(
                 f"{self.run.path} has no ONNX export newer than its model; "
                 f"write one with: catdog export {self.run.path} --format onnx"
             )
-        if runtime == "onnx" and not _onnxruntime_installed():
+        if runtime == "onnx" and not installed:
             raise CatdogError("the onnx runtime needs onnxruntime; install it with: pip install 'catdog[export]'")
-        if export is not None and _onnxruntime_installed():
+        if export is not None and installed:
             self.runtime, self.model_path = "onnx", export
-            self._call_model = _onnx_function(export)
+            self._call_model = onnx_function(export)
         else:
             self.runtime, self.model_path = "keras", self.run.path / MODEL
             self._call_model = _keras_function(self.run)
