@@ -18,6 +18,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import bench  # noqa: E402
 import benchkit  # noqa: E402
+import three_epochs  # noqa: E402
 
 
 def test_run_measured_reports_the_childs_own_peak_memory_and_exit_status(tmp_path):
@@ -200,3 +201,29 @@ def test_render_recomputes_epoch_figures_from_the_recorded_times(tmp_path):
     by_name = {t["name"]: t for t in written["targets"]}
     assert by_name["scratch: fastest later epoch / seed model 1"]["measured"] == pytest.approx(0.5)
     assert "| scratch | model 1 | fastest later epoch | 4.0 s | 8.0 s | 0.5× |" in (tmp_path / "results.md").read_text()
+
+
+def test_three_epochs_page_counts_wins_and_averages_over_seeds():
+    def run(preset, seed, accuracy, loss):
+        return {"preset": preset, "seed": seed, "test_accuracy": accuracy, "test_loss": loss, "best_val_accuracy": 0.99}
+
+    results = {
+        "date": "today", "command": "python benchmarks/three_epochs.py", "seconds": 600.0, "epochs": 3,
+        "seeds": [42, 1, 2],
+        "runs": [run("transfer", 42, 0.99, 0.05), run("finetune", 42, 0.985, 0.04),
+                 run("transfer", 1, 0.98, 0.05), run("finetune", 1, 0.995, 0.02),
+                 run("transfer", 2, 0.97, 0.06), {"preset": "finetune", "seed": 2, "error": "exit status 1"}],
+    }
+    page = three_epochs.render(results)
+    assert "| 42 | 99.0 % | 98.5 % | 0.050 | 0.040 |" in page
+    assert "| 2 | 97.0 % | – |" in page
+    assert "| **mean** | 98.0 % | 99.0 % |" in page  # each preset over the seeds it finished
+    assert "ahead on test accuracy for 1 of 2 seeds, level for 0, behind for 1" in page
+    assert "not measured: finetune, seed 2: exit status 1" in page
+
+
+def test_three_epochs_rejects_a_bad_seed_list():
+    with pytest.raises(argparse.ArgumentTypeError, match="whole numbers"):
+        three_epochs.seed_list("42,x")
+    with pytest.raises(argparse.ArgumentTypeError, match="at least one"):
+        three_epochs.seed_list(" , ")

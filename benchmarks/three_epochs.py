@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""The models issue's quick check, over several seeds: `transfer` against `finetune` at 3 epochs.
+
+    catdog train --model transfer|finetune --epochs 3 --seed S --data DATA --weights WEIGHTS
+
+One seed's test split holds 200 images, where the two presets land within an image or two of
+each other; each seed draws another split and other initial weights, so the mean over seeds
+says more than any one of them. Writes `three-epochs.md` and `three-epochs.json` beside this
+file: each run's test accuracy and loss, the mean, and for how many seeds `finetune` came out
+ahead, level or behind.
+
+    python benchmarks/three_epochs.py                        # seeds 42 (the default), 1, 2, 3, 4
+    python benchmarks/three_epochs.py --seeds 42 --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchkit import DEFAULT_DATA, DEFAULT_WEIGHTS, run_measured
+
+BENCH_DIR = Path(__file__).resolve().parent
+WORK_DIR = BENCH_DIR / "work" / "three-epochs"
+PRESETS = ("transfer", "finetune")
+
+
+def train(preset: str, seed: int, args: argparse.Namespace, env) -> dict[str, Any]:
+    """One `catdog train` run; its test figures, best validation accuracy and time."""
+    out = WORK_DIR / f"{preset}-seed{seed}"
+    command = [sys.executable, "-m", "catdog", "train", "--model", preset, "--epochs", str(args.epochs),
+               "--seed", str(seed), "--data", str(args.data), "--weights", str(args.weights), "--out", str(out)]
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"[three_epochs] {preset}, seed {seed}", file=sys.stderr, flush=True)
+    measured = run_measured(command, log=WORK_DIR / f"{preset}-seed{seed}.log", env=env)
+    record = {"preset": preset, "seed": seed, "command": shlex.join(command[1:]), "seconds": measured.seconds}
+    if measured.returncode != 0:
+        return record | {"error": f"exit status {measured.returncode}"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    with open(out / "history.csv", newline="") as history:
+        validation = [float(row["val_accuracy"]) for row in csv.DictReader(history)]
+    return record | {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"], "test_n": metrics["n"],
+                     "best_val_accuracy": max(validation)}
+
+
+def render(results: dict[str, Any]) -> str:
+    """The Markdown page: one row per seed, then the means and the count of wins."""
+    by = {(r["preset"], r["seed"]): r for r in results["runs"] if "error" not in r}
+    seeds = results["seeds"]
+    lines = [
+        f"# `transfer` against `finetune` at {results['epochs']} epochs, over {len(seeds)} seeds",
+        "",
+        f"Measured {results['date']} by `{results['command']}` ({results['seconds'] / 60:.1f} min).",
+        f"Each row: `catdog train --model transfer|finetune --epochs {results['epochs']} --seed S --data DATA "
+        "--weights WEIGHTS`; each seed draws its own split (test split: 200 images of the seed data) and "
+        "its own initial weights.",
+        "",
+        "| seed | transfer test accuracy | finetune test accuracy | transfer test loss | finetune test loss "
+        "| transfer best val. | finetune best val. |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for seed in seeds:
+        t, f = by.get(("transfer", seed), {}), by.get(("finetune", seed), {})
+        cells = [pct(t.get("test_accuracy")), pct(f.get("test_accuracy")), num(t.get("test_loss")),
+                 num(f.get("test_loss")), pct(t.get("best_val_accuracy")), pct(f.get("best_val_accuracy"))]
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    means = {p: {k: mean(by, p, seeds, k) for k in ("test_accuracy", "test_loss", "best_val_accuracy")}
+             for p in PRESETS}
+    lines.append("| **mean** | " + " | ".join([
+        pct(means["transfer"]["test_accuracy"]), pct(means["finetune"]["test_accuracy"]),
+        num(means["transfer"]["test_loss"]), num(means["finetune"]["test_loss"]),
+        pct(means["transfer"]["best_val_accuracy"]), pct(means["finetune"]["best_val_accuracy"])]) + " |")
+    pairs = [(by[("transfer", s)]["test_accuracy"], by[("finetune", s)]["test_accuracy"])
+             for s in seeds if ("transfer", s) in by and ("finetune", s) in by]
+    ahead = sum(f > t for t, f in pairs)
+    level = sum(f == t for t, f in pairs)
+    lines += ["", f"`finetune` ahead on test accuracy for {ahead} of {len(pairs)} seeds, level for {level}, "
+                  f"behind for {len(pairs) - ahead - level}."]
+    failed = [r for r in results["runs"] if "error" in r]
+    lines += [f"- not measured: {r['preset']}, seed {r['seed']}: {r['error']}" for r in failed]
+    return "\n".join(lines) + "\n"
+
+
+def mean(by: dict, preset: str, seeds: list[int], key: str) -> float | None:
+    values = [by[(preset, s)][key] for s in seeds if (preset, s) in by]
+    return statistics.fmean(values) if values else None
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    """Both files, each written whole to a temporary name and then moved into place."""
+    for path, text in ((out.with_suffix(".json"), json.dumps(results, indent=2) + "\n"), (out, render(results))):
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(text)
+        os.replace(temporary, path)
+
+
+def seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("name at least one seed")
+    return seeds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=seed_list, default=[42, 1, 2, 3, 4], help="default: 42,1,2,3,4")
+    parser.add_argument("--epochs", type=int, default=3, help="total epochs of each run (default: 3)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default: {DEFAULT_DATA}")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help=f"default: {DEFAULT_WEIGHTS}")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "three-epochs.md",
+                        help="results file (default: benchmarks/three-epochs.md); JSON beside it")
+    args = parser.parse_args(argv)
+    for path in (args.data, args.weights):
+        if not path.exists():
+            parser.error(f"{path} does not exist")
+
+    started = time.perf_counter()
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "command": shlex.join(["python", "benchmarks/three_epochs.py", *(sys.argv[1:] if argv is None else argv)]),
+        "epochs": args.epochs, "seeds": args.seeds, "runs": [], "seconds": 0.0,
+    }
+    for seed in args.seeds:
+        for preset in PRESETS:
+            results["runs"].append(train(preset, seed, args, env))
+            results["seconds"] = time.perf_counter() - started
+            write(results, args.out)
+    print(render(results), end="")
+    return 1 if any("error" in r for r in results["runs"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
