@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import keras
@@ -85,14 +86,23 @@ def test_the_same_seed_gives_the_same_splits(scratch_run, colours, tmp_path):
     assert (scratch_run / "splits.csv").read_text() == again.read_text()
 
 
-def test_plan_fine_tunes_the_second_half_at_a_lower_rate():
+def test_plan_fine_tunes_after_a_third_of_the_epochs_at_a_lower_rate():
     finetune = models.get_preset("finetune")
     first, second = plan(finetune, 3)
-    assert (first.start, first.end, first.unfreeze_from) == (0, 2, None)
-    assert (second.start, second.end, second.unfreeze_from) == (2, 3, 100)
+    assert (first.start, first.end, first.unfreeze_from) == (0, 1, None)
+    assert (second.start, second.end, second.unfreeze_from) == (1, 3, 100)
     assert second.learning_rate == pytest.approx(first.learning_rate * finetune.fine_tune_learning_rate_factor)
     assert second.learning_rate < first.learning_rate
+    assert [(s.start, s.end) for s in plan(finetune, 20)] == [(0, 7), (7, 20)]
+    assert [(s.start, s.end) for s in plan(finetune, 2)] == [(0, 1), (1, 2)]
     assert len(plan(finetune, 1)) == 1 and len(plan(models.get_preset("transfer"), 20)) == 1
+
+
+def test_plan_keeps_one_epoch_for_each_stage():
+    head_heavy = dataclasses.replace(models.get_preset("finetune"), head_epochs_share=0.9)
+    head_light = dataclasses.replace(models.get_preset("finetune"), head_epochs_share=0.0)
+    assert [(s.start, s.end) for s in plan(head_heavy, 4)] == [(0, 3), (3, 4)]
+    assert [(s.start, s.end) for s in plan(head_light, 4)] == [(0, 1), (1, 4)]
 
 
 def test_the_fine_tuning_cut_is_the_last_tensor_that_separates_the_base():

@@ -47,8 +47,8 @@ class Preset:
     """A named model and how to train it.
 
     `fine_tune_at`, when set, makes training two stages: the head alone on the frozen base
-    for the first half of the epochs, then the base from that layer up together with the
-    head, at `learning_rate * fine_tune_learning_rate_factor`. `views`: stored views of each
+    for `head_epochs_share` of the epochs (at least one), then the base from that layer up
+    together with the head, at `learning_rate * fine_tune_learning_rate_factor`. `views`: stored views of each
     training image for the frozen-feature training of pretrained presets (see `train.py`).
     `bfloat16`: trains as well in mixed bfloat16 precision, which `precision="auto"` then
     uses on CPUs with bfloat16 instructions.
@@ -64,6 +64,7 @@ class Preset:
     weight_decay: float = 0.0
     fine_tune_at: int | None = None
     fine_tune_learning_rate_factor: float = 0.1
+    head_epochs_share: float = 0.5
     views: int = 1
     bfloat16: bool = False
     image_size: int = config.IMAGE_SIZE
@@ -230,9 +231,12 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [
     # Fine-tuning at 1e-5, the TF tutorial's rate: at 1e-4 (a tenth of the head's rate) Adam moves
     # the 1.9 M unfrozen weights so far that validation accuracy fell from 99 % to 95 % in two
     # epochs (measured). The mirror-image view keeps the fine-tuned layers from overfitting.
+    # The head is nearly at its best after one epoch on frozen features, so only a third of the
+    # epochs train it alone: at 3 epochs, 1 + 2 reached a higher best validation accuracy than
+    # 2 + 1 on four seeds of five (mean 99.15 % against 99.0 %, measured).
     Preset("finetune", "transfer, then MobileNetV2 from layer 100 trained too at 1/100 the rate",
            pretrained_classifier, {"augment": _SEED_AUGMENTATION}, weights=IMAGENET, fine_tune_at=100,
-           fine_tune_learning_rate_factor=0.01, views=2, image_size=224),
+           fine_tune_learning_rate_factor=0.01, head_epochs_share=1 / 3, views=2, image_size=224),
     Preset("cnn", "a small ResNet from scratch: batch norm, strong augmentation, cosine schedule",
            residual_cnn, {"augment": {"flip": "horizontal", "rotation": 0.1, "zoom": 0.2,
                                       "translation": 0.1, "contrast": 0.2}},

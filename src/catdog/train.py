@@ -97,12 +97,13 @@ class Stage:
 
 
 def plan(preset: Preset, epochs: int, learning_rate: float | None = None) -> list[Stage]:
-    """The training stages: one, or for a fine-tuning preset the head alone for the first
-    half of the epochs (rounded up) and then the top of the base too, at a lower rate."""
+    """The training stages: one, or for a fine-tuning preset the head alone for the preset's
+    share of the epochs (rounded; at least one, and one left) and then the top of the base
+    too, at a lower rate."""
     rate = learning_rate or preset.learning_rate
     if preset.fine_tune_at is None or epochs < 2:
         return [Stage(0, epochs, rate)]
-    split = epochs - epochs // 2
+    split = min(max(round(epochs * preset.head_epochs_share), 1), epochs - 1)
     return [Stage(0, split, rate),
             Stage(split, epochs, rate * preset.fine_tune_learning_rate_factor, preset.fine_tune_at)]
 
