@@ -505,6 +505,10 @@ def about_rows(results: dict) -> list[list[str]]:
         ],
         ["repeats", f"{settings['repeat']} (figures are medians)" if settings["repeat"] > 1 else "1"],
         ["took", fmt(results["seconds"], "s")],
+    ] + [
+        ["re-measured", f"{', '.join(r['rows'])} on {r['date']}: `{r['command']}` (load average at the end "
+                        f"{load_text(r['load_average'])}); the other rows are from the run above"]
+        for r in results.get("remeasured", [])
     ]
 
 
@@ -694,11 +698,15 @@ def parse_job(text: str) -> Job:
     return Job(name, words[0], words[1:])
 
 
-def comma_list(choices: Sequence[str]) -> Callable[[str], list[str]]:
+def comma_list(choices: Sequence[str] | None) -> Callable[[str], list[str]]:
+    """A parser of comma-separated names, each one of `choices` (None: any)."""
+
     def parse(text: str) -> list[str]:
         items = [item.strip() for item in text.split(",") if item.strip()]
-        unknown = [item for item in items if item not in choices]
-        if not items or unknown:
+        if not items:
+            raise argparse.ArgumentTypeError(f"{text!r}: name at least one")
+        unknown = [item for item in items if choices is not None and item not in choices]
+        if unknown:
             raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(choices)}")
         return items
 
@@ -770,6 +778,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--render",
         action="store_true",
         help="measure nothing: write the results file again from its .json (after a change to the report)",
+    )
+    parser.add_argument(
+        "--remeasure",
+        type=comma_list(None),
+        metavar="ROWS",
+        help="train these catdog rows again (after a change to them) and put them into the existing results "
+        "file, keeping every other figure; the results say which rows were re-measured, when",
     )
     parser.add_argument(
         "--out",
@@ -878,6 +893,45 @@ def run_repeat(plan: Plan, here: Path, repeat: dict, save: Callable[[], None]) -
             train(job)
 
 
+def remeasure(markdown_path: Path, names: Sequence[str], command: str) -> int:
+    """Train the catdog rows `names` again, as the run recorded in `markdown_path`'s .json
+    trained them, and put them into every repeat there; every other figure stays as it was
+    measured. The prediction model is not re-measured alone: its figures belong to its run."""
+    json_path = markdown_path.with_suffix(".json")
+    if not json_path.is_file():
+        info(f"error: {os.path.relpath(json_path)} does not exist; run the benchmark first")
+        return 2
+    results = json.loads(json_path.read_text())
+    settings = results["settings"]
+    jobs = {job["name"]: Job(**job) for job in settings["jobs"]}
+    refused = [name for name in names if name not in jobs or name == PREDICT_JOB.name]
+    if refused:
+        info(f"error: cannot re-measure {', '.join(refused)}: choose from {', '.join(sorted(set(jobs) - {PREDICT_JOB.name}))}")
+        return 2
+    work = WORK_DIR / "remeasure"
+    shutil.rmtree(work, ignore_errors=True)
+    data = Path(settings["data"])
+    if settings["quick"]:
+        data = link_subset(data, work / "data", QUICK_PER_CLASS)
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "CATDOG_WEIGHTS": settings["weights"]}
+    warm_page_cache(data)
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
+    for n, repeat in enumerate(results["repeats"], 1):
+        for name in names:
+            record = train_catdog(jobs[name], data, Path(settings["weights"]), settings["catdog_epochs"],
+                                  work / f"r{n}" / name, work / f"r{n}" / f"{name}.log", env)
+            repeat["catdog"][name] = record
+            repeat["failures"] = [f for f in repeat["failures"] if not f.startswith(f"{name}: ")]
+            if "error" in record:
+                repeat["failures"].append(f"{name}: {record['error']}")
+    results.setdefault("remeasured", []).append(
+        {"date": started, "command": command, "rows": list(names), "load_average": list(os.getloadavg())}
+    )
+    write_results(results, markdown_path)
+    info(f"re-measured {', '.join(names)} into {os.path.relpath(markdown_path)} and its .json")
+    return 1 if any("error" in r["catdog"][name] for r in results["repeats"] for name in names) else 0
+
+
 def rerender(markdown_path: Path) -> None:
     """Write `markdown_path` again from its .json, every epoch figure recomputed from the
     recorded epoch times: a change to the report needs no new measurements."""
@@ -897,6 +951,8 @@ def main(argv: list[str] | None = None) -> int:
         rerender(args.out)
         info(f"wrote {os.path.relpath(args.out)} again from its .json")
         return 0
+    if args.remeasure:
+        return remeasure(args.out, args.remeasure, shown([sys.executable, str(BENCH_DIR / "bench.py"), *argv]))
     started = time.perf_counter()
     work = WORK_DIR / ("quick" if args.quick else "full")
     shutil.rmtree(work, ignore_errors=True)

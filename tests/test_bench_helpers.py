@@ -176,22 +176,26 @@ def test_count_predictions_ignores_other_lines(tmp_path):
     assert bench.count_predictions(path) == 2
 
 
-def test_render_recomputes_epoch_figures_from_the_recorded_times(tmp_path):
-    record = {"preset": "scratch", "epoch_seconds": [9.0, 20.0, 4.0], "epoch_mean": 1.0}
-    seed = {"model": 1, "epoch_seconds": [12.0, 8.0, 10.0]}
-    results = {
+def recorded_results(catdog: dict, jobs: list[dict] | None = None) -> dict:
+    """A results.json as bench.py writes it, before its summary: one repeat of the seed's model 1 and `catdog`."""
+    return {
         "date": "2026-11-22 00:00 UTC",
         "command": "bench.py",
         "machine": {"cpu": "AMD EPYC", "cores": 2, "usable_cores": 2, "bfloat16": True, "memory_bytes": 2.5e10,
                     "python": "3.11.7", "tensorflow": "2.21.0", "keras": "3.15.1", "os": "Linux"},
         "load_average": {"start": None, "end": None},
         "settings": {"quick": False, "data": "d", "subset": None, "weights": "w", "seed_epochs": 3, "catdog_epochs": None,
-                     "repeat": 1, "jobs": []},
-        "repeats": [{"catdog": {"scratch": record}, "seed": {"models": {"1": seed}}, "failures": []}],
+                     "repeat": 1, "jobs": jobs or []},
+        "repeats": [{"catdog": catdog, "seed": {"models": {"1": {"model": 1, "epoch_seconds": [12.0, 8.0, 10.0]}}},
+                     "failures": []}],
         "run_memory": None,
         "seconds": 1.0,
     }
-    (tmp_path / "results.json").write_text(json.dumps(results))
+
+
+def test_render_recomputes_epoch_figures_from_the_recorded_times(tmp_path):
+    record = {"preset": "scratch", "epoch_seconds": [9.0, 20.0, 4.0], "epoch_mean": 1.0}
+    (tmp_path / "results.json").write_text(json.dumps(recorded_results({"scratch": record})))
 
     bench.rerender(tmp_path / "results.md")
 
@@ -227,3 +231,42 @@ def test_three_epochs_rejects_a_bad_seed_list():
         three_epochs.seed_list("42,x")
     with pytest.raises(argparse.ArgumentTypeError, match="at least one"):
         three_epochs.seed_list(" , ")
+
+
+def test_remeasure_replaces_only_the_named_rows_and_says_when(tmp_path, monkeypatch):
+    old = {"preset": "scratch", "epoch_seconds": [9.0, 9.0], "test_accuracy": 0.6}
+    kept = {"preset": "augmented", "epoch_seconds": [7.0, 7.0], "test_accuracy": 0.65}
+    jobs = [{"name": name, "preset": preset, "extra": extra} for name, preset, extra in
+            [("scratch", "scratch", []), ("augmented", "augmented", []), ("transfer-160", "transfer", ["--image-size", "160"])]]
+    (tmp_path / "results.json").write_text(json.dumps(recorded_results({"scratch": old, "augmented": kept}, jobs)))
+    trained = []
+
+    def train_catdog(job, data, weights, epochs, out, log, env):
+        trained.append((job.name, str(data), epochs))
+        return {"preset": job.preset, "epoch_seconds": [4.0, 4.0], **bench.epoch_stats([4.0, 4.0]), "test_accuracy": 0.7}
+
+    monkeypatch.setattr(bench, "train_catdog", train_catdog)
+    monkeypatch.setattr(bench, "warm_page_cache", lambda root: None)
+    monkeypatch.setattr(bench, "WORK_DIR", tmp_path / "work")
+    results_md = tmp_path / "results.md"
+
+    assert bench.remeasure(results_md, ["scratch"], "bench.py --remeasure scratch") == 0
+
+    assert trained == [("scratch", "d", None)]  # with the recorded run's data and epochs
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["repeats"][0]["catdog"]["scratch"]["test_accuracy"] == 0.7
+    assert written["repeats"][0]["catdog"]["augmented"] == kept
+    assert written["summary"]["catdog"]["scratch"]["epoch_mean"] == pytest.approx(4.0)
+    page = results_md.read_text()
+    assert "| re-measured | scratch on " in page and "`bench.py --remeasure scratch`" in page
+
+
+def test_remeasure_refuses_the_prediction_model_and_unknown_rows(tmp_path, monkeypatch, capsys):
+    jobs = [{"name": "transfer-160", "preset": "transfer", "extra": ["--image-size", "160"]}]
+    (tmp_path / "results.json").write_text(json.dumps(recorded_results({}, jobs)))
+    monkeypatch.setattr(bench, "train_catdog", lambda *a: pytest.fail("nothing may be trained"))
+    for name in ("transfer-160", "nosuch"):
+        assert bench.remeasure(tmp_path / "results.md", [name], "bench.py") == 2
+        assert f"cannot re-measure {name}" in capsys.readouterr().err
+    assert bench.remeasure(tmp_path / "missing" / "results.md", ["scratch"], "bench.py") == 2
+    assert not (tmp_path / "results.md").exists()
