@@ -917,9 +917,11 @@ def remeasure(markdown_path: Path, names: Sequence[str], command: str) -> int:
     warm_page_cache(data)
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     for n, repeat in enumerate(results["repeats"], 1):
+        here = work / f"r{n}"
+        here.mkdir(parents=True, exist_ok=True)
         for name in names:
             record = train_catdog(jobs[name], data, Path(settings["weights"]), settings["catdog_epochs"],
-                                  work / f"r{n}" / name, work / f"r{n}" / f"{name}.log", env)
+                                  here / name, here / f"{name}.log", env)
             repeat["catdog"][name] = record
             repeat["failures"] = [f for f in repeat["failures"] if not f.startswith(f"{name}: ")]
             if "error" in record:
