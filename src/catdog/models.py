@@ -48,8 +48,9 @@ class Preset:
 
     `fine_tune_at`, when set, makes training two stages: the head alone on the frozen base
     for `head_epochs_share` of the epochs (at least one), then the base from that layer up
-    together with the head, at `learning_rate * fine_tune_learning_rate_factor`. `views`: stored views of each
-    training image for the frozen-feature training of pretrained presets (see `train.py`).
+    together with the head, at `learning_rate * fine_tune_learning_rate_factor`. `views`:
+    stored views of each training image for the frozen-feature training of pretrained
+    presets (see `train.py`).
     `bfloat16`: trains as well in mixed bfloat16 precision, which `precision="auto"` then
     uses on CPUs with bfloat16 instructions.
     """
