@@ -11,7 +11,7 @@ from conftest import write_image, write_tiny_run
 
 from catdog import plots
 from catdog.cli import main
-from catdog.evaluate import metrics_from
+from catdog.evaluate import metrics_from, misclassified_files, score
 from catdog.train import train
 
 
@@ -38,6 +38,39 @@ def _photos(folder: Path, seed_data: Path, split: str, numbers: range) -> Path:
     return folder
 
 
+def test_misclassified_files_are_listed_most_confident_first():
+    true = np.array([0, 1, 1, 0])
+    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]])
+    assert misclassified_files(["a.jpg", "b.jpg", "c.jpg", "d.jpg"], true, probabilities, ["cats", "dogs"]) == [
+        {"path": "d.jpg", "true": "cats", "predicted": "dogs", "probability": 0.7},
+        {"path": "b.jpg", "true": "dogs", "predicted": "cats", "probability": 0.6},
+    ]
+
+
+class FixedModel:
+    """Answers every image with the probabilities of its first pixel's first two values."""
+
+    def predict_on_batch(self, images):
+        return images[:, 0, 0, :2]
+
+
+def test_score_lists_mistakes_only_when_the_paths_line_up(caplog):
+    import tensorflow as tf
+
+    images = np.zeros((3, 2, 2, 3), "float32")
+    images[:, 0, 0, :2] = [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]]
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.array([0, 1, 1], "int32"))).batch(2)
+
+    metrics, mistakes = score(FixedModel(), dataset, ["cats", "dogs"], paths=["x", "y", "z"])
+    assert metrics["misclassified"] == [{"path": "y", "true": "dogs", "predicted": "cats",
+                                         "probability": pytest.approx(0.8)}]
+    assert [(m.true, m.predicted) for m in mistakes] == [("dogs", "cats")]
+
+    metrics, _ = score(FixedModel(), dataset, ["cats", "dogs"], paths=["x", "y", "z", "dropped"])
+    assert "misclassified" not in metrics and "not listed" in caplog.text
+    assert "misclassified" not in score(FixedModel(), dataset, ["cats", "dogs"])[0]
+
+
 @pytest.fixture(scope="module")
 def photo_run(tmp_path_factory, seed_data, shared_weights):
     """`transfer` trained for 10 (fast) epochs on 40 real photographs per class (28 train, 6 validation, 6 test)."""
@@ -57,6 +90,7 @@ def test_evaluate_scores_the_test_split_of_real_photographs(photo_run, capsys):
     assert again["accuracy"] == metrics["accuracy"] and again["loss"] == pytest.approx(metrics["loss"], abs=1e-6)
     for name in ("confusion_matrix.png", "misclassified.png"):
         assert (photo_run / name).stat().st_size > 0
+    assert len(metrics["misclassified"]) == round(metrics["n"] * (1 - metrics["accuracy"]))
 
 
 @pytest.mark.slow
@@ -70,6 +104,29 @@ def test_evaluate_on_a_folder_never_seen_in_training(photo_run, seed_data, tmp_p
     assert metrics["n"] == 20 and metrics["accuracy"] >= 0.8
     assert {name: row["n"] for name, row in metrics["per_class"].items()} == {"cats": 10, "dogs": 10}
     assert json.loads((photo_run / "metrics.json").read_text())["data"] == "test split"
+
+
+@pytest.mark.slow
+def test_evaluate_names_the_misclassified_files(photo_run, seed_data, tmp_path, capsys):
+    # Dogs filed as cats and cats as dogs: a good model gets (nearly) every one "wrong".
+    swapped = tmp_path / "swapped"
+    for name, other in (("cats", "dogs"), ("dogs", "cats")):
+        (swapped / name).mkdir(parents=True)
+        for n in range(2000, 2012):
+            photo = f"{other[:-1]}.{n}.jpg"
+            (swapped / name / photo).symlink_to(seed_data / "validation" / other / photo)
+    assert main(["evaluate", str(photo_run), "--data", str(swapped)]) == 0
+    out = capsys.readouterr().out
+
+    metrics = json.loads((photo_run / "evaluation-swapped" / "metrics.json").read_text())
+    wrong = metrics["misclassified"]
+    assert len(wrong) == round(24 * (1 - metrics["accuracy"])) >= 19
+    for mistake in wrong:
+        path = Path(mistake["path"])
+        assert mistake["true"] == path.parent.name and mistake["predicted"] == path.name[:3] + "s"
+    assert [m["probability"] for m in wrong] == sorted((m["probability"] for m in wrong), reverse=True)
+    assert f"{wrong[0]['path']}: {wrong[0]['true']}, predicted {wrong[0]['predicted']}" in out
+    assert f"and {len(wrong) - 10} more (all in metrics.json)" in out
 
 
 def test_classes_the_model_does_not_know_are_an_error(tmp_path, capsys):

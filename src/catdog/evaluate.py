@@ -41,7 +41,8 @@ def evaluate(run: str | os.PathLike | runs.Run, data: str | os.PathLike | None =
     model = run.load_model()
     if data is None:
         manifest = Manifest.read(run.path / runs.SPLITS, run.config["data"])
-        if not manifest.files(TEST)[0]:
+        paths = manifest.files(TEST)[0]
+        if not paths:
             raise CatdogError(f"run {run.path} has no test split to evaluate on")
         dataset = load(manifest.root, image_size=run.image_size, batch_size=batch_size, manifest=manifest).test
         source, folder = "test split", run.path
@@ -49,7 +50,7 @@ def evaluate(run: str | os.PathLike | runs.Run, data: str | os.PathLike | None =
         paths, labels = labelled_images(data, run.class_names)
         dataset = make_dataset(paths, labels, run.image_size, batch_size, shuffle=False, cache=False)
         source, folder = str(data), run.path / f"evaluation-{Path(data).resolve().name}"
-    metrics, mistakes = score(model, dataset, run.class_names)
+    metrics, mistakes = score(model, dataset, run.class_names, paths=paths)
     metrics["data"] = source
     files.write_json(folder / runs.METRICS, metrics)
     plots.confusion_matrix(metrics["confusion_matrix"], run.class_names, folder / runs.CONFUSION_MATRIX_PLOT)
@@ -71,13 +72,14 @@ def labelled_images(data: str | os.PathLike, class_names: Sequence[str]) -> tupl
     return paths, np.array([index[image.class_name] for image in found.images], dtype="int32")
 
 
-def score(model, dataset, class_names: Sequence[str],
-          max_mistakes: int = MAX_MISTAKES_SHOWN) -> tuple[dict[str, Any], list[Mistake]]:
+def score(model, dataset, class_names: Sequence[str], max_mistakes: int = MAX_MISTAKES_SHOWN,
+          paths: Sequence[str] | None = None) -> tuple[dict[str, Any], list[Mistake]]:
     """Predict every batch of (images, labels) in `dataset` and score the predictions.
 
     Returns the metrics, `{"accuracy", "loss", "n", "per_class": {name: {"precision",
     "recall", "f1", "n"}}, "confusion_matrix"}` (rows: true class, columns: predicted), and
-    up to `max_mistakes` wrongly classified images.
+    up to `max_mistakes` wrongly classified images. With `paths`, the files `dataset` reads,
+    in order, the metrics also list every misclassified file (see `misclassified_files`).
     """
     true_parts, prob_parts, mistakes = [], [], []
     for images, labels in dataset.as_numpy_iterator():
@@ -91,7 +93,25 @@ def score(model, dataset, class_names: Sequence[str],
     n_classes = len(class_names)
     true = np.concatenate(true_parts) if true_parts else np.zeros(0, "int32")
     probabilities = np.concatenate(prob_parts) if prob_parts else np.zeros((0, n_classes), "float32")
-    return metrics_from(true, probabilities, class_names), mistakes
+    metrics = metrics_from(true, probabilities, class_names)
+    if paths is not None:
+        if len(paths) == len(true):
+            metrics["misclassified"] = misclassified_files(paths, true, probabilities, class_names)
+        else:  # the pipeline dropped a file that changed after the scan: paths no longer line up
+            logger.warning(f"{len(paths) - len(true)} of {len(paths)} files could not be read; "
+                           "misclassified files are not listed")
+    return metrics, mistakes
+
+
+def misclassified_files(paths: Sequence[str], true: np.ndarray, probabilities: np.ndarray,
+                        class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """`{"path", "true", "predicted", "probability"}` for each wrongly classified file, the
+    most confident mistakes first."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = [{"path": str(paths[i]), "true": class_names[true[i]], "predicted": class_names[predicted[i]],
+              "probability": float(probabilities[i, predicted[i]])}
+             for i in np.flatnonzero(predicted != true)]
+    return sorted(wrong, key=lambda mistake: -mistake["probability"])
 
 
 def metrics_from(true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:

@@ -88,6 +88,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+MISTAKES_LISTED = 10
+
+
 def format_metrics(metrics: dict[str, Any]) -> str:
     """The human-readable form of `catdog.evaluate.evaluate`'s metrics."""
     names = list(metrics["per_class"])
@@ -102,4 +105,11 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     lines += ["", "confusion matrix (rows: true, columns: predicted):"]
     lines += [f"{name:<{width}}  " + "  ".join(f"{count:>6}" for count in row)
               for name, row in zip(names, metrics["confusion_matrix"])]
+    mistakes = metrics.get("misclassified") or []
+    if mistakes:
+        lines += ["", "misclassified, most confident first:"]
+        lines += [f"{m['path']}: {m['true']}, predicted {m['predicted']} ({m['probability']:.1%})"
+                  for m in mistakes[:MISTAKES_LISTED]]
+        if len(mistakes) > MISTAKES_LISTED:
+            lines.append(f"... and {len(mistakes) - MISTAKES_LISTED} more (all in metrics.json)")
     return "\n".join(lines)
