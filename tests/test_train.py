@@ -15,7 +15,7 @@ from catdog.cli import main
 from catdog.data import load
 from catdog.evaluate import score
 from catdog.splits import Manifest
-from catdog.train import FrozenFeatures, plan, separating_layer, train
+from catdog.train import FrozenFeatures, Settings, plan, separating_layer, train
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,12 @@ def test_plan_fine_tunes_after_a_third_of_the_epochs_at_a_lower_rate():
     assert len(plan(finetune, 1)) == 1 and len(plan(models.get_preset("transfer"), 20)) == 1
 
 
+def test_a_run_recorded_without_stages_gets_them_from_its_preset():
+    recorded = {"preset": "finetune", "data": "d", "epochs": 20, "image_size": 224, "batch_size": 32, "seed": 42,
+                "weights": "w", "learning_rate": 1e-3}
+    assert Settings.from_config(recorded).training_stages() == plan(models.get_preset("finetune"), 20, 1e-3)
+
+
 def test_plan_keeps_one_epoch_for_each_stage():
     head_heavy = dataclasses.replace(models.get_preset("finetune"), head_epochs_share=0.9)
     head_light = dataclasses.replace(models.get_preset("finetune"), head_epochs_share=0.0)
@@ -131,12 +137,19 @@ def test_interrupted_run_resumes_where_it_stopped(colours, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_finetune_on_frozen_features_resumes_inside_stage_two_and_saves_the_whole_model(
-        colours, tmp_path, shared_weights):
+        colours, tmp_path, shared_weights, monkeypatch):
     run = tmp_path / "finetune"
     settings = dict(epochs=4, image_size=64, batch_size=8, weights=shared_weights, views=2, out=run)
     with pytest.raises(KeyboardInterrupt):
         train("finetune", colours, **settings, callbacks=[StopAfter(3)])
     assert {p.name for p in (run / "checkpoint").iterdir()} == {"stage-1.weights.h5", "stage-2.weights.h5"}
+    recorded = json.loads((run / "config.json").read_text())["stages"]
+    assert recorded == [
+        {"start": 0, "end": 1, "learning_rate": 1e-3, "unfreeze_from": None},
+        {"start": 1, "end": 4, "learning_rate": pytest.approx(1e-5), "unfreeze_from": 100},
+    ]
+    # Resuming follows the stages the run recorded, even if the preset's schedule has changed since.
+    monkeypatch.setattr("catdog.train.plan", lambda *args: pytest.fail("resume must not plan anew"))
     train(resume=run)
     history = runs.read_history(run / "history.csv")
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]

@@ -79,10 +79,18 @@ class Settings:
     views: int = 1
     precision: str = "float32"
     jit_compile: bool = False
+    stages: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # see `Stage`; [] = from `plan`
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Settings:
         return cls(**{f.name: cfg[f.name] for f in dataclasses.fields(cls) if f.name in cfg})
+
+    def training_stages(self) -> list[Stage]:
+        """The stages recorded for this run, so that a resumed run keeps its own schedule;
+        derived from the preset for a run recorded without them."""
+        if self.stages:
+            return [Stage(**stage) for stage in self.stages]
+        return plan(get_preset(self.preset), self.epochs, self.learning_rate)
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,7 @@ def train(
         learning_rate=learning_rate or spec.learning_rate, frozen_features=frozen_features,
         views=views, precision=_resolve_precision(precision, spec), jit_compile=jit_compile,
     )
+    settings.stages = [dataclasses.asdict(stage) for stage in plan(spec, settings.epochs, settings.learning_rate)]
     run.mkdir(parents=True, exist_ok=True)
     files.write_json(run / runs.CONFIG, {**dataclasses.asdict(settings), "class_names": data.class_names,
                                          "versions": versions()})
@@ -249,7 +258,7 @@ def _fit(run: Path, model: keras.Model, settings: Settings, data, history: list[
     optimizer's state; resuming loads those of the stages already (or partly) done.
     """
     preset = get_preset(settings.preset)
-    stages = plan(preset, settings.epochs, settings.learning_rate)
+    stages = settings.training_stages()
     frozen = None
     if settings.frozen_features and _has_base(model):
         frozen = FrozenFeatures(model, stages, data, settings.views, settings.batch_size, settings.seed)
@@ -497,7 +506,7 @@ def _finish(run: Path, settings: Settings) -> Path:
 
     history = runs.read_history(run / runs.HISTORY)
     minimum = config.SEED_MINIMUM_ACCURACY.get(settings.preset)
-    stages = plan(get_preset(settings.preset), settings.epochs, settings.learning_rate)
+    stages = settings.training_stages()
     fine_tuning_from = stages[-1].start + 1 if stages[-1].unfreeze_from is not None else None
     plots.training_curve(history, "accuracy", run / runs.ACCURACY_PLOT, minimum, fine_tuning_from)
     plots.training_curve(history, "loss", run / runs.LOSS_PLOT, fine_tuning_from=fine_tuning_from)
