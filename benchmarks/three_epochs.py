@@ -104,11 +104,11 @@ def num(value: float | None) -> str:
 
 
 def write(results: dict[str, Any], out: Path) -> None:
-    """Both files, each written whole to a temporary name and then moved into place."""
-    for path, text in ((out.with_suffix(".json"), json.dumps(results, indent=2) + "\n"), (out, render(results))):
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(text)
-        os.replace(temporary, path)
+    """The JSON record and the Markdown page, each written atomically."""
+    from catdog.files import write_json, write_text
+
+    write_json(out.with_suffix(".json"), results)
+    write_text(out, render(results))
 
 
 def seed_list(text: str) -> list[int]:
