@@ -8,6 +8,9 @@ from typing import Any
 from catdog import config
 from catdog.cli.common import add_data_option, add_json_option, add_run_argument, add_seed_option, positive_int, print_json
 
+# How many misclassified files `catdog evaluate` prints; metrics.json has them all.
+MISTAKES_LISTED = 10
+
 
 def register(subparsers) -> None:
     train = subparsers.add_parser(
@@ -86,9 +89,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         print(format_metrics(metrics))
     return 0
-
-
-MISTAKES_LISTED = 10
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
