@@ -833,6 +833,16 @@ SEED_PAIRS = {4: ("transfer", "finetune"), 1: ("scratch",), 2: ("augmented",), 3
 PREDICT_JOB = Job("transfer-160", "transfer", ["--image-size", "160"])
 
 
+def training_data(data: Path, quick: bool, work: Path) -> Path:
+    """The data both sides train on: `data`, or in quick mode a subset of it linked into `work`."""
+    return link_subset(data, work / "data", QUICK_PER_CLASS) if quick else data
+
+
+def child_env(weights: Path) -> dict[str, str]:
+    """The environment of every measured child process: quiet TensorFlow, the shared weights."""
+    return os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "CATDOG_WEIGHTS": str(weights)}
+
+
 def write_manifest(data: Path, out: Path, log: Path, env) -> Path:
     """catdog's leak-free split of `data`, which both sides are scored on."""
     command = catdog_command("data", "split", "--data", str(data), "--out", str(out))
@@ -868,9 +878,7 @@ def run_repeat(plan: Plan, here: Path, repeat: dict, save: Callable[[], None]) -
             return
         record = train_catdog(job, plan.data, plan.weights, plan.catdog_epochs, here / job.name,
                               here / f"{job.name}.log", plan.env)
-        repeat["catdog"][job.name] = record
-        if "error" in record:
-            repeat["failures"].append(f"{job.name}: {record['error']}")
+        put_training(repeat, job.name, record)
         save()
 
     paired = {preset for presets in SEED_PAIRS.values() for preset in presets}
@@ -893,6 +901,15 @@ def run_repeat(plan: Plan, here: Path, repeat: dict, save: Callable[[], None]) -
             train(job)
 
 
+def put_training(repeat: dict, name: str, record: dict) -> None:
+    """Put the record of catdog row `name` into `repeat`, with its failure if it failed (and
+    without the failure of an earlier measurement of the row)."""
+    repeat["catdog"][name] = record
+    repeat["failures"] = [f for f in repeat["failures"] if not f.startswith(f"{name}: ")]
+    if "error" in record:
+        repeat["failures"].append(f"{name}: {record['error']}")
+
+
 def remeasure(markdown_path: Path, names: Sequence[str], command: str) -> int:
     """Train the catdog rows `names` again, as the run recorded in `markdown_path`'s .json
     trained them, and put them into every repeat there; every other figure stays as it was
@@ -910,10 +927,8 @@ def remeasure(markdown_path: Path, names: Sequence[str], command: str) -> int:
         return 2
     work = WORK_DIR / "remeasure"
     shutil.rmtree(work, ignore_errors=True)
-    data = Path(settings["data"])
-    if settings["quick"]:
-        data = link_subset(data, work / "data", QUICK_PER_CLASS)
-    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "CATDOG_WEIGHTS": settings["weights"]}
+    data = training_data(Path(settings["data"]), settings["quick"], work)
+    env = child_env(Path(settings["weights"]))
     warm_page_cache(data)
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     for n, repeat in enumerate(results["repeats"], 1):
@@ -922,10 +937,7 @@ def remeasure(markdown_path: Path, names: Sequence[str], command: str) -> int:
         for name in names:
             record = train_catdog(jobs[name], data, Path(settings["weights"]), settings["catdog_epochs"],
                                   here / name, here / f"{name}.log", env)
-            repeat["catdog"][name] = record
-            repeat["failures"] = [f for f in repeat["failures"] if not f.startswith(f"{name}: ")]
-            if "error" in record:
-                repeat["failures"].append(f"{name}: {record['error']}")
+            put_training(repeat, name, record)
     results.setdefault("remeasured", []).append(
         {"date": started, "command": command, "rows": list(names), "load_average": list(os.getloadavg())}
     )
@@ -962,7 +974,7 @@ def main(argv: list[str] | None = None) -> int:
 
     images = prediction_images(args.data, args.predict_images)
     plan = Plan(
-        data=link_subset(args.data, work / "data", QUICK_PER_CLASS) if args.quick else args.data,
+        data=training_data(args.data, args.quick, work),
         weights=args.weights,
         jobs=[Job(preset, preset) for preset in args.presets] + args.variant,
         catdog_epochs=args.epochs or (QUICK_EPOCHS if args.quick else None),
@@ -970,7 +982,7 @@ def main(argv: list[str] | None = None) -> int:
         seed_epochs=args.epochs or (QUICK_EPOCHS if args.quick else SEED_EPOCHS),
         predict_folder=link_flat(images, work / "predict"),
         predict_one=link_flat(images[:1], work / "predict-one"),
-        env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "CATDOG_WEIGHTS": str(args.weights)},
+        env=child_env(args.weights),
         can_train=catdog_has("train"),
         can_predict=catdog_has("predict"),
     )

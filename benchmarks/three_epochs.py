@@ -16,9 +16,7 @@ ahead, level or behind.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import shlex
 import shutil
 import statistics
@@ -27,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import catdog_command, child_env, fmt, markdown_table, read_history
 from benchkit import DEFAULT_DATA, DEFAULT_WEIGHTS, run_measured
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -37,8 +36,8 @@ PRESETS = ("transfer", "finetune")
 def train(preset: str, seed: int, args: argparse.Namespace, env) -> dict[str, Any]:
     """One `catdog train` run; its test figures, best validation accuracy and time."""
     out = WORK_DIR / f"{preset}-seed{seed}"
-    command = [sys.executable, "-m", "catdog", "train", "--model", preset, "--epochs", str(args.epochs),
-               "--seed", str(seed), "--data", str(args.data), "--weights", str(args.weights), "--out", str(out)]
+    command = catdog_command("train", "--model", preset, "--epochs", str(args.epochs), "--seed", str(seed),
+                             "--data", str(args.data), "--weights", str(args.weights), "--out", str(out))
     shutil.rmtree(out, ignore_errors=True)
     print(f"[three_epochs] {preset}, seed {seed}", file=sys.stderr, flush=True)
     measured = run_measured(command, log=WORK_DIR / f"{preset}-seed{seed}.log", env=env)
@@ -46,16 +45,22 @@ def train(preset: str, seed: int, args: argparse.Namespace, env) -> dict[str, An
     if measured.returncode != 0:
         return record | {"error": f"exit status {measured.returncode}"}
     metrics = json.loads((out / "metrics.json").read_text())
-    with open(out / "history.csv", newline="") as history:
-        validation = [float(row["val_accuracy"]) for row in csv.DictReader(history)]
     return record | {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"], "test_n": metrics["n"],
-                     "best_val_accuracy": max(validation)}
+                     "best_val_accuracy": max(read_history(out / "history.csv")["val_accuracy"])}
 
 
 def render(results: dict[str, Any]) -> str:
     """The Markdown page: one row per seed, then the means and the count of wins."""
     by = {(r["preset"], r["seed"]): r for r in results["runs"] if "error" not in r}
     seeds = results["seeds"]
+    rows = [[str(seed), *cells(by.get(("transfer", seed), {}), by.get(("finetune", seed), {}))] for seed in seeds]
+    means = {p: {key: mean(by, p, seeds, key) for key in ("test_accuracy", "test_loss", "best_val_accuracy")}
+             for p in PRESETS}
+    rows.append(["**mean**", *cells(means["transfer"], means["finetune"])])
+    pairs = [(by[("transfer", s)]["test_accuracy"], by[("finetune", s)]["test_accuracy"])
+             for s in seeds if ("transfer", s) in by and ("finetune", s) in by]
+    ahead = sum(f > t for t, f in pairs)
+    level = sum(f == t for t, f in pairs)
     lines = [
         f"# `transfer` against `finetune` at {results['epochs']} epochs, over {len(seeds)} seeds",
         "",
@@ -64,43 +69,32 @@ def render(results: dict[str, Any]) -> str:
         "--weights WEIGHTS`; each seed draws its own split (test split: 200 images of the seed data) and "
         "its own initial weights.",
         "",
-        "| seed | transfer test accuracy | finetune test accuracy | transfer test loss | finetune test loss "
-        "| transfer best val. | finetune best val. |",
-        "|---|---|---|---|---|---|---|",
+        markdown_table(COLUMNS, rows),
+        "",
+        f"`finetune` ahead on test accuracy for {ahead} of {len(pairs)} seeds, level for {level}, "
+        f"behind for {len(pairs) - ahead - level}.",
     ]
-    for seed in seeds:
-        t, f = by.get(("transfer", seed), {}), by.get(("finetune", seed), {})
-        cells = [pct(t.get("test_accuracy")), pct(f.get("test_accuracy")), num(t.get("test_loss")),
-                 num(f.get("test_loss")), pct(t.get("best_val_accuracy")), pct(f.get("best_val_accuracy"))]
-        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
-    means = {p: {k: mean(by, p, seeds, k) for k in ("test_accuracy", "test_loss", "best_val_accuracy")}
-             for p in PRESETS}
-    lines.append("| **mean** | " + " | ".join([
-        pct(means["transfer"]["test_accuracy"]), pct(means["finetune"]["test_accuracy"]),
-        num(means["transfer"]["test_loss"]), num(means["finetune"]["test_loss"]),
-        pct(means["transfer"]["best_val_accuracy"]), pct(means["finetune"]["best_val_accuracy"])]) + " |")
-    pairs = [(by[("transfer", s)]["test_accuracy"], by[("finetune", s)]["test_accuracy"])
-             for s in seeds if ("transfer", s) in by and ("finetune", s) in by]
-    ahead = sum(f > t for t, f in pairs)
-    level = sum(f == t for t, f in pairs)
-    lines += ["", f"`finetune` ahead on test accuracy for {ahead} of {len(pairs)} seeds, level for {level}, "
-                  f"behind for {len(pairs) - ahead - level}."]
-    failed = [r for r in results["runs"] if "error" in r]
-    lines += [f"- not measured: {r['preset']}, seed {r['seed']}: {r['error']}" for r in failed]
+    lines += [f"- not measured: {r['preset']}, seed {r['seed']}: {r['error']}" for r in results["runs"] if "error" in r]
     return "\n".join(lines) + "\n"
+
+
+COLUMNS = ["seed", "transfer test accuracy", "finetune test accuracy", "transfer test loss", "finetune test loss",
+           "transfer best val.", "finetune best val."]
+
+
+def cells(transfer: dict[str, Any], finetune: dict[str, Any]) -> list[str]:
+    """One row's figures after its label: test accuracy, test loss, best validation accuracy, each preset."""
+    def loss(value: float | None) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
+    return [fmt(transfer.get("test_accuracy"), "%"), fmt(finetune.get("test_accuracy"), "%"),
+            loss(transfer.get("test_loss")), loss(finetune.get("test_loss")),
+            fmt(transfer.get("best_val_accuracy"), "%"), fmt(finetune.get("best_val_accuracy"), "%")]
 
 
 def mean(by: dict, preset: str, seeds: list[int], key: str) -> float | None:
     values = [by[(preset, s)][key] for s in seeds if (preset, s) in by]
     return statistics.fmean(values) if values else None
-
-
-def pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f} %"
-
-
-def num(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
 
 
 def write(results: dict[str, Any], out: Path) -> None:
@@ -137,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     WORK_DIR.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = child_env(args.weights)
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "command": shlex.join(["python", "benchmarks/three_epochs.py", *(sys.argv[1:] if argv is None else argv)]),
