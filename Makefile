@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test test-fast bench bench-quick bench-three-epochs clean
+.PHONY: run test test-fast lint bench bench-quick bench-three-epochs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	scripts/ensure-chromium
 	$(BIN)/python -m pytest $(ARGS)
+
+## lint: ruff (pyflakes, pycodestyle, import order, bugbear, pyupgrade), configured in pyproject.toml
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests benchmarks
 
 ## test-fast: the suite without tests marked slow
 test-fast: $(VENV)/.installed

@@ -66,11 +66,14 @@ def tiny_dataset(tmp_path: Path) -> Path:
     return root
 
 
-def write_tiny_run(path: Path, image_size: int = 64, class_names=("cats", "dogs"), seed: int = 0) -> Path:
+def write_tiny_run(path: Path, image_size: int = 64, class_names=("cats", "dogs"), seed: int = 0,
+                   data: Path | None = None) -> Path:
     """A run folder holding a tiny untrained model (0..255 pixels in, softmax out), as `catdog train` writes one."""
     import json
 
     import keras
+
+    from catdog.runs import RunConfig
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((image_size, image_size, 3))
@@ -80,8 +83,8 @@ def write_tiny_run(path: Path, image_size: int = 64, class_names=("cats", "dogs"
     outputs = keras.layers.Dense(len(class_names), activation="softmax", dtype="float32")(x)
     path.mkdir(parents=True, exist_ok=True)
     keras.Model(inputs, outputs).save(path / "model.keras")
-    config = {"preset": "tiny", "class_names": list(class_names), "image_size": image_size, "batch_size": 8, "seed": seed}
-    (path / "config.json").write_text(json.dumps(config))
+    RunConfig(preset="tiny", class_names=list(class_names), image_size=image_size, data=str(data or ""),
+              batch_size=8, seed=seed).write(path / "config.json")
     (path / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "loss": 0.69, "n": 2}))
     return path
 
@@ -140,7 +143,8 @@ def write_bad_images(folder: Path) -> dict[str, str]:
     (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
     png = write_image(folder / "garbled.png").read_bytes()
     start = png.index(b"IDAT") + 8
-    (folder / "garbled.png").write_bytes(png[:start] + bytes(b ^ 0xFF for b in png[start : start + 40]) + png[start + 40 :])
+    garbled = bytes(b ^ 0xFF for b in png[start : start + 40])
+    (folder / "garbled.png").write_bytes(png[:start] + garbled + png[start + 40 :])
     (folder / "notes.jpg").write_text("not a photo, just text\n")
     write_image(folder / ".hidden.jpg")
     (folder / "huge.png").write_bytes(declared_size_png(12_000, 12_000))
@@ -156,7 +160,8 @@ def write_bad_images(folder: Path) -> dict[str, str]:
     }
 
 
-def write_seed_layout(root: Path, n_train: int = 4, n_validation: int = 5, n_test: int = 0, classes=("cats", "dogs")) -> Path:
+def write_seed_layout(root: Path, n_train: int = 4, n_validation: int = 5, n_test: int = 0,
+                      classes=("cats", "dogs")) -> Path:
     """A small data set in the seed's layout: train/, validation/ and (if n_test) test/, with class folders."""
     for folder, n in (("train", n_train), ("validation", n_validation), ("test", n_test)):
         for class_name in classes:
@@ -167,7 +172,7 @@ def write_seed_layout(root: Path, n_train: int = 4, n_validation: int = 5, n_tes
 
 @pytest.fixture(scope="session")
 def shared_scan(seed_data):
-    """`catdog.scan.scan` of the shared photographs, made once per session (treat as read-only)."""
-    from catdog.scan import scan
+    """`catdog.data.scan.scan` of the shared photographs, made once per session (treat as read-only)."""
+    from catdog.data.scan import scan
 
     return scan(seed_data)

@@ -63,7 +63,7 @@ def test_unknown_model_fails_before_any_training(tmp_path, tiny_dataset, capsys)
     code = main(["run", "--data", str(tiny_dataset), "--models", "scratch,resnet9000", "--out", str(tmp_path / "x")])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["catdog: error: unknown model 'resnet9000'; choose one of: "
+    assert err == ["catdog: error: --models: unknown model 'resnet9000'; choose one of: "
                    "scratch, augmented, preprocessed, transfer, finetune, cnn"]
     assert not (tmp_path / "x").exists()
 

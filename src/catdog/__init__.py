@@ -1,13 +1,17 @@
 """catdog: train, evaluate, serve and export image classifiers.
 
-The data flows through one module per step::
+The packages follow the data::
 
-    files -> scan (scan.py) -> split into a manifest (splits.py) -> tf.data pipeline (pipeline.py)
-          -> model from the preset registry (models.py) -> training into a run folder (train.py, runs.py)
-          -> evaluation (evaluate.py) -> report (report.py), prediction (predict.py),
-             serving (serve.py), export (export.py)
+    files -> data (check, scan, split into a manifest, tf.data pipelines)
+          -> models (backbones and presets) -> training (into a run folder, runs.py)
+          -> evaluate -> report, exercise; deploy (runtimes, prediction, serving, export)
 
-`catdog.cli` is a thin command-line layer over these modules.
+`catdog.cli` is a thin command-line layer over these.
 """
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("catdog")
+except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"

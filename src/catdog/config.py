@@ -9,7 +9,7 @@ IMAGE_SIZE = 160
 BATCH_SIZE = 32
 SEED = 42
 EPOCHS = 20
-# Keras dtype policies training accepts; "auto" picks mixed_bfloat16 where it pays (see train.py).
+# Keras dtype policies training accepts; "auto" picks one (see catdog.training.recipe).
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 # The three splits, in this order everywhere; with the seed layout they are also folder names.
@@ -31,9 +31,6 @@ SERVE_PORT = 8000
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_FILES = 32
 
-# `catdog export`: the formats it writes.
-EXPORT_FORMATS = ("savedmodel", "tflite", "onnx")
-
 # The seed documents' data set.
 SEED_DATASET_NAME = "cats_and_dogs_filtered"
 SEED_DATASET_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
@@ -50,17 +47,22 @@ RUNS_DIR = Path("runs")
 
 ENV_HOME = "CATDOG_HOME"
 ENV_DATA = "CATDOG_DATA"
+# A local copy of MobileNetV2's ImageNet weights (no top), for the `mobilenet_v2` backbone only.
 ENV_WEIGHTS = "CATDOG_WEIGHTS"
+
+
+def keras_home() -> Path:
+    """Keras' own folder: `$KERAS_HOME`, else `~/.keras`."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
 
 
 def cache_dir() -> Path:
     """Where downloads go: `$CATDOG_HOME`, else Keras' own cache (`~/.keras/datasets`)."""
     if home := os.environ.get(ENV_HOME):
         return Path(home).expanduser()
-    keras_home = os.environ.get("KERAS_HOME", Path.home() / ".keras")
-    return Path(keras_home).expanduser() / "datasets"
+    return keras_home() / "datasets"
 
 
-def default_weights() -> str | None:
-    """The weights path from `$CATDOG_WEIGHTS`, if set."""
-    return os.environ.get(ENV_WEIGHTS) or None
+def keras_weights_dir() -> Path:
+    """Where Keras keeps the pretrained weights it downloads (`~/.keras/models`)."""
+    return keras_home() / "models"

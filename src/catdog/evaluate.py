@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from catdog import config, files, plots, runs
+from catdog.data.scan import scan
+from catdog.data.splits import TEST
 from catdog.errors import CatdogError
 from catdog.plots import Mistake
-from catdog.scan import scan
-from catdog.splits import TEST, Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +35,13 @@ def evaluate(run: str | os.PathLike | runs.Run, data: str | os.PathLike | None =
     folders whose names the model knows), and write `metrics.json`, `confusion_matrix.png` and
     `misclassified.png`. Returns the metrics (see `score`)."""
     from catdog.data import load
-    from catdog.pipeline import make_dataset
+    from catdog.data.pipeline import make_dataset
+    from catdog.models.inference import numpy_function
 
     run = run if isinstance(run, runs.Run) else runs.open_run(run)
-    model = run.load_model()
+    model = numpy_function(run.load_model())
     if data is None:
-        manifest = Manifest.read(run.path / runs.SPLITS, run.config["data"])
+        manifest = run.manifest()
         paths = manifest.files(TEST)[0]
         if not paths:
             raise CatdogError(f"run {run.path} has no test split to evaluate on")
@@ -52,7 +53,7 @@ def evaluate(run: str | os.PathLike | runs.Run, data: str | os.PathLike | None =
         source, folder = str(data), run.path / f"evaluation-{Path(data).resolve().name}"
     metrics, mistakes = score(model, dataset, run.class_names, paths=paths)
     metrics["data"] = source
-    files.write_json(folder / runs.METRICS, metrics)
+    files.write_json(folder / runs.METRICS_FILE, metrics)
     plots.confusion_matrix(metrics["confusion_matrix"], run.class_names, folder / runs.CONFUSION_MATRIX_PLOT)
     plots.misclassified(mistakes, folder / runs.MISCLASSIFIED_PLOT)
     return metrics
@@ -74,7 +75,8 @@ def labelled_images(data: str | os.PathLike, class_names: Sequence[str]) -> tupl
 
 def score(model, dataset, class_names: Sequence[str], max_mistakes: int = MAX_MISTAKES_SHOWN,
           paths: Sequence[str] | None = None) -> tuple[dict[str, Any], list[Mistake]]:
-    """Predict every batch of (images, labels) in `dataset` and score the predictions.
+    """Predict every batch of (images, labels) in `dataset` with `model` (a function from a
+    pixel batch to probabilities) and score the predictions.
 
     Returns the metrics, `{"accuracy", "loss", "n", "per_class": {name: {"precision",
     "recall", "f1", "n"}}, "confusion_matrix"}` (rows: true class, columns: predicted), and
@@ -83,7 +85,7 @@ def score(model, dataset, class_names: Sequence[str], max_mistakes: int = MAX_MI
     """
     true_parts, prob_parts, mistakes = [], [], []
     for images, labels in dataset.as_numpy_iterator():
-        probabilities = np.asarray(model.predict_on_batch(images))
+        probabilities = np.asarray(model(images))
         true_parts.append(labels)
         prob_parts.append(probabilities)
         predicted = probabilities.argmax(axis=1)

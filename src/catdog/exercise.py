@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from catdog import config, files, runs
-from catdog.errors import CatdogError
+from catdog.errors import ParameterError
 from catdog.report import Block, Figure, FigureRow, Heading, Paragraph, Table, write_report
 
 DEFAULT_MODELS = ("scratch", "augmented", "preprocessed", "transfer", "finetune")
@@ -66,24 +66,29 @@ def run_exercise(
     image_size: int | None = None,
     batch_size: int = config.BATCH_SIZE,
     seed: int = config.SEED,
+    backbone: str | None = None,
     weights: str | None = None,
     out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the whole exercise into `out` and return its summary (also written to `summary.json`).
 
-    `weights` applies to the pretrained presets only (see `catdog.models.resolve_weights`);
+    `backbone` and `weights` apply to the pretrained presets only (see
+    `catdog.models.resolve_weights`);
     `epochs` and `image_size` default to each preset's own (20 epochs and 160 px for the
     seed's models). Every model sees the same split of the files, whatever its image size.
     """
     from catdog import data as catdog_data
     from catdog import models as catdog_models
 
+    if unknown := [name for name in models if name not in catdog_models.PRESETS]:
+        raise ParameterError("models", f"{{name}}: unknown model {unknown[0]!r}; choose one of: "
+                                       f"{', '.join(catdog_models.PRESETS)}")
     presets = [catdog_models.get_preset(name) for name in models]
     if not presets:
-        raise CatdogError("name at least one model to train (--models scratch,transfer,...)")
-    for preset in presets:  # fail on missing weights now, not after an hour of training
+        raise ParameterError("models", "{name} must name at least one model to train")
+    for preset in presets:  # fail on a missing backbone or weights now, not after an hour of training
         if preset.pretrained:
-            catdog_models.resolve_weights(preset, weights)
+            catdog_models.resolve_weights(preset, catdog_models.resolve_backbone(preset, backbone), weights)
 
     folder = new_exercise_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,14 +109,15 @@ def run_exercise(
         size = image_size or preset.image_size
         run = _train_or_resume(
             preset.name, data_at(size), folder / preset.name, epochs=epochs, image_size=size,
-            batch_size=batch_size, seed=seed, weights=weights if preset.pretrained else None,
+            batch_size=batch_size, seed=seed, backbone=backbone if preset.pretrained else None,
+            weights=weights if preset.pretrained else None,
         )
         results.append(_result(preset.name, run))
 
     from catdog import plots
 
     plots.compare_validation_accuracy(
-        {r.preset: runs.read_history(Path(r.run) / runs.HISTORY) for r in results}, folder / COMPARISON_PLOT
+        {r.preset: runs.read_history(Path(r.run) / runs.HISTORY_FILE) for r in results}, folder / COMPARISON_PLOT
     )
     summary = {
         "data": dataset_summary,
@@ -134,15 +140,15 @@ def _write_previews(manifest, folder: Path, *, seed: int) -> None:
 
 def _train_or_resume(preset: str, loaded, run: Path, **settings) -> Path:
     """Train `preset` into `run`, keep it if already finished there, or resume it if interrupted."""
-    from catdog import train
+    from catdog import training
 
-    if (run / runs.METRICS).is_file():
+    if (run / runs.METRICS_FILE).is_file():
         logger.info(f"{preset}: already trained in {run}, kept")
         return run
-    if (run / runs.CONFIG).is_file():
+    if (run / runs.CONFIG_FILE).is_file():
         logger.info(f"{preset}: resuming the interrupted run in {run}")
-        return train.train(resume=run, data=loaded)
-    return train.train(preset, loaded, out=run, **settings)
+        return training.resume(run, data=loaded)
+    return training.train(preset, loaded, out=run, **settings)
 
 
 def _rank(result: ModelResult) -> tuple[float, float]:
@@ -152,7 +158,7 @@ def _rank(result: ModelResult) -> tuple[float, float]:
 
 def _result(preset: str, run: Path) -> ModelResult:
     opened = runs.open_run(run)
-    history = runs.read_history(run / runs.HISTORY)
+    history = runs.read_history(run / runs.HISTORY_FILE)
     best = runs.best_epoch(history)
     metrics = opened.metrics or {}
     return ModelResult(
@@ -233,7 +239,7 @@ def _model_blocks(number: int, r: ModelResult) -> list[Block]:
     from catdog import models
 
     run = Path(r.run)
-    history = runs.read_history(run / runs.HISTORY)
+    history = runs.read_history(run / runs.HISTORY_FILE)
     late = [row["val_accuracy"] for row in history[len(history) // 2:]]
     minimum = config.SEED_MINIMUM_ACCURACY.get(r.preset)
     spread = (f"stayed at **{_pct(min(late))}**" if min(late) == max(late)

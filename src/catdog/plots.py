@@ -77,7 +77,7 @@ def misclassified(mistakes: Sequence[Mistake], path: str | Path, columns: int = 
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax in axes:
         ax.axis("off")
-    for ax, m in zip(axes, mistakes):
+    for ax, m in zip(axes, mistakes, strict=False):
         ax.imshow(np.clip(m.image, 0, 255).astype("uint8"))
         ax.set_title(f"true: {m.true}\npredicted: {m.predicted} ({m.probability:.0%})", fontsize=9)
     if not mistakes:
@@ -94,7 +94,7 @@ def compare_validation_accuracy(histories: Mapping[str, History], path: str | Pa
     for label, history in histories.items():
         ax.plot([row["epoch"] for row in history], [row["val_accuracy"] for row in history], marker=".", label=label)
     styles = itertools.cycle((":", "-.", "--", "-"))
-    for (label, minimum), style in zip(sorted(minimums.items(), key=lambda m: m[1]), styles):
+    for (label, minimum), style in zip(sorted(minimums.items(), key=lambda m: m[1]), styles, strict=False):
         ax.axhline(minimum, color="gray", linestyle=style, linewidth=1, label=f"{label} minimum {minimum:.0%}")
     ax.set_ylim(0, 1.05)
     ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy by epoch")

@@ -2,7 +2,7 @@
 
 Both return a matplotlib `Figure` (drawn without a screen); save it with
 `catdog.files.save_figure`. Images are shown as the model sees them: decoded and
-resized by `catdog.images`.
+resized by `catdog.data.images`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import random
 from matplotlib.figure import Figure
 
 from catdog import config
-from catdog.images import load_images
-from catdog.splits import TRAIN, Manifest
+from catdog.data.images import load_images
+from catdog.data.splits import TRAIN, Manifest
 
 TILE_INCHES = 2.4
 
@@ -30,10 +30,11 @@ def sample_grid(
     rng = random.Random(seed)
     paths, labels = manifest.files(split)
     fig, axes = _figure(rows=len(manifest.class_names), columns=per_class)
-    for row, class_name in zip(axes, manifest.class_names):
-        candidates = [path for path, label in zip(paths, labels) if manifest.class_names[label] == class_name]
+    for row, class_name in zip(axes, manifest.class_names, strict=True):
+        candidates = [path for path, label in zip(paths, labels, strict=True)
+                      if manifest.class_names[label] == class_name]
         chosen = rng.sample(candidates, min(per_class, len(candidates)))
-        for ax, image in zip(row, load_images(chosen, image_size)):
+        for ax, image in zip(row, load_images(chosen, image_size), strict=False):
             _show(ax, image, class_name)
     fig.suptitle(f"{per_class} random images per class ({split} split)", fontsize="large")
     return fig
@@ -69,7 +70,7 @@ def augmentation_preview(
     fig, axes = _figure(rows=rows, columns=columns)
     tiles = axes.flat
     _show(next(tiles), image[0], f"original ({manifest.class_names[labels[index]]})")
-    for ax, copy in zip(tiles, copies):
+    for ax, copy in zip(tiles, copies, strict=False):
         _show(ax, copy, "random flip and rotation")
     fig.suptitle("Data augmentation: RandomFlip and RandomRotation(0.2)", fontsize="large")
     return fig

@@ -2,42 +2,137 @@
 
 A run folder holds::
 
-    config.json          every setting, the class names, package and library versions
-    splits.csv           the manifest of files used (see splits.py)
+    config.json          the run's `RunConfig`: every setting, the class names, versions
+    splits.csv           the manifest of files used (see catdog.data.splits)
     model.keras          the trained model (best epoch by validation accuracy, then loss)
     history.csv          per epoch: loss, accuracy, val_loss, val_accuracy, seconds
-    metrics.json         test-split scores (see evaluate.py)
+    metrics.json         test-split scores (see catdog.evaluate)
     accuracy.png, loss.png, confusion_matrix.png, misclassified.png
     logs/                TensorBoard logs
     checkpoint/          the last finished epoch, for `catdog train --resume` (removed when done)
+    export/              exported models (see catdog.deploy.formats)
+
+`config.json` is read and written only through `RunConfig`, which checks what it reads.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catdog import config, files
+from catdog import __version__, config, files
 from catdog.errors import CatdogError
 
-CONFIG = "config.json"
-SPLITS = "splits.csv"
-MODEL = "model.keras"
-HISTORY = "history.csv"
-METRICS = "metrics.json"
-LOGS = "logs"
-CHECKPOINT = "checkpoint"
+CONFIG_FILE = "config.json"
+MANIFEST_FILE = "splits.csv"
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+LOGS_DIR = "logs"
+CHECKPOINT_DIR = "checkpoint"
+EXPORT_DIR = "export"
 ACCURACY_PLOT = "accuracy.png"
 LOSS_PLOT = "loss.png"
 CONFUSION_MATRIX_PLOT = "confusion_matrix.png"
 MISCLASSIFIED_PLOT = "misclassified.png"
 
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+
+# Version 1 (catdog 0.1) had no `backbone` and no `format_version`; every pretrained model was MobileNetV2.
+FORMAT_VERSION = 2
+PRETRAINED_PRESETS_V1 = ("transfer", "finetune")
+
+
+@dataclass
+class RunConfig:
+    """Everything a run was trained with, as recorded in its `config.json`.
+
+    `stages` are the training stages (`catdog.training.recipe.Stage` as dicts), so that a
+    resumed run follows its own schedule; `backbone` is None for models without one.
+    """
+
+    preset: str
+    class_names: list[str]
+    image_size: int
+    data: str = ""
+    backbone: str | None = None
+    epochs: int = 0
+    batch_size: int = config.BATCH_SIZE
+    seed: int = config.SEED
+    weights: str = "none"
+    learning_rate: float = 1e-3
+    frozen_features: bool = True
+    views: int = 1
+    precision: str = "float32"
+    jit_compile: bool = False
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def write(self, path: str | Path) -> Path:
+        return files.write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, values: Any, source: str | Path = CONFIG_FILE) -> RunConfig:
+        """Check and convert what a `config.json` holds; `CatdogError` names what is wrong."""
+        if not isinstance(values, dict):
+            raise CatdogError(f"{source} does not hold a run's settings (a JSON object)")
+        version = values.get("format_version", 1)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CatdogError(f"{source} was written by a newer catdog (format {version}); upgrade catdog to open it")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        missing = [name for name in ("preset", "class_names", "image_size") if name not in values]
+        if missing:
+            raise CatdogError(f"{source} has no {', '.join(missing)}; it is not a complete catdog run configuration")
+        kept = {name: value for name, value in values.items() if name in known}
+        if version == 1:
+            kept["backbone"] = "mobilenet_v2" if kept["preset"] in PRETRAINED_PRESETS_V1 else None
+            kept["format_version"] = FORMAT_VERSION
+        run_config = cls(**kept)
+        run_config._check(source)
+        return run_config
+
+    def _check(self, source: str | Path) -> None:
+        names = self.class_names
+        if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) and n for n in names)):
+            raise CatdogError(f"{source}: class_names must list at least two class names, found {names!r}")
+        if len(set(names)) != len(names):
+            raise CatdogError(f"{source}: class_names lists a class twice ({names!r})")
+        if not (isinstance(self.image_size, int) and not isinstance(self.image_size, bool) and self.image_size > 0):
+            raise CatdogError(f"{source}: image_size must be a positive whole number, found {self.image_size!r}")
+        if not isinstance(self.preset, str) or not self.preset:
+            raise CatdogError(f"{source}: preset must be a model name, found {self.preset!r}")
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise CatdogError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise CatdogError(f"{path} cannot be read ({getattr(e, 'strerror', None) or e})") from None
+        return cls.from_dict(values, path)
+
+
+def library_versions() -> dict[str, str]:
+    """The versions that matter for reproducing a run."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    return {"catdog": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__}
 
 
 def new_run_dir(preset: str, out: str | Path | None = None) -> Path:
@@ -58,33 +153,39 @@ class Run:
     """An opened run folder."""
 
     path: Path
-    config: dict[str, Any]
+    config: RunConfig
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.config["class_names"])
+        return list(self.config.class_names)
 
     @property
     def image_size(self) -> int:
-        return int(self.config["image_size"])
+        return self.config.image_size
 
     @property
     def preset(self) -> str:
-        return str(self.config["preset"])
+        return self.config.preset
 
     @property
     def metrics(self) -> dict[str, Any] | None:
-        path = self.path / METRICS
+        path = self.path / METRICS_FILE
         return json.loads(path.read_text()) if path.is_file() else None
 
     @property
     def history(self) -> list[dict[str, float]]:
         """One row per finished epoch (see `HISTORY_FIELDS`); empty before the first."""
-        return read_history(self.path / HISTORY)
+        return read_history(self.path / HISTORY_FILE)
 
     @property
     def model_path(self) -> Path:
-        return self.path / MODEL
+        return self.path / MODEL_FILE
+
+    def manifest(self):
+        """The run's split (`catdog.data.splits.Manifest`), relative to the data folder it trained on."""
+        from catdog.data.splits import Manifest
+
+        return Manifest.read(self.path / MANIFEST_FILE, self.config.data)
 
     def load_model(self):
         """The trained Keras model (compiled state is not needed to predict)."""
@@ -92,7 +193,7 @@ class Run:
 
         if not self.model_path.is_file():
             raise CatdogError(
-                f"run folder {self.path} has no {MODEL}; it has not finished an epoch "
+                f"run folder {self.path} has no {MODEL_FILE}; it has not finished an epoch "
                 f"(continue it with `catdog train --resume {self.path}`)"
             )
         return keras.saving.load_model(self.model_path, compile=False)
@@ -103,14 +204,10 @@ def open_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise CatdogError(f"run folder {path} does not exist")
-    config_path = path / CONFIG
+    config_path = path / CONFIG_FILE
     if not config_path.is_file():
-        raise CatdogError(f"{path} is not a catdog run folder: it has no {CONFIG}")
-    try:
-        cfg = json.loads(config_path.read_text())
-    except json.JSONDecodeError as e:
-        raise CatdogError(f"{config_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
-    return Run(path=path, config=cfg)
+        raise CatdogError(f"{path} is not a catdog run folder: it has no {CONFIG_FILE}")
+    return Run(path=path, config=RunConfig.read(config_path))
 
 
 def epoch_rank(row: dict[str, float]) -> tuple[float, float]:

@@ -1,8 +1,9 @@
 """The `catdog` command: a thin layer over the Python API.
 
-Each command group lives in its own module here and exposes `register(subparsers)`,
-which adds its parsers and sets `func` on them. Results go to stdout, messages to
+Each command lives in the module named after it and exposes `register(subparsers)`,
+which adds its parser and sets `func` on it. Results go to stdout, messages to
 stderr; exit codes: 0 success, 1 failure, 2 bad input or usage, 130 interrupted.
+A library error about a parameter (`ParameterError`) is shown with the option's name.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import sys
 import tempfile
 
 from catdog import __version__
-from catdog.errors import CatdogError
+from catdog.cli.common import option_name
+from catdog.errors import CatdogError, ParameterError
 
-COMMAND_MODULES = ("data", "models", "train", "serve", "run")
+COMMAND_MODULES = ("data", "models", "train", "evaluate", "predict", "serve", "export", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"catdog.cli.{name}").register(subparsers)
+    _record_command_parsers(parser)
     return parser
+
+
+def _record_command_parsers(parser: argparse.ArgumentParser) -> None:
+    """Let every (sub)command's parser put itself in the namespace as `command_parser`, so
+    errors can name its options (the innermost command's parse runs last, and wins)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.set_defaults(command_parser=command)
+                _record_command_parsers(command)
 
 
 def import_tensorflow_quietly() -> None:
@@ -91,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         import_tensorflow_quietly()
     try:
         return args.func(args) or 0
+    except ParameterError as e:
+        name = option_name(args.command_parser, e.parameter) or e.parameter
+        print(f"catdog: error: {e.in_terms_of(name)}", file=sys.stderr)
+        return e.exit_code
     except CatdogError as e:
         print(f"catdog: error: {e}", file=sys.stderr)
         return e.exit_code

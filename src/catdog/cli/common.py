@@ -23,7 +23,44 @@ def add_run_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_seed_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=config.SEED, help="seed for splits, shuffling and weights (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=config.SEED,
+                        help="seed for splits, shuffling and weights (default: %(default)s)")
+
+
+def add_backbone_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backbone", metavar="NAME",
+                        help="pretrained presets: the network under the head (default: mobilenet_v2; "
+                        "`catdog models` lists them)")
+
+
+def add_weights_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", metavar="W",
+                        help="starting weights: imagenet (Keras' download, or its cache), PATH to an .h5/.weights.h5 "
+                        f"file, or none (default: imagenet for pretrained presets, with ${config.ENV_WEIGHTS} as a "
+                        "local copy for mobilenet_v2; none otherwise)")
+
+
+def add_runtime_option(parser: argparse.ArgumentParser) -> None:
+    from catdog.deploy.runtimes import AUTO, RUNTIMES
+
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=AUTO,
+        help=(
+            "what runs the model: keras, or an export's own runtime (onnx: onnxruntime on the run's ONNX export "
+            "from `catdog export RUN --format onnx`, faster on a CPU); auto takes onnx when the run has an export "
+            "newer than its model (default: %(default)s)"
+        ),
+    )
+
+
+def option_name(parser: argparse.ArgumentParser, dest: str) -> str | None:
+    """How the user names the parameter `dest` on `parser`'s command line (`--image-size`)."""
+    for action in parser._actions:
+        if action.dest == dest:
+            return action.option_strings[-1] if action.option_strings else action.metavar or dest
+    return None
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

@@ -20,10 +20,13 @@ def register(subparsers) -> None:
     fetch = commands.add_parser(
         "fetch",
         help="download and extract the seed data set",
-        description=f"Download {config.SEED_DATASET_URL}, verify it and extract it (default: into {config.cache_dir()}).",
+        description=f"Download {config.SEED_DATASET_URL}, verify it and extract it "
+        f"(default: into {config.cache_dir()}).",
     )
-    fetch.add_argument("--dest", metavar="DIR", help=f"folder to extract into (default: ${config.ENV_HOME}, else ~/.keras/datasets)")
-    fetch.add_argument("--sha256", metavar="HEX", help="expected sha256 of the archive (default: the one recorded in catdog)")
+    fetch.add_argument("--dest", metavar="DIR",
+                       help=f"folder to extract into (default: ${config.ENV_HOME}, else ~/.keras/datasets)")
+    fetch.add_argument("--sha256", metavar="HEX",
+                       help="expected sha256 of the archive (default: the one recorded in catdog)")
     fetch.set_defaults(func=run_fetch, needs_tensorflow=False)
 
     data_info = commands.add_parser(
@@ -64,7 +67,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from catdog.fetch import fetch
+    from catdog.data.fetch import fetch
 
     print(fetch(args.dest, sha256=args.sha256 or config.SEED_DATASET_SHA256))
     return 0

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from catdog import config
-from catdog.cli.common import add_data_option, add_json_option, add_seed_option, positive_int, print_json
+from catdog.cli.common import (
+    add_backbone_option,
+    add_data_option,
+    add_json_option,
+    add_seed_option,
+    add_weights_option,
+    positive_int,
+    print_json,
+)
 
 HELP = "run the whole exercise: data summary, previews, every model trained and scored, a report"
 
@@ -24,15 +32,15 @@ def register(subparsers) -> None:
         default=",".join(DEFAULT_MODELS),
         help="comma-separated presets to train, in order (default: %(default)s; see `catdog models`)",
     )
-    parser.add_argument("--epochs", type=positive_int, help="epochs per model (default: each preset's own, 20 for the seed's)")
-    parser.add_argument("--image-size", type=positive_int, help="image side in pixels (default: each preset's own, see `catdog models`)")
-    parser.add_argument("--batch-size", type=positive_int, default=config.BATCH_SIZE, help="batch size (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int,
+                        help="epochs per model (default: each preset's own, 20 for the seed's)")
+    parser.add_argument("--image-size", type=positive_int,
+                        help="image side in pixels (default: each preset's own, see `catdog models`)")
+    parser.add_argument("--batch-size", type=positive_int, default=config.BATCH_SIZE,
+                        help="batch size (default: %(default)s)")
     add_seed_option(parser)
-    parser.add_argument(
-        "--weights",
-        help="start of the pretrained presets: imagenet, a .h5 file, or none "
-        f"(default: ${config.ENV_WEIGHTS}, else imagenet)",
-    )
+    add_backbone_option(parser)
+    add_weights_option(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/exercise-<timestamp>)")
     add_json_option(parser)
     parser.set_defaults(func=run)
@@ -48,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         batch_size=args.batch_size,
         seed=args.seed,
+        backbone=args.backbone,
         weights=args.weights,
         out=args.out,
     )

@@ -1,0 +1,163 @@
+"""Data: from a folder of image files to `tf.data` pipelines, through a checked, recorded split.
+
+    >>> data = catdog.data.load("cats_and_dogs_filtered")
+    >>> data.class_names
+    ['cats', 'dogs']
+    >>> model.fit(data.train, validation_data=data.validation)
+
+The steps, one module each, in the order the data goes through them:
+
+- `fetch.py`: the seed data set, downloaded and verified;
+- `images.py`: what a usable image is, and how every path decodes it;
+- `scan.py`: finding and checking every image of a data folder;
+- `splits.py`: the train/validation/test split and its manifest (`splits.csv`);
+- `pipeline.py`: the `tf.data` pipeline of one split.
+
+`load` runs them all (passing the manifest of an earlier run reuses its split exactly);
+`summary` describes a data set without touching TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from catdog import config
+from catdog.data.scan import Scan
+from catdog.data.scan import scan as _scan  # not `scan`: that name is the module
+from catdog.data.splits import TEST, TRAIN, Manifest, split
+from catdog.errors import CatdogError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_data_dir(data: str | Path | None = None) -> Path:
+    """The data folder: `data`, else `$CATDOG_DATA`, else the seed data set in the cache (fetched if missing)."""
+    if data is not None:
+        return Path(data).expanduser()
+    if env := os.environ.get(config.ENV_DATA):
+        return Path(env).expanduser()
+    cached = config.cache_dir() / config.SEED_DATASET_NAME
+    if not cached.is_dir():
+        from catdog.data.fetch import fetch
+
+        fetch()
+    return cached
+
+
+def scan_and_split(data: str | Path | None = None, *, seed: int = config.SEED) -> tuple[Scan, Manifest]:
+    """Check every image under the data folder, then split the usable ones."""
+    found = _scan(resolve_data_dir(data))
+    return found, split(found, seed)
+
+
+@dataclass
+class Data:
+    """A data set ready to train on: one `tf.data` dataset of (images, labels) batches per split."""
+
+    root: Path
+    manifest: Manifest
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    skipped: list[tuple[str, str]]
+    warnings: list[str]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.manifest.class_names
+
+
+def load(
+    data: str | Path | None = None,
+    *,
+    image_size: int = config.IMAGE_SIZE,
+    batch_size: int = config.BATCH_SIZE,
+    seed: int = config.SEED,
+    manifest: Manifest | None = None,
+    cache: bool = True,
+) -> Data:
+    """Scan and split the data folder (or reuse `manifest`'s split) and build the three pipelines.
+
+    `seed` fixes both the split and the training split's shuffling. With `manifest`
+    (e.g. `Manifest.read` of a run's `splits.csv`), its files are used as listed,
+    relative to this data folder, and no scan is made.
+    """
+    from catdog.data.pipeline import make_dataset
+
+    root = resolve_data_dir(data)
+    if manifest is None:
+        found, manifest = scan_and_split(root, seed=seed)
+        skipped, warnings = found.skipped, found.warnings
+        log_problems(found)
+    else:
+        manifest = dataclasses.replace(manifest, root=root)
+        _check_files_exist(manifest)
+        skipped, warnings = [], []
+
+    datasets = {
+        name: make_dataset(
+            *manifest.files(name),
+            image_size,
+            batch_size,
+            shuffle=name == TRAIN,
+            seed=seed,
+            cache=cache,
+            class_names=manifest.class_names,
+        )
+        for name in config.SPLITS
+    }
+    return Data(root, manifest, **datasets, skipped=skipped, warnings=warnings)
+
+
+def summary(data: str | Path | None = None, *, seed: int = config.SEED) -> dict[str, Any]:
+    """What `catdog data info` reports: classes, counts per split and class, baseline, skipped files.
+
+    The baseline is the accuracy of always guessing the most frequent class of the
+    training split, scored on the test split, so it compares directly with a
+    model's test accuracy (the seed counts label frequencies on its training data).
+    """
+    found, manifest = scan_and_split(data, seed=seed)
+    return describe(found, manifest, seed=seed)
+
+
+def describe(found: Scan, manifest: Manifest, *, seed: int) -> dict[str, Any]:
+    """The `summary` of a data set already scanned (`found`) and split with `seed` (`manifest`)."""
+    counts = manifest.counts()
+    majority = max(manifest.class_names, key=lambda name: counts[TRAIN][name])
+    return {
+        "root": str(found.root),
+        "layout": found.layout,
+        "seed": seed,
+        "classes": manifest.class_names,
+        "splits": counts,
+        "baseline_class": majority,
+        "baseline_accuracy": round(counts[TEST][majority] / sum(counts[TEST].values()), 4),
+        "skipped": [{"path": path, "reason": reason} for path, reason in found.skipped],
+        "warnings": found.warnings,
+    }
+
+
+def log_problems(found: Scan) -> None:
+    """Warn about files read with a warning, and say how many were skipped and where to see why."""
+    for warning in found.warnings:
+        logger.warning(warning)
+    if found.skipped:
+        root = found.root
+        logger.warning(f"skipped {len(found.skipped)} unusable files in {root} "
+                       f"(`catdog data info --data {root}` lists them)")
+
+
+def _check_files_exist(manifest: Manifest) -> None:
+    missing = [row.path for row in manifest.rows if not (manifest.root / row.path).is_file()]
+    if missing:
+        raise CatdogError(
+            f"{len(missing)} files of the manifest are missing from {manifest.root} (the first: {missing[0]})"
+        )

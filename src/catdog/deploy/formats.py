@@ -1,0 +1,194 @@
+"""Export formats: one row per format, with how to write it and how to run it.
+
+==========  =========================  ===============================================  ==========
+format      default output             runs with                                        quantizable
+==========  =========================  ===============================================  ==========
+savedmodel  RUN/export/savedmodel/     TensorFlow (TF Serving, TF.js, ...): float32     no
+                                       `serving_default` and uint8 `serving_uint8`
+tflite      RUN/export/model.tflite    the TFLite interpreter (LiteRT)                  int8 weights
+onnx        RUN/export/model.onnx      onnxruntime                                      no
+==========  =========================  ===============================================  ==========
+
+Every input is a batch of raw pixels, shape (N, S, S, 3) with values 0..255 at the run's
+image size S; the model's own preprocessing is part of the exported graph, and every
+output is the softmax probabilities (N, classes) in the order of the run's class names.
+`export.py` writes and checks them, `runtimes.py` runs them; the CLI's choices come from
+`FORMATS`. Adding a format is one row here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from catdog.errors import ParameterError
+from catdog.runs import EXPORT_DIR
+
+ModelFunction = Callable[[np.ndarray], np.ndarray]
+
+# Largest allowed difference in any probability between an export and the Keras model.
+# Float exports only reorder float32 arithmetic; int8 weights change the numbers.
+FLOAT_TOLERANCE = 1e-4
+QUANTIZED_TOLERANCE = 0.1
+
+
+@dataclass(frozen=True)
+class Format:
+    """One export format: where it goes, what writes it, what runs it and how closely.
+
+    `write(model, path, image_size, quantize)` writes `model` to `path`; `load(path)`
+    returns a function from a pixel batch to probabilities; `outputs(path, pixels)` gives
+    every output the parity check compares (one per serving signature).
+    """
+
+    name: str
+    suffix: str  # "" for a folder
+    file_name: str
+    runtime: str
+    module: str  # the module its runtime needs
+    write: Callable[..., None]
+    load: Callable[[Path], ModelFunction]
+    quantizable: bool = False
+    signatures: Callable[[Path, np.ndarray], dict[str, np.ndarray]] | None = None
+
+    def default_path(self, run_path: Path, quantize: bool = False) -> Path:
+        name = f"{self.file_name}_int8" if quantize else self.file_name
+        return run_path / EXPORT_DIR / f"{name}{self.suffix}"
+
+    def tolerance(self, quantize: bool = False) -> float:
+        return QUANTIZED_TOLERANCE if quantize else FLOAT_TOLERANCE
+
+    def outputs(self, path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        if self.signatures is not None:
+            return self.signatures(path, pixels)
+        return {self.name: self.load(path)(pixels)}
+
+
+def _image_spec(image_size: int, dtype):
+    import tensorflow as tf
+
+    return tf.TensorSpec((None, image_size, image_size, 3), dtype, name="images")
+
+
+# SavedModel ------------------------------------------------------------------------------
+
+
+def write_savedmodel(model, path: Path, image_size: int, quantize: bool = False) -> None:
+    """A SavedModel with a float32 and a uint8 serving signature, both returning `probabilities`.
+
+    Saved by TensorFlow directly: Keras' `ExportArchive` stores every weight twice.
+    """
+    import tensorflow as tf
+
+    def signature(dtype):
+        return tf.function(
+            lambda images: {"probabilities": model(tf.cast(images, tf.float32), training=False)},
+            input_signature=[_image_spec(image_size, dtype)],
+        )
+
+    module = tf.Module()
+    module.model = model
+    signatures = {"serving_default": signature(tf.float32), "serving_uint8": signature(tf.uint8)}
+    tf.saved_model.save(module, str(path), signatures=signatures)
+
+
+def load_savedmodel(path: Path) -> ModelFunction:
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    return lambda pixels: signature(images=tf.constant(pixels))["probabilities"].numpy()
+
+
+def savedmodel_signatures(path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """Probabilities from each serving signature (the uint8 one gets the same pixels as uint8)."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    inputs = {"serving_default": pixels, "serving_uint8": pixels.astype("uint8")}
+    return {
+        name: loaded.signatures[name](images=tf.constant(batch))["probabilities"].numpy()
+        for name, batch in inputs.items()
+    }
+
+
+# TFLite ----------------------------------------------------------------------------------
+
+
+def write_tflite(model, path: Path, image_size: int, quantize: bool = False) -> None:
+    import tensorflow as tf
+
+    options = {"optimizations": [tf.lite.Optimize.DEFAULT]} if quantize else {}
+    model.export(str(path), format="litert", verbose=False, input_signature=[_image_spec(image_size, tf.float32)],
+                 **options)
+
+
+def load_tflite(path: Path) -> ModelFunction:
+    """The TFLite interpreter of LiteRT when installed, else TensorFlow's copy of it."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    # TensorFlow's copy warns that it is moving to ai-edge-litert; it runs the same models.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
+        interpreter = Interpreter(model_path=str(path))
+    (image_input,) = interpreter.get_input_details()
+    (output,) = interpreter.get_output_details()
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        interpreter.resize_tensor_input(image_input["index"], pixels.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(image_input["index"], pixels)
+        interpreter.invoke()
+        return interpreter.get_tensor(output["index"])
+
+    return run
+
+
+# ONNX ------------------------------------------------------------------------------------
+
+
+def write_onnx(model, path: Path, image_size: int, quantize: bool = False) -> None:
+    import tensorflow as tf
+
+    # Keras' compatibility patch for tf2onnx probes `np.object`, which NumPy 2 warns about.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model.export(str(path), format="onnx", verbose=False, input_signature=[_image_spec(image_size, tf.float32)])
+
+
+def load_onnx(path: Path) -> ModelFunction:
+    """An onnxruntime session on the CPU, as a function of a pixel batch."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # Idle workers would otherwise spin, taking the cores that decode the next batch.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    (image_input,) = session.get_inputs()
+    return lambda pixels: session.run(None, {image_input.name: pixels})[0]
+
+
+# The table -------------------------------------------------------------------------------
+
+FORMATS: dict[str, Format] = {f.name: f for f in [
+    Format("savedmodel", "", "savedmodel", "TensorFlow", "tensorflow", write_savedmodel, load_savedmodel,
+           signatures=savedmodel_signatures),
+    Format("tflite", ".tflite", "model", "the TFLite interpreter", "tensorflow", write_tflite, load_tflite,
+           quantizable=True),
+    Format("onnx", ".onnx", "model", "onnxruntime", "onnxruntime", write_onnx, load_onnx),
+]}
+
+
+def get_format(name: str) -> Format:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ParameterError("format", f"unknown export {{name}} {name!r}; choose one of: "
+                                       f"{', '.join(FORMATS)}") from None

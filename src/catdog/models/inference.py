@@ -1,0 +1,69 @@
+"""A model at inference time: as a traced graph function, and without its augmentation.
+
+Training (frozen features), evaluation, prediction and export all run models through
+these two, so a model is turned into something callable in one way only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+from catdog.models.builders import AUGMENTATION
+
+
+def inference_function(model: keras.Model) -> Callable:
+    """`model` in inference mode as a TensorFlow graph function of float32 tensors, traced
+    once for any batch size. Keras' `predict_on_batch` traces again for each new batch size
+    (a second or more for MobileNetV2), and `predict` would pick XLA, which runs these
+    models several times slower on a CPU."""
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec(model.input_shape, tf.float32)]
+    return tf.function(lambda x: model(x, training=False), input_signature=signature)
+
+
+def numpy_function(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """`inference_function` from NumPy arrays to NumPy arrays."""
+    call = inference_function(model)
+    return lambda pixels: call(pixels).numpy()
+
+
+def exportable(model: keras.Model) -> keras.Model:
+    """`model`, sharing its weights, rebuilt from layers every converter handles.
+
+    - Augmentation becomes a pass-through: it is the identity outside training, but Keras
+      still traces its random ops, which some runtimes (onnxruntime) cannot run.
+    - A grouped convolution with one group per channel (ConvNeXt's) becomes the equivalent
+      `DepthwiseConv2D`: TensorFlow runs grouped convolutions through a nested XLA function
+      on CPUs, which tf2onnx cannot convert.
+    - Exact GELU is computed through erf: TensorFlow's own uses erfc, which ONNX lacks.
+    """
+
+    def skip_augmentation(layer):
+        if layer.name == AUGMENTATION:  # a Sequential, which Keras calls with a `mask` that Identity refuses
+            return keras.layers.Lambda(lambda images, mask=None: images, name=AUGMENTATION)
+        return layer
+
+    without_augmentation = keras.models.clone_model(model, clone_function=skip_augmentation)
+    return keras.models.clone_model(without_augmentation, clone_function=_convertible, recursive=True)
+
+
+def _convertible(layer: keras.layers.Layer) -> keras.layers.Layer:
+    if isinstance(layer, keras.layers.Conv2D) and 1 < layer.groups == layer.filters == layer.input.shape[-1]:
+        depthwise = keras.layers.DepthwiseConv2D(
+            layer.kernel_size, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate,
+            activation=layer.activation, use_bias=layer.use_bias, dtype=layer.dtype_policy, name=layer.name)
+        depthwise.build(layer.input.shape)
+        kernel, *bias = layer.get_weights()
+        depthwise.set_weights([kernel.transpose(0, 1, 3, 2), *bias])  # (h, w, 1, C) -> (h, w, C, 1)
+        return depthwise
+    if isinstance(layer, keras.layers.Activation) and layer.activation is keras.activations.gelu:
+        return keras.layers.Lambda(_gelu_through_erf, name=layer.name)
+    return layer
+
+
+def _gelu_through_erf(x):
+    return 0.5 * x * (1.0 + keras.ops.erf(x * 0.7071067811865476))

@@ -1,0 +1,150 @@
+"""Frozen features: the frozen bottom of a pretrained model, run once per image.
+
+A frozen pretrained backbone computes the same outputs for an image on every epoch, and
+it is nearly all of the work: the seed's recipe recomputes them for every image, every
+epoch. Here the frozen bottom of the model runs once per image, and the trainable top
+trains on its stored outputs:
+
+- `transfer`: the pooled backbone features (1280 numbers per image for MobileNetV2)
+  train the head.
+- `finetune`: the activations at the fine-tuning cut are stored. Stage 1 trains the head
+  on the pooled features computed from them; stage 2 trains the backbone's top layers
+  (from its `fine_tune_from` layer, batch normalisation kept in inference mode) with the
+  head on them. The cut is the deepest tensor below that layer that alone feeds
+  everything above it (`separating_tensor`): for MobileNetV2's layer 100, which sits
+  inside a residual block, the output of block 10 (`block_10_project_BN`, layer 97).
+
+Random augmentation cannot be precomputed, so it becomes a choice among `views` stored
+views of each training image, drawn afresh each epoch: 1 = the image only, 2 = also its
+mirror image (the seed's horizontal flip), more = also draws of the preset's random
+augmentation. Each view costs one pass of the frozen bottom over the training images.
+The head's layers are shared with the whole model, so what is saved is the ordinary
+end-to-end model (raw pixels in, probabilities out).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from catdog.data.splits import TRAIN, VALIDATION
+from catdog.models import AUGMENTATION, BASE, HEAD, POOL, PREPROCESS
+from catdog.models.inference import inference_function
+from catdog.training.recipe import Stage, unfreeze_index
+
+logger = logging.getLogger(__name__)
+
+
+def separating_tensor(base: keras.Model, first_trained: str):
+    """The deepest tensor below layer `first_trained` that alone feeds every operation from
+    there up: the place to cut `base` when that layer and those above it are trained.
+
+    Works on the graph's operations, not only its layers: some networks (MobileNetV3) apply
+    plain ops (`x + 3`) between layers, and the cut may fall on one of them.
+    """
+    operations = base.operations
+    index = next(i for i, op in enumerate(operations) if op.name == first_trained)
+    made_by = {id(op.output): i for i, op in enumerate(operations)}
+
+    def sources(op) -> list[int]:
+        return [made_by[id(t)] for t in keras.tree.flatten(op.input) if id(t) in made_by]
+
+    for cut in range(index - 1, -1, -1):
+        if all(source >= cut for op in operations[cut + 1:] for source in sources(op)):
+            return operations[cut].output
+    raise ValueError(f"{base.name} cannot be cut below layer {first_trained}")
+
+
+class FrozenFeatures:
+    """The frozen bottom of a pretrained model, run once per image, and each stage's top.
+
+    The bottom ends where every stage's trainable layers begin: after pooling when the base
+    stays frozen (`transfer`), at `separating_layer` of the fine-tuning layer otherwise.
+    """
+
+    def __init__(self, model: keras.Model, stages: Sequence[Stage], data, views: int, batch_size: int, seed: int):
+        self.model, self.data, self.views, self.batch_size, self.seed = model, data, views, batch_size, seed
+        preprocess, base, self.pool, self.head = (model.get_layer(n) for n in (PREPROCESS, BASE, POOL, HEAD))
+        unfreeze = [unfreeze_index(base, s.unfreeze_from) for s in stages if s.unfreeze_from is not None]
+        pixels = keras.Input(model.input_shape[1:])
+        if not unfreeze:
+            self.bottom = keras.Model(pixels, self.pool(base(preprocess(pixels), training=False)))
+            self.upper = None
+        else:
+            cut = separating_tensor(base, base.layers[min(unfreeze)].name)
+            self.bottom = keras.Model(pixels, keras.Model(base.input, cut)(preprocess(pixels), training=False))
+            features = keras.Input(cut.shape[1:])
+            # The base above the cut: trainable in fine-tuning stages, frozen otherwise.
+            self.upper = keras.Model(features, keras.Model(cut, base.output)(features, training=False))
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def top(self, stage: Stage) -> keras.Model:
+        """The part of the model that `stage` trains, from the stored features to probabilities."""
+        if stage.unfreeze_from is None:
+            return self.head
+        features = keras.Input(self.upper.input_shape[1:])
+        return keras.Model(features, self.head(self.pool(self.upper(features))))
+
+    def datasets(self, stage: Stage) -> tuple[Any, Any]:
+        """`stage`'s training and validation data: stored features and labels."""
+        features = self._pooled if stage.unfreeze_from is None else self.features
+        train_x, train_y = features(TRAIN)
+        val_x, val_y = features(VALIDATION)
+        return self._dataset(train_x, train_y, shuffle=True), self._dataset(val_x, val_y, shuffle=False)
+
+    def features(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The bottom's outputs for `split`, shape (N, views, ...), and the labels."""
+        if split not in self._cache:
+            import tensorflow as tf
+
+            views = self.views if split == TRAIN else 1
+            augment = self.model.get_layer(AUGMENTATION)
+            bottom = inference_function(self.bottom)
+            started = time.perf_counter()
+            outputs, labels = [], []
+            for images, y in getattr(self.data, split):
+                batch = [bottom(images)]
+                if views > 1:
+                    batch.append(bottom(tf.reverse(images, axis=[2])))
+                batch += [bottom(augment(images, training=True)) for _ in range(views - 2)]
+                outputs.append(np.stack([b.numpy() for b in batch], axis=1))
+                labels.append(y.numpy())
+            self._cache[split] = np.concatenate(outputs), np.concatenate(labels)
+            n = len(self._cache[split][1])
+            logger.info(f"frozen features of {n} {split} images x {views} view{'s' * (views > 1)} "
+                        f"in {time.perf_counter() - started:.1f}s")
+        return self._cache[split]
+
+    def _pooled(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled base features for `split` (N, views, channels), from the stored activations."""
+        x, y = self.features(split)
+        if self.upper is None:
+            return x, y
+        key = f"{split}/pooled"
+        if key not in self._cache:
+            features = keras.Input(x.shape[2:])
+            upper = inference_function(keras.Model(features, self.pool(self.upper(features))))
+            flat = x.reshape((-1,) + x.shape[2:])
+            pooled = np.concatenate([upper(flat[i:i + 256]).numpy() for i in range(0, len(flat), 256)])
+            self._cache[key] = pooled.reshape(x.shape[:2] + pooled.shape[1:]), y
+        return self._cache[key]
+
+    def _dataset(self, x: np.ndarray, y: np.ndarray, shuffle: bool):
+        """Batches of one view per example, drawn afresh each epoch when `shuffle`."""
+        import tensorflow as tf
+
+        views = x.shape[1]
+        dataset = tf.data.Dataset.from_tensor_slices((x, y))
+        if shuffle:
+            dataset = tf.data.Dataset.zip(
+                dataset.shuffle(len(y), seed=self.seed, reshuffle_each_iteration=True),
+                tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True),
+            ).map(lambda xy, r: (xy[0][r % views], xy[1]))
+        else:
+            dataset = dataset.map(lambda x, y: (x[0], y))
+        return dataset.batch(self.batch_size).prefetch(tf.data.AUTOTUNE)

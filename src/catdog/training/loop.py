@@ -1,0 +1,254 @@
+"""The training engine: one preset on one data set, into a run folder (see catdog.runs).
+
+    >>> run = catdog.training.train("transfer", "cats_and_dogs_filtered", epochs=3)
+    >>> catdog.training.resume(run)      # after Ctrl-C or a crash
+
+`train` checks every setting and builds the model before it writes anything, then records
+the settings (`runs.RunConfig`) and the split, and fits the model stage by stage
+(`recipe.plan`). After every epoch it checkpoints the part being trained and appends the
+epoch to `history.csv`, so that `resume` continues an interrupted run from its last
+finished epoch. The best epoch by validation accuracy is kept as `model.keras`, which is
+then scored on the test split (catdog.evaluate).
+
+Models are built and fit inside one `tf.distribute` strategy's scope (`_strategy`): the one
+place that decides on which devices a run trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+
+from catdog import config, runs
+from catdog.data import Data, load
+from catdog.data.splits import TRAIN
+from catdog.errors import CatdogError, ParameterError
+from catdog.models import create_model, default_image_size, get_preset, resolve_backbone, resolve_weights
+from catdog.runs import RunConfig
+from catdog.training import recipe
+from catdog.training.callbacks import BestModelCheckpoint, EpochLog
+from catdog.training.frozen import FrozenFeatures
+
+logger = logging.getLogger(__name__)
+
+
+def train(
+    preset: str,
+    data: str | os.PathLike | Data | None = None,
+    *,
+    epochs: int | None = None,
+    image_size: int | None = None,
+    batch_size: int = config.BATCH_SIZE,
+    seed: int = config.SEED,
+    backbone: str | None = None,
+    weights: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    learning_rate: float | None = None,
+    frozen_features: bool = True,
+    views: int | None = None,
+    precision: str = "auto",
+    jit_compile: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> Path:
+    """Train `preset` on `data` (a folder, or an already loaded `catdog.data.Data`) and return
+    the run folder, complete with model, history, figures and test metrics.
+
+    `epochs` and `image_size` default to the preset's (20 epochs and 160 px for the seed's
+    models, the backbone's size for the pretrained ones, 60 epochs at 128 px for `cnn`); a
+    loaded `Data` brings its own image size. `backbone` (pretrained presets): a row of
+    `catdog.models.BACKBONES`, default MobileNetV2. `weights`: see
+    `catdog.models.resolve_weights`. `views`, `frozen_features`: see catdog.training.frozen.
+    `precision`: a Keras dtype policy, or "auto" (see `recipe.resolve_precision`).
+    `jit_compile` turns on XLA (several times slower for these models on CPU, measured).
+    """
+    spec = get_preset(preset)
+    network = resolve_backbone(spec, backbone)
+    epochs = _at_least_one("epochs", epochs or spec.epochs)
+    batch_size = _at_least_one("batch_size", batch_size)
+    views = _at_least_one("views", spec.views if views is None else views)
+    learning_rate = _learning_rate(learning_rate or spec.learning_rate)
+    image_size = _at_least_one("image_size", image_size or _image_size(data) or default_image_size(spec, network))
+    resolved = resolve_weights(spec, network, weights)
+    run = runs.new_run_dir(spec.name, out)
+    if (run / runs.CONFIG_FILE).exists():
+        raise CatdogError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
+
+    data = _load_data(data, image_size, batch_size, seed)
+    settings = RunConfig(
+        preset=spec.name, class_names=data.class_names, image_size=image_size, data=str(Path(data.root).resolve()),
+        backbone=network.name if network else None, epochs=epochs, batch_size=batch_size, seed=seed,
+        weights=resolved or "none", learning_rate=learning_rate, frozen_features=frozen_features, views=views,
+        precision=recipe.resolve_precision(precision, spec), jit_compile=jit_compile,
+        stages=[stage.to_dict() for stage in recipe.plan(spec, network, epochs, learning_rate)],
+        versions=runs.library_versions(),
+    )
+    with _training_scope(settings):
+        model = _build(settings)  # before anything is written: a setting the model cannot take fails here
+        run.mkdir(parents=True, exist_ok=True)
+        settings.write(run / runs.CONFIG_FILE)
+        data.manifest.write(run / runs.MANIFEST_FILE)
+        logger.info(f"training {spec.name} into {run}")
+        _fit(run, model, settings, data, history=[], callbacks=callbacks)
+    return _finish(run, settings)
+
+
+def resume(run: str | os.PathLike, data: str | os.PathLike | Data | None = None, *,
+           callbacks: Sequence[keras.callbacks.Callback] = ()) -> Path:
+    """Continue an interrupted run from its last finished epoch, with its own settings.
+
+    `data`: the data folder if it has moved since (the run's split is reused as recorded),
+    or the same data already loaded.
+    """
+    opened = runs.open_run(run)
+    settings, run = opened.config, opened.path
+    history = opened.history
+    if len(history) >= settings.epochs:
+        raise CatdogError(f"run {run} has already finished its {settings.epochs} epochs")
+    if history and not (run / runs.CHECKPOINT_DIR).is_dir():
+        raise CatdogError(f"run {run} has no {runs.CHECKPOINT_DIR}/ folder to resume from")
+    manifest = opened.manifest()
+    data = _load_data(data or settings.data, settings.image_size, settings.batch_size, settings.seed, manifest)
+    logger.info(f"resuming {run} after epoch {len(history)} of {settings.epochs}")
+    with _training_scope(settings):
+        _fit(run, _build(settings), settings, data, history=history, callbacks=callbacks)
+    return _finish(run, settings)
+
+
+def stages(settings: RunConfig) -> list[recipe.Stage]:
+    """The stages recorded for a run; derived from its preset for a run recorded without them."""
+    if settings.stages:
+        return [recipe.Stage.from_dict(stage) for stage in settings.stages]
+    spec = get_preset(settings.preset)
+    return recipe.plan(spec, resolve_backbone(spec, settings.backbone), settings.epochs, settings.learning_rate)
+
+
+def _at_least_one(parameter: str, value: int) -> int:
+    if value < 1:
+        raise ParameterError(parameter, f"{{name}} must be at least 1, got {value}")
+    return value
+
+
+def _learning_rate(rate: float) -> float:
+    if not (math.isfinite(rate) and rate > 0):
+        raise ParameterError("learning_rate", f"{{name}} must be a finite number above 0, got {rate}")
+    return rate
+
+
+def _image_size(data) -> int | None:
+    """The image size of a loaded `Data`'s batches; None for a folder."""
+    return data.train.element_spec[0].shape[1] if isinstance(data, Data) else None
+
+
+def _load_data(data, image_size: int, batch_size: int, seed: int, manifest=None) -> Data:
+    if isinstance(data, Data):
+        if _image_size(data) != image_size:
+            raise ParameterError("image_size", f"the data were loaded at {_image_size(data)} px, but {{name}} is "
+                                               f"{image_size}")
+        return data
+    return load(data, image_size=image_size, batch_size=batch_size, seed=seed, manifest=manifest)
+
+
+@contextlib.contextmanager
+def _training_scope(settings: RunConfig):
+    """The run's dtype policy and distribution strategy, for building and fitting its model."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(settings.precision)
+    try:
+        with _strategy().scope():
+            yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _strategy():
+    """The `tf.distribute` strategy runs train under: the default (one device) for now."""
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy()
+
+
+def _build(settings: RunConfig) -> keras.Model:
+    try:
+        return create_model(settings.preset, len(settings.class_names), image_size=settings.image_size,
+                            backbone=settings.backbone, weights=settings.weights, seed=settings.seed)
+    except ValueError as e:  # Keras' own shape checks: an image size the network cannot take
+        raise ParameterError("image_size", f"model {settings.preset!r} cannot be built for {{name}} "
+                                           f"{settings.image_size}: {str(e).splitlines()[0]}") from None
+
+
+def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history: list[dict], callbacks) -> None:
+    """Fit `model` stage by stage from epoch `len(history)`, checkpointing every epoch.
+
+    The checkpoint of a stage is the weights of the part of the model it trains, with the
+    optimizer's state; resuming loads those of the stages already (or partly) done.
+    """
+    preset = get_preset(settings.preset)
+    planned = stages(settings)
+    frozen = None
+    if settings.frozen_features and recipe.has_base(model):
+        frozen = FrozenFeatures(model, planned, data, settings.views, settings.batch_size, settings.seed)
+    steps = math.ceil(len(data.manifest.files(TRAIN)[0]) / settings.batch_size)
+    best = runs.best_epoch(history) if history else None
+    try:
+        for number, stage in enumerate(planned, 1):
+            started = time.perf_counter()  # the first epoch's time includes computing frozen features
+            checkpoint = run / runs.CHECKPOINT_DIR / f"stage-{number}.weights.h5"
+            recipe.set_trainable(model, stage)
+            top = frozen.top(stage) if frozen else model
+            if stage.end <= len(history):  # done before an interruption
+                top.load_weights(checkpoint)
+                continue
+            top.compile(optimizer=recipe.optimizer(preset, stage, steps),
+                        loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
+                        jit_compile=settings.jit_compile)
+            first = max(len(history), stage.start)
+            if first > stage.start:  # interrupted inside this stage
+                top.optimizer.build(top.trainable_variables)
+                top.load_weights(checkpoint)
+            train_data, validation_data = frozen.datasets(stage) if frozen else (data.train, data.validation)
+            on_terminal = sys.stderr.isatty()
+            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras prints progress on stdout
+                # The pipeline's batch count is unknown until the first epoch ends; Keras warns about that.
+                warnings.filterwarnings("ignore", "Your input ran out of data")
+                top.fit(
+                    train_data, validation_data=validation_data, initial_epoch=first, epochs=stage.end,
+                    shuffle=False, verbose=1 if on_terminal else 0,
+                    callbacks=[
+                        EpochLog(run / runs.HISTORY_FILE, checkpoint, history, settings.epochs, started,
+                                 print_lines=not on_terminal),
+                        BestModelCheckpoint(run / runs.MODEL_FILE, model, best),
+                        keras.callbacks.TensorBoard(log_dir=str(run / runs.LOGS_DIR)),
+                        *callbacks,
+                    ],
+                )
+            best = runs.best_epoch(history)
+    except KeyboardInterrupt:
+        logger.info(f"interrupted after epoch {len(history)}; continue with: catdog train --resume {run}")
+        raise
+
+
+def _finish(run: Path, settings: RunConfig) -> Path:
+    """Plot the curves, score the best model on the test split, and drop the checkpoint."""
+    from catdog import evaluate, plots
+
+    history = runs.read_history(run / runs.HISTORY_FILE)
+    minimum = config.SEED_MINIMUM_ACCURACY.get(settings.preset)
+    planned = stages(settings)
+    fine_tuning_from = planned[-1].start + 1 if planned[-1].unfreeze_from is not None else None
+    plots.training_curve(history, "accuracy", run / runs.ACCURACY_PLOT, minimum, fine_tuning_from)
+    plots.training_curve(history, "loss", run / runs.LOSS_PLOT, fine_tuning_from=fine_tuning_from)
+    metrics = evaluate.evaluate(run)
+    shutil.rmtree(run / runs.CHECKPOINT_DIR, ignore_errors=True)
+    logger.info(f"{settings.preset}: test accuracy {metrics['accuracy']:.4f} on {metrics['n']} images; "
+                f"{sum(row['seconds'] for row in history):.0f}s training")
+    return run

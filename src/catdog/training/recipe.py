@@ -1,0 +1,113 @@
+"""The recipe: training stages, optimizer and schedule, and numeric precision.
+
+A run trains in one stage, or for a fine-tuning preset in two: the head alone on the frozen
+backbone, then the backbone's top layers too at a lower rate. The stages are recorded in
+the run's config, so that a resumed run follows its own schedule even if the preset's has
+changed since.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from catdog.config import PRECISIONS
+from catdog.errors import ParameterError
+from catdog.models import BASE, Backbone, Preset
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Epochs `start` to `end` (0-based, end excluded) at `learning_rate`; the backbone is
+    trainable from its layer `unfreeze_from` up (a layer name; None: frozen).
+
+    Runs recorded by catdog 0.1 give `unfreeze_from` as a layer index.
+    """
+
+    start: int
+    end: int
+    learning_rate: float
+    unfreeze_from: str | int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Stage:
+        return cls(**values)
+
+
+def plan(preset: Preset, backbone: Backbone | None, epochs: int, learning_rate: float | None = None) -> list[Stage]:
+    """The training stages: one, or for a fine-tuning preset the head alone for the preset's
+    share of the epochs (rounded; at least one, and one left) and then the backbone from its
+    `fine_tune_from` layer up too, at a lower rate."""
+    rate = learning_rate or preset.learning_rate
+    if not preset.fine_tune or backbone is None or epochs < 2:
+        return [Stage(0, epochs, rate)]
+    split = min(max(round(epochs * preset.head_epochs_share), 1), epochs - 1)
+    return [Stage(0, split, rate),
+            Stage(split, epochs, rate * preset.fine_tune_learning_rate_factor, backbone.fine_tune_from)]
+
+
+def optimizer(preset: Preset, stage: Stage, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam (AdamW with the preset's weight decay) at the stage's rate, constant or on a cosine
+    schedule with a short warm-up."""
+    rate = stage.learning_rate
+    if preset.schedule == "cosine":
+        total = steps_per_epoch * (stage.end - stage.start)
+        warmup = min(steps_per_epoch, total // 10)
+        rate = keras.optimizers.schedules.CosineDecay(rate / 10, decay_steps=max(total - warmup, 1),
+                                                      warmup_target=rate, warmup_steps=warmup)
+    if preset.weight_decay:
+        return keras.optimizers.AdamW(rate, weight_decay=preset.weight_decay)
+    return keras.optimizers.Adam(rate)
+
+
+def resolve_precision(precision: str, preset: Preset) -> str:
+    """A Keras dtype policy; "auto" is mixed bfloat16 for presets that train as well in it
+    on CPUs with bfloat16 instructions, else float32."""
+    if precision not in PRECISIONS:
+        raise ParameterError("precision", f"unknown {{name}} {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if preset.bfloat16 and cpu_has_bfloat16() else "float32"
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX-512 BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def unfreeze_index(base: keras.Model, unfreeze_from: str | int) -> int:
+    """The index in `base` of the first layer a fine-tuning stage trains."""
+    if isinstance(unfreeze_from, int):
+        return unfreeze_from
+    names = [layer.name for layer in base.layers]
+    if unfreeze_from not in names:
+        raise ValueError(f"{base.name} has no layer {unfreeze_from!r} to fine-tune from")
+    return names.index(unfreeze_from)
+
+
+def set_trainable(model: keras.Model, stage: Stage) -> None:
+    """Freeze the pretrained base, or unfreeze it from `stage.unfreeze_from` up. Batch
+    normalisation stays frozen, which in Keras 3 also keeps it in inference mode."""
+    if not has_base(model):
+        return
+    base = model.get_layer(BASE)
+    base.trainable = stage.unfreeze_from is not None
+    if stage.unfreeze_from is not None:
+        first = unfreeze_index(base, stage.unfreeze_from)
+        for i, layer in enumerate(base.layers):
+            layer.trainable = i >= first and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def has_base(model: keras.Model) -> bool:
+    return any(layer.name == BASE for layer in model.layers)

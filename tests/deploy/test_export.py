@@ -1,0 +1,199 @@
+"""Export to SavedModel, TFLite and ONNX, each run with its own runtime and checked against Keras."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from catdog.cli import main
+from catdog.data import images
+from catdog.deploy.export import check_parity, export, parity_images
+from catdog.deploy.formats import FLOAT_TOLERANCE, FORMATS, QUANTIZED_TOLERANCE
+from catdog.errors import CatdogError
+from catdog.runs import RunConfig, open_run
+
+from conftest import write_tiny_run
+
+
+@pytest.fixture
+def photos(seed_data) -> list[Path]:
+    validation = seed_data / "validation"
+    return [validation / "cats" / f"cat.{n}.jpg" for n in (2003, 2004)] + [validation / "dogs" / "dog.2003.jpg"]
+
+
+@pytest.fixture
+def pixels(photos) -> np.ndarray:
+    return images.load_images(photos, 64)
+
+
+@pytest.fixture(scope="module")
+def keras_model(tiny_run):
+    return open_run(tiny_run).load_model()
+
+
+def run_savedmodel_as_uint8(path: Path, pixels: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(path)).signatures["serving_uint8"]
+    return serve(images=tf.constant(pixels.astype("uint8")))["probabilities"].numpy()
+
+
+def run_onnx(path: Path, pixels: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": pixels})[0]
+
+
+def run_tflite(path: Path, pixels: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, pixels.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, pixels)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+@pytest.mark.parametrize(
+    "format, quantize, name, runtime",
+    [
+        ("savedmodel", False, "savedmodel", run_savedmodel_as_uint8),
+        ("tflite", False, "model.tflite", run_tflite),
+        ("tflite", True, "model_int8.tflite", run_tflite),
+        ("onnx", False, "model.onnx", run_onnx),
+    ],
+)
+def test_each_format_runs_without_catdog_and_matches_keras(
+    tiny_run, keras_model, tmp_path, photos, pixels, format, quantize, name, runtime
+):
+    out = tmp_path / name
+    report = export(tiny_run, format, out=out, quantize=quantize, check_images=photos)
+
+    assert report.path == out and out.exists()
+    assert report.size_bytes > 1000
+    assert report.quantized is quantize
+    assert report.tolerance == (QUANTIZED_TOLERANCE if quantize else FLOAT_TOLERANCE)
+    assert 0 <= report.max_difference <= report.tolerance
+    assert (report.images, report.images_from) == (3, "the given images")
+    assert not list(tmp_path.glob(".*.tmp")), "the temporary folder is cleaned up"
+
+    probabilities = runtime(out, pixels)
+    assert probabilities.shape == (3, 2)
+    np.testing.assert_allclose(probabilities, keras_model.predict(pixels, verbose=0), atol=report.tolerance)
+
+
+def test_the_default_output_is_inside_the_run(tmp_path):
+    run = write_tiny_run(tmp_path / "run")
+    report = export(run, "onnx")
+    assert report.path == run / "export" / "model.onnx"
+    assert report.images_from == "generated noise images"
+    assert report.path.stat().st_size == report.size_bytes
+
+
+def test_the_check_uses_the_runs_test_split_when_its_files_exist(tmp_path, tiny_dataset):
+    run = write_tiny_run(tmp_path / "run", data=tiny_dataset)
+    tests = [f"{label}/{label}.{i}.jpg" for label in ("cats", "dogs") for i in range(3)]
+    (run / "splits.csv").write_text("path,class,split\n" + "".join(f"{p},{p.split('/')[0]},test\n" for p in tests))
+
+    pixels, origin = parity_images(open_run(run))
+
+    assert origin == "the run's test split"
+    expected = images.load_images([tiny_dataset / p for p in tests], 64)
+    np.testing.assert_array_equal(pixels, expected)
+
+
+def test_the_check_fails_against_a_different_model(tmp_path, keras_model, pixels):
+    other = write_tiny_run(tmp_path / "other", seed=1)
+    exported = export(other, "onnx", out=tmp_path / "other.onnx").path
+
+    differ = r"onnx model's probabilities differ from the Keras model's by up to .* on 3 images"
+    with pytest.raises(CatdogError, match=differ):
+        check_parity(keras_model, FORMATS["onnx"], exported, pixels, FLOAT_TOLERANCE)
+
+
+def test_the_check_fails_on_a_damaged_file(tiny_run, keras_model, tmp_path, pixels):
+    exported = export(tiny_run, "tflite", out=tmp_path / "model.tflite").path
+    exported.write_bytes(exported.read_bytes()[:500])
+
+    with pytest.raises(CatdogError, match="cannot be run with the TFLite interpreter"):
+        check_parity(keras_model, FORMATS["tflite"], exported, pixels, FLOAT_TOLERANCE)
+
+
+def test_an_export_that_fails_its_check_is_not_written(tiny_run, tmp_path, monkeypatch):
+    """A converter that got the model wrong (here: it is handed a different model) leaves nothing behind."""
+    wrong = open_run(write_tiny_run(tmp_path / "wrong", seed=2)).load_model()
+    monkeypatch.setattr("catdog.models.inference.exportable", lambda model: wrong)
+    out = tmp_path / "out" / "savedmodel"
+
+    with pytest.raises(CatdogError, match="savedmodel model's probabilities differ .* it was not written"):
+        export(tiny_run, "savedmodel", out=out)
+    assert not out.exists()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_augmentation_is_left_out_of_the_exported_graph(tmp_path):
+    """ONNX has no random ops: the augmentation, a no-op outside training, must not be traced."""
+    from catdog.models import create_model
+
+    model = create_model("augmented", 2, image_size=32, weights="none", seed=0)
+    run = tmp_path / "augmented"
+    run.mkdir()
+    model.save(run / "model.keras")
+    RunConfig(preset="augmented", class_names=["cats", "dogs"], image_size=32).write(run / "config.json")
+
+    report = export(run, "onnx")
+    assert report.max_difference <= report.tolerance
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"format": "pickle"}, "unknown export format 'pickle'"),
+        ({"format": "onnx", "quantize": True}, "quantize is available for the tflite format only, not onnx"),
+        ({"format": "tflite", "out": "model.bin"},
+         r"out: the tflite export's file name must end in \.tflite \(got model.bin\)"),
+    ],
+)
+def test_bad_requests_are_clear_errors(tiny_run, kwargs, message):
+    with pytest.raises(CatdogError, match=message):
+        export(tiny_run, **kwargs)
+
+
+def test_unreadable_check_images_are_an_error(tiny_run, tmp_path):
+    (tmp_path / "notes.jpg").write_text("no image here")
+    with pytest.raises(CatdogError, match="none of the images given to check the export with could be read"):
+        export(tiny_run, "onnx", out=tmp_path / "m.onnx", check_images=[tmp_path])
+
+
+def test_cli_prints_the_report(tiny_run, tmp_path, photos, capsys):
+    out = tmp_path / "model.tflite"
+    command = ["export", str(tiny_run), "--format", "tflite", "--out", str(out), "--check-images", *map(str, photos)]
+    assert main(command) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"wrote {out} (tflite, ") and lines[0].endswith(" KB)")
+    assert lines[1].startswith("checked on 3 images (the given images): largest probability difference from Keras ")
+    assert lines[1].endswith("(tolerance 0.0001)")
+
+
+def test_cli_json(tiny_run, tmp_path, capsys):
+    out = tmp_path / "model_int8.tflite"
+    assert main(["export", str(tiny_run), "--format", "tflite", "--quantize", "--out", str(out), "--json"]) == 0
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["path"] == str(out) and report["quantized"] is True
+    assert report["size_bytes"] == out.stat().st_size
+    assert report["max_difference"] <= report["tolerance"] == QUANTIZED_TOLERANCE
+
+
+def test_cli_error_is_one_line(tiny_run, capsys):
+    assert main(["export", str(tiny_run), "--format", "onnx", "--quantize"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "catdog: error: --quantize is available for the tflite format only, not onnx")
