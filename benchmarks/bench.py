@@ -239,7 +239,8 @@ def bench_predict(run: Path, folder: Path, one: Path, work: Path, env) -> dict:
     for name in ("predict", "predict-keras"):
         predicted = count_predictions(work / f"{name}.jsonl")
         if predicted != images:
-            return {"error": f"catdog predict printed {predicted} predictions for {images} images; see {work / name}.log"}
+            return {"error": f"catdog predict printed {predicted} predictions for {images} images; "
+                             f"see {work / name}.log"}
     loop_result = json.loads((work / "loop.json").read_text())
     record = {
         "images": images,
@@ -923,7 +924,8 @@ def remeasure(markdown_path: Path, names: Sequence[str], command: str) -> int:
     jobs = {job["name"]: Job(**job) for job in settings["jobs"]}
     refused = [name for name in names if name not in jobs or name == PREDICT_JOB.name]
     if refused:
-        info(f"error: cannot re-measure {', '.join(refused)}: choose from {', '.join(sorted(set(jobs) - {PREDICT_JOB.name}))}")
+        choices = ", ".join(sorted(set(jobs) - {PREDICT_JOB.name}))
+        info(f"error: cannot re-measure {', '.join(refused)}: choose from {choices}")
         return 2
     work = WORK_DIR / "remeasure"
     shutil.rmtree(work, ignore_errors=True)

@@ -16,9 +16,10 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import three_epochs  # noqa: E402
+
 import bench  # noqa: E402
 import benchkit  # noqa: E402
-import three_epochs  # noqa: E402
 
 
 def test_run_measured_reports_the_childs_own_peak_memory_and_exit_status(tmp_path):
@@ -184,8 +185,8 @@ def recorded_results(catdog: dict, jobs: list[dict] | None = None) -> dict:
         "machine": {"cpu": "AMD EPYC", "cores": 2, "usable_cores": 2, "bfloat16": True, "memory_bytes": 2.5e10,
                     "python": "3.11.7", "tensorflow": "2.21.0", "keras": "3.15.1", "os": "Linux"},
         "load_average": {"start": None, "end": None},
-        "settings": {"quick": False, "data": "d", "subset": None, "weights": "w", "seed_epochs": 3, "catdog_epochs": None,
-                     "repeat": 1, "jobs": jobs or []},
+        "settings": {"quick": False, "data": "d", "subset": None, "weights": "w", "seed_epochs": 3,
+                     "catdog_epochs": None, "repeat": 1, "jobs": jobs or []},
         "repeats": [{"catdog": catdog, "seed": {"models": {"1": {"model": 1, "epoch_seconds": [12.0, 8.0, 10.0]}}},
                      "failures": []}],
         "run_memory": None,
@@ -237,13 +238,15 @@ def test_remeasure_replaces_only_the_named_rows_and_says_when(tmp_path, monkeypa
     old = {"preset": "scratch", "epoch_seconds": [9.0, 9.0], "test_accuracy": 0.6}
     kept = {"preset": "augmented", "epoch_seconds": [7.0, 7.0], "test_accuracy": 0.65}
     jobs = [{"name": name, "preset": preset, "extra": extra} for name, preset, extra in
-            [("scratch", "scratch", []), ("augmented", "augmented", []), ("transfer-160", "transfer", ["--image-size", "160"])]]
+            [("scratch", "scratch", []), ("augmented", "augmented", []),
+             ("transfer-160", "transfer", ["--image-size", "160"])]]
     (tmp_path / "results.json").write_text(json.dumps(recorded_results({"scratch": old, "augmented": kept}, jobs)))
     trained = []
 
     def train_catdog(job, data, weights, epochs, out, log, env):
         trained.append((job.name, str(data), epochs))
-        return {"preset": job.preset, "epoch_seconds": [4.0, 4.0], **bench.epoch_stats([4.0, 4.0]), "test_accuracy": 0.7}
+        return {"preset": job.preset, "epoch_seconds": [4.0, 4.0], **bench.epoch_stats([4.0, 4.0]),
+                "test_accuracy": 0.7}
 
     monkeypatch.setattr(bench, "train_catdog", train_catdog)
     monkeypatch.setattr(bench, "warm_page_cache", lambda root: None)

@@ -83,6 +83,8 @@ def train(
     if (run / runs.CONFIG_FILE).exists():
         raise CatdogError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
 
+    # The global seed before any dataset exists: tf.data derives its shuffling from it and the op's seed.
+    keras.utils.set_random_seed(seed)
     data = _load_data(data, image_size, batch_size, seed)
     settings = RunConfig(
         preset=spec.name, class_names=data.class_names, image_size=image_size, data=str(Path(data.root).resolve()),
@@ -117,6 +119,7 @@ def resume(run: str | os.PathLike, data: str | os.PathLike | Data | None = None,
     if history and not (run / runs.CHECKPOINT_DIR).is_dir():
         raise CatdogError(f"run {run} has no {runs.CHECKPOINT_DIR}/ folder to resume from")
     manifest = opened.manifest()
+    keras.utils.set_random_seed(settings.seed)
     data = _load_data(data or settings.data, settings.image_size, settings.batch_size, settings.seed, manifest)
     logger.info(f"resuming {run} after epoch {len(history)} of {settings.epochs}")
     with _training_scope(settings):
