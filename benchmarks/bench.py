@@ -7,6 +7,7 @@ test split, and times `catdog predict` over a folder of JPEGs against a loop cal
 `model.predict` on one image at a time. Once, it measures the peak memory of `catdog run`
 with every preset. It writes `results.md` and `results.json` beside this file, with
 medians over the repeats, the ratios to the seed, and each target of the issue passed or not.
+This driver stays light (no TensorFlow): everything it measures runs in a child process.
 
     python benchmarks/bench.py                 # the full benchmark (hours on 2 cores)
     python benchmarks/bench.py --quick         # a few minutes' check: results-quick.md
@@ -15,21 +16,24 @@ medians over the repeats, the ratios to the seed, and each target of the issue p
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from catdog.cli.common import positive_int
+from catdog.files import write_json, write_text
+from catdog.report import Heading, Paragraph, Table, to_markdown
+from catdog.runs import HISTORY_FILE, METRICS_FILE, open_run, read_history
 
 from benchkit import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, image_files, link_flat, link_subset, run_measured
 
@@ -39,29 +43,63 @@ WORK_DIR = BENCH_DIR / "work"
 MISSES = BENCH_DIR / "misses.md"
 
 PRESETS = ("scratch", "augmented", "preprocessed", "transfer", "finetune", "cnn")
-PRETRAINED_ORDER = ("transfer", "finetune")
-PRETRAINED = frozenset(PRETRAINED_ORDER)
-SEED_MODELS = (1, 2, 3, 4)
+PRETRAINED = ("transfer", "finetune")
+SEED_MODELS = ("1", "2", "3", "4")
 SEED_EPOCHS = 20
-# The seed model with the same architecture as each from-scratch preset.
-SEED_COUNTERPART = {"scratch": 1, "augmented": 2, "preprocessed": 3}
-
 QUICK_EPOCHS = 2
 QUICK_PER_CLASS = {"train": 100, "validation": 50}
 QUICK_PREDICT_IMAGES = 100
 PREDICT_IMAGES = 1000
 RUN_MEMORY_EPOCHS = 2
 
-# The issue's targets.
-TRANSFER_ACCURACY = 0.97
-TRANSFER_TIME_RATIO = 1 / 8
-FINETUNE_ACCURACY = 0.985
-SCRATCH_EPOCH_RATIO = 0.6
-CNN_ACCURACY = 0.85
-CNN_SECONDS = 30 * 60
-PREDICT_SPEEDUP = 3.0
-PREDICT_RATE = 200.0  # images per second
-MEMORY_BYTES = 4e9
+
+class Target(NamedTuple):
+    """One of the issue's targets: a figure of the summary against what it needs."""
+
+    name: str
+    # A path into the medians: `catdog.ROW.KEY`, `seed.MODEL.KEY`, `predict.KEY`, `run.KEY` (the
+    # `catdog run` step), with the keys of results.json; or the ratio of two paths, `A / B`.
+    figure: str
+    direction: str  # "<=": the figure must not exceed `needed`; ">=": it must reach it
+    needed: float
+    unit: str  # how `fmt` shows the figure: % s x /s B (see `FORMATS`)
+
+
+# The issue's targets, in the order results.md lists them: adding a target is adding a row.
+TARGETS = [
+    Target("transfer: test accuracy", "catdog.transfer.test_accuracy", ">=", 0.97, "%"),
+    Target("transfer: command time / seed model 4 fit", "catdog.transfer.command_seconds / seed.4.fit_seconds",
+           "<=", 1 / 8, "x"),
+    Target("finetune: test accuracy", "catdog.finetune.test_accuracy", ">=", 0.985, "%"),
+    Target("finetune: command time / seed model 4 fit", "catdog.finetune.command_seconds / seed.4.fit_seconds",
+           "<=", 1.0, "x"),
+    Target("scratch: time per epoch / seed model 1", "catdog.scratch.epoch_mean / seed.1.epoch_mean", "<=", 0.6, "x"),
+    Target("augmented: time per epoch / seed model 2", "catdog.augmented.epoch_mean / seed.2.epoch_mean",
+           "<=", 0.6, "x"),
+    Target("preprocessed: time per epoch / seed model 3", "catdog.preprocessed.epoch_mean / seed.3.epoch_mean",
+           "<=", 0.6, "x"),
+    Target("scratch: fastest later epoch / seed model 1", "catdog.scratch.epoch_fastest / seed.1.epoch_fastest",
+           "<=", 0.6, "x"),
+    Target("augmented: fastest later epoch / seed model 2", "catdog.augmented.epoch_fastest / seed.2.epoch_fastest",
+           "<=", 0.6, "x"),
+    Target("preprocessed: fastest later epoch / seed model 3",
+           "catdog.preprocessed.epoch_fastest / seed.3.epoch_fastest", "<=", 0.6, "x"),
+    Target("cnn: test accuracy", "catdog.cnn.test_accuracy", ">=", 0.85, "%"),
+    Target("cnn: command time", "catdog.cnn.command_seconds", "<=", 30 * 60, "s"),
+    Target("predict: speed-up over the one-at-a-time loop", "predict.speedup", ">=", 3.0, "x"),
+    Target("predict: images/s, whole command", "predict.catdog_images_per_second", ">=", 200.0, "/s"),
+    Target("predict: images/s, steady (start-up left out)", "predict.catdog_steady_images_per_second",
+           ">=", 200.0, "/s"),
+    Target("memory: `catdog run` with every preset, peak RSS", "run.peak_rss_bytes", "<=", 4e9, "B"),
+]
+
+# catdog against the seed: (preset, seed model, what is compared, the key of both figures or of each).
+# The from-scratch presets' epochs are compared by the mean and by the fastest later epoch.
+COMPARISONS = [
+    (preset, model, what, key, key)
+    for what, key in (("time per epoch", "epoch_mean"), ("fastest later epoch", "epoch_fastest"))
+    for preset, model in (("scratch", "1"), ("augmented", "2"), ("preprocessed", "3"))
+] + [(preset, "4", "whole command / fit", "command_seconds", "fit_seconds") for preset in PRETRAINED]
 
 
 @dataclass
@@ -71,6 +109,13 @@ class Job:
     name: str
     preset: str
     extra: list[str] = field(default_factory=list)
+
+
+# Each seed model runs with the catdog presets paired with it, in this order (the targets that
+# matter most first), so a run cut short still holds whole comparisons.
+SEED_PAIRS = {"4": ("transfer", "finetune"), "1": ("scratch",), "2": ("augmented",), "3": ("preprocessed",)}
+# Prediction is timed on `transfer` at 160 px, the size the issue's prediction target names.
+PREDICT_JOB = Job("transfer-160", "transfer", ["--image-size", "160"])
 
 
 # Measuring ----------------------------------------------------------------------------
@@ -88,105 +133,56 @@ def shown(command: Sequence[str]) -> str:
     return shlex.join(os.path.relpath(w, REPO) if w.startswith(str(REPO)) else w for w in words)
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def catdog_has(command: str) -> bool:
-    """Whether this checkout's `catdog` implements `command` (placeholders register nothing)."""
-    probe = subprocess.run(catdog_command(command, "--help"), capture_output=True)
-    return probe.returncode == 0
-
-
-def read_history(path: Path) -> dict[str, list[float]]:
-    """history.csv as columns of numbers."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
-
-
 def epoch_stats(seconds: Sequence[float]) -> dict[str, float | None]:
     """Mean time per epoch, the first epoch's, and the median and the fastest of the later ones.
 
     The fastest later epoch is the least disturbed by anything else the machine does (time only
     ever gets added), as `timeit` takes the minimum; the mean includes every disturbance.
     """
+    later = seconds[1:]
     return {
         "epoch_mean": statistics.fmean(seconds) if seconds else None,
         "epoch_first": seconds[0] if seconds else None,
-        "epoch_later": statistics.median(seconds[1:]) if len(seconds) > 1 else None,
-        "epoch_fastest": min(seconds[1:]) if len(seconds) > 1 else None,
+        "epoch_later": statistics.median(later) if later else None,
+        "epoch_fastest": min(later) if later else None,
     }
 
 
 def train_catdog(job: Job, data: Path, weights: Path, epochs: int | None, out: Path, log: Path, env) -> dict:
     """Run `catdog train` for one job, timed from start to a finished run folder, and read the folder."""
     command = catdog_command("train", "--model", job.preset, "--data", str(data), "--out", str(out), *job.extra)
-    if epochs is not None:
-        command += ["--epochs", str(epochs)]
-    if job.preset in PRETRAINED:
-        command += ["--weights", str(weights)]
+    command += ["--epochs", str(epochs)] if epochs is not None else []
+    command += ["--weights", str(weights)] if job.preset in PRETRAINED else []
     shutil.rmtree(out, ignore_errors=True)
     info(f"catdog train {job.name}")
     measured = run_measured(command, log=log, env=env)
-    record: dict[str, Any] = {
-        "name": job.name,
-        "preset": job.preset,
-        "command": shown(command),
-        "returncode": measured.returncode,
-        "command_seconds": measured.seconds,
-        "peak_rss_bytes": measured.peak_rss_bytes,
-        "log": str(log),
-        "run": str(out),
-    }
+    record: dict[str, Any] = {"name": job.name, "preset": job.preset, "command": shown(command),
+                              "returncode": measured.returncode, "command_seconds": measured.seconds,
+                              "peak_rss_bytes": measured.peak_rss_bytes, "log": str(log), "run": str(out)}
     if measured.returncode != 0:
         return record | {"error": f"exit status {measured.returncode}; see {log}"}
-    history = read_history(out / "history.csv")
-    metrics = json.loads((out / "metrics.json").read_text())
-    record |= {
-        "epochs": len(history.get("seconds", [])),
-        "epoch_seconds": history.get("seconds", []),
-        **epoch_stats(history.get("seconds", [])),
-        "history_seconds": sum(history.get("seconds", [])),
-        "best_val_accuracy": max(history["val_accuracy"], default=None),
-        "last_val_accuracy": history["val_accuracy"][-1] if history["val_accuracy"] else None,
-        "test_accuracy": metrics.get("accuracy"),
-        "test_n": metrics.get("n"),
+    history = read_history(out / HISTORY_FILE)
+    seconds = [row["seconds"] for row in history]
+    validation = [row["val_accuracy"] for row in history]
+    metrics = json.loads((out / METRICS_FILE).read_text())
+    return record | {
+        "epochs": len(history), "epoch_seconds": seconds, **epoch_stats(seconds), "history_seconds": sum(seconds),
+        "best_val_accuracy": max(validation, default=None), "last_val_accuracy": validation[-1] if validation else None,
+        "test_accuracy": metrics.get("accuracy"), "test_n": metrics.get("n"),
     }
-    return record
 
 
-def run_seed(
-    data: Path, weights: Path, models: Sequence[int], epochs: int, manifest: Path | None, out: Path, log: Path, env
-) -> dict:
-    """Run the seed recipe (each model in a process of its own) and read its figures."""
-    command = [
-        sys.executable,
-        str(BENCH_DIR / "seed_recipe.py"),
-        "--data",
-        str(data),
-        "--weights",
-        str(weights),
-        "--models",
-        ",".join(map(str, models)),
-        "--epochs",
-        str(epochs),
-        "--out",
-        str(out),
-    ]
-    if manifest is not None:
-        command += ["--manifest", str(manifest)]
-    info(f"seed recipe, models {','.join(map(str, models))}")
+def run_seed(data: Path, weights: Path, model: str, epochs: int, manifest: Path, out: Path, log: Path, env) -> dict:
+    """Train one model of the seed recipe in a process of its own, timed, and read its figures."""
+    command = [sys.executable, str(BENCH_DIR / "seed_recipe.py"), "--model", model, "--data", str(data),
+               "--weights", str(weights), "--epochs", str(epochs), "--manifest", str(manifest), "--out", str(out)]
+    info(f"seed recipe, model {model}")
     measured = run_measured(command, log=log, env=env)
     if measured.returncode != 0:
-        return {"error": f"exit status {measured.returncode}; see {log}", "log": str(log)}
+        return {"error": f"exit status {measured.returncode}; see {log}"}
     result = json.loads(out.read_text())
-    return {
-        "command": shown(command),
-        "seconds": measured.seconds,
-        "log": str(log),
-        "models": {str(m["model"]): m | epoch_stats(m["epoch_seconds"]) for m in result["models"]},
-    }
+    return result | {"process_seconds": measured.seconds, "peak_rss_bytes": measured.peak_rss_bytes,
+                     **epoch_stats(result["epoch_seconds"])}
 
 
 def count_predictions(path: Path) -> int:
@@ -216,73 +212,46 @@ def bench_predict(run: Path, folder: Path, one: Path, work: Path, env) -> dict:
 
     def folder_and_one(name: str, *options: str) -> tuple:
         """`catdog predict` timed on the whole folder, then on the folder of one image."""
-        return tuple(
-            run_measured(
-                catdog_command("predict", str(run), str(source), "--json", *options),
-                stdout=work / f"{label}.jsonl",
-                log=work / f"{label}.log",
-                env=env,
-            )
-            for label, source in ((name, folder), (f"{name}-one", one))
-        )
+        return tuple(run_measured(catdog_command("predict", str(run), str(source), "--json", *options),
+                                  stdout=work / f"{label}.jsonl", log=work / f"{label}.log", env=env)
+                     for label, source in ((name, folder), (f"{name}-one", one)))
 
     info(f"catdog predict, {images} images, with onnxruntime and with Keras")
     sides = {"catdog_": folder_and_one("predict"), "keras_": folder_and_one("predict-keras", "--runtime", "keras")}
     info(f"one-at-a-time loop, {images} images")
-    loop = run_measured(
-        [sys.executable, str(BENCH_DIR / "predict_loop.py"), str(run), str(folder), "--out", str(work / "loop.json")],
-        log=work / "predict-loop.log",
-        env=env,
-    )
+    loop = run_measured([sys.executable, str(BENCH_DIR / "predict_loop.py"), str(run), str(folder),
+                         "--out", str(work / "loop.json")], log=work / "predict-loop.log", env=env)
     if loop.returncode or any(m.returncode for pair in sides.values() for m in pair):
         return {"error": f"prediction failed; see the logs in {work}"}
     for name in ("predict", "predict-keras"):
-        predicted = count_predictions(work / f"{name}.jsonl")
-        if predicted != images:
+        if (predicted := count_predictions(work / f"{name}.jsonl")) != images:
             return {"error": f"catdog predict printed {predicted} predictions for {images} images; "
                              f"see {work / name}.log"}
     loop_result = json.loads((work / "loop.json").read_text())
-    record = {
-        "images": images,
-        "image_size": json.loads((run / "config.json").read_text()).get("image_size"),
-        "export_seconds": exported.seconds,
-        "loop_seconds": loop.seconds,
-        "loop_images_per_second": images / loop.seconds,
-        "loop_fixed_seconds": loop.seconds - loop_result["loop_seconds"],
-        "loop_steady_images_per_second": loop_result["images_per_second"],
-        "loop_peak_rss_bytes": loop.peak_rss_bytes,
-    }
-    for prefix, (full, single) in sides.items():
+    record = {"images": images, "image_size": open_run(run).image_size, "export_seconds": exported.seconds,
+              "loop_seconds": loop.seconds, "loop_images_per_second": images / loop.seconds,
+              "loop_fixed_seconds": loop.seconds - loop_result["loop_seconds"],
+              "loop_steady_images_per_second": loop_result["images_per_second"],
+              "loop_peak_rss_bytes": loop.peak_rss_bytes}
+    for prefix, (full, single) in sides.items():  # the fixed cost is the time for one image
         steady = full.seconds - single.seconds
-        record |= {
-            f"{prefix}seconds": full.seconds,
-            f"{prefix}images_per_second": images / full.seconds,
-            f"{prefix}fixed_seconds": single.seconds,
-            f"{prefix}steady_images_per_second": (images - 1) / steady if steady > 0 else None,
-            f"{prefix}peak_rss_bytes": full.peak_rss_bytes,
-        }
-    record["speedup"] = loop.seconds / record["catdog_seconds"]
-    return record
+        record |= {f"{prefix}seconds": full.seconds, f"{prefix}images_per_second": images / full.seconds,
+                   f"{prefix}fixed_seconds": single.seconds,
+                   f"{prefix}steady_images_per_second": (images - 1) / steady if steady > 0 else None,
+                   f"{prefix}peak_rss_bytes": full.peak_rss_bytes}
+    return record | {"speedup": loop.seconds / record["catdog_seconds"]}
 
 
 def run_memory(data: Path, epochs: int, out: Path, log: Path, env) -> dict:
     """Peak resident memory of `catdog run` with every preset."""
-    command = catdog_command(
-        "run", "--data", str(data), "--models", ",".join(PRESETS), "--epochs", str(epochs), "--out", str(out)
-    )
+    command = catdog_command("run", "--data", str(data), "--models", ",".join(PRESETS), "--epochs", str(epochs),
+                             "--out", str(out))
     shutil.rmtree(out, ignore_errors=True)
     info(f"catdog run, every preset, {epochs} epochs")
     measured = run_measured(command, log=log, env=env)
-    record = {
-        "command": shown(command),
-        "epochs": epochs,
-        "seconds": measured.seconds,
-        "peak_rss_bytes": measured.peak_rss_bytes,
-        "log": str(log),
-    }
-    if measured.returncode != 0:
-        record["error"] = f"exit status {measured.returncode}; see {log}"
-    return record
+    record = {"command": shown(command), "epochs": epochs, "seconds": measured.seconds,
+              "peak_rss_bytes": measured.peak_rss_bytes, "log": str(log)}
+    return record | ({"error": f"exit status {measured.returncode}; see {log}"} if measured.returncode else {})
 
 
 # Summarising --------------------------------------------------------------------------
@@ -303,8 +272,7 @@ def median_record(records: Sequence[dict]) -> dict:
     for key, value in ok[0].items():
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
         merged[key] = median(r.get(key) for r in ok) if numeric else value
-    merged["repeats"] = len(ok)
-    return merged
+    return merged | {"repeats": len(ok)}
 
 
 def summarise(repeats: Sequence[dict]) -> dict:
@@ -312,10 +280,8 @@ def summarise(repeats: Sequence[dict]) -> dict:
     seed_models = sorted({k for r in repeats for k in r.get("seed", {}).get("models", {})})
     jobs = list(dict.fromkeys(k for r in repeats for k in r.get("catdog", {})))
     return {
-        "seed": {
-            m: median_record([r["seed"]["models"][m] for r in repeats if m in r["seed"].get("models", {})])
-            for m in seed_models
-        },
+        "seed": {m: median_record([r["seed"]["models"][m] for r in repeats if m in r["seed"].get("models", {})])
+                 for m in seed_models},
         "catdog": {j: median_record([r["catdog"][j] for r in repeats if j in r["catdog"]]) for j in jobs},
         "predict": median_record([r["predict"] for r in repeats if "predict" in r]),
     }
@@ -325,279 +291,161 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator if numerator is not None and denominator else None
 
 
-def figure(table: dict, row: str, key: str) -> float | None:
-    return table.get(row, {}).get(key)
+def figure(path: str, found: dict) -> float | None:
+    """The figure a target names (see `Target.figure`) in `found`, or None where it was not measured."""
+    if " / " in path:
+        numerator, denominator = (figure(part, found) for part in path.split(" / "))
+        return ratio(numerator, denominator)
+    value: Any = found
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
-WHOLE = "whole command / fit"
-# How the from-scratch presets' epochs are compared: the mean, and the fastest later epoch.
-EPOCH_COMPARISONS = {"time per epoch": "epoch_mean", "fastest later epoch": "epoch_fastest"}
-
-
-def comparisons(summary: dict) -> list[tuple[str, str, str, float | None, float | None]]:
-    """Each catdog preset against its seed counterpart: (preset, seed model, what, catdog, seed)."""
-    seed, catdog = summary["seed"], summary["catdog"]
-    rows = [
-        (
-            preset,
-            str(model),
-            what,
-            figure(catdog, preset, key),
-            figure(seed, str(model), key),
-        )
-        for what, key in EPOCH_COMPARISONS.items()
-        for preset, model in SEED_COUNTERPART.items()
-    ]
-    rows += [
-        (
-            preset,
-            "4",
-            WHOLE,
-            figure(catdog, preset, "command_seconds"),
-            figure(seed, "4", "fit_seconds"),
-        )
-        for preset in PRETRAINED_ORDER
-    ]
-    return rows
-
-
-@dataclass
-class Target:
-    """One of the issue's targets: what was measured against what is needed."""
-
-    name: str
-    measured: float | None
-    needed: float
-    at_most: bool  # True: the measured figure must not exceed `needed`; False: it must reach it
-    unit: str = ""
-
-    @property
-    def passed(self) -> bool | None:
-        if self.measured is None:
-            return None
-        return self.measured <= self.needed if self.at_most else self.measured >= self.needed
-
-
-def targets(summary: dict, memory: dict | None) -> list[Target]:
-    """Each target of the issue, from the summary's medians."""
-    catdog, predict = summary["catdog"], summary["predict"]
-    ratios = {(preset, what): ratio(ours, theirs) for preset, _, what, ours, theirs in comparisons(summary)}
-    found = [
-        Target("transfer: test accuracy", figure(catdog, "transfer", "test_accuracy"), TRANSFER_ACCURACY, False, "%"),
-        Target("transfer: command time / seed model 4 fit", ratios["transfer", WHOLE], TRANSFER_TIME_RATIO, True, "x"),
-        Target("finetune: test accuracy", figure(catdog, "finetune", "test_accuracy"), FINETUNE_ACCURACY, False, "%"),
-        Target("finetune: command time / seed model 4 fit", ratios["finetune", WHOLE], 1.0, True, "x"),
-    ]
-    found += [
-        Target(f"{preset}: {what} / seed model {model}", ratios[preset, what], SCRATCH_EPOCH_RATIO, True, "x")
-        for what in EPOCH_COMPARISONS
-        for preset, model in SEED_COUNTERPART.items()
-    ]
-    peak = memory.get("peak_rss_bytes") if memory and not {"error", "skipped"} & memory.keys() else None
-    found += [
-        Target("cnn: test accuracy", figure(catdog, "cnn", "test_accuracy"), CNN_ACCURACY, False, "%"),
-        Target("cnn: command time", figure(catdog, "cnn", "command_seconds"), CNN_SECONDS, True, "s"),
-        Target("predict: speed-up over the one-at-a-time loop", predict.get("speedup"), PREDICT_SPEEDUP, False, "x"),
-        Target("predict: images/s, whole command", predict.get("catdog_images_per_second"), PREDICT_RATE, False, "/s"),
-        Target(
-            "predict: images/s, steady (start-up left out)",
-            predict.get("catdog_steady_images_per_second"),
-            PREDICT_RATE,
-            False,
-            "/s",
-        ),
-        Target("memory: `catdog run` with every preset, peak RSS", peak, MEMORY_BYTES, True, "B"),
-    ]
-    return found
+def judge(summary: dict, memory: dict | None) -> list[dict]:
+    """Each target in `TARGETS`, with its figure from the summary's medians, as results.json records it."""
+    found = summary | {"run": memory if memory and "error" not in memory else {}}
+    judged = []
+    for target in TARGETS:
+        measured, at_most = figure(target.figure, found), target.direction == "<="
+        passed = None if measured is None else measured <= target.needed if at_most else measured >= target.needed
+        judged.append({"name": target.name, "measured": measured, "needed": target.needed, "at_most": at_most,
+                       "unit": target.unit, "passed": passed})
+    return judged
 
 
 # Writing ------------------------------------------------------------------------------
 
-EPOCH_COLUMNS = [("epochs", "epochs", ""), ("s/epoch", "epoch_mean", "s"), ("1st epoch", "epoch_first", "s")]
-EPOCH_COLUMNS += [("later epochs", "epoch_later", "s"), ("fastest later", "epoch_fastest", "s")]
+EPOCH_COLUMNS = [("epochs", "epochs", ""), ("s/epoch", "epoch_mean", "s"), ("1st epoch", "epoch_first", "s"),
+                 ("later epochs", "epoch_later", "s"), ("fastest later", "epoch_fastest", "s")]
 ACCURACY_COLUMNS = [("best val", "best_val_accuracy", "%"), ("last val", "last_val_accuracy", "%")]
-SEED_COLUMNS = [
-    *EPOCH_COLUMNS,
-    ("fit total", "fit_seconds", "s"),
-    ("process", "process_seconds", "s"),
-    ("peak RSS", "peak_rss_bytes", "B"),
-    *ACCURACY_COLUMNS,
-    ("test (catdog split)", "test_accuracy", "%"),
-    ("seed's own test (leaky)", "seed_test_accuracy", "%"),
-]
-CATDOG_COLUMNS = [
-    *EPOCH_COLUMNS,
-    ("epochs total", "history_seconds", "s"),
-    ("whole command", "command_seconds", "s"),
-    ("peak RSS", "peak_rss_bytes", "B"),
-    *ACCURACY_COLUMNS,
-    ("test", "test_accuracy", "%"),
-]
-PREDICT_COLUMNS = [
-    ("whole process", "seconds", "s"),
-    ("images/s", "images_per_second", "/s"),
-    ("fixed cost", "fixed_seconds", "s"),
-    ("steady images/s", "steady_images_per_second", "/s"),
-    ("peak RSS", "peak_rss_bytes", "B"),
-]
+SEED_COLUMNS = [*EPOCH_COLUMNS, ("fit total", "fit_seconds", "s"), ("process", "process_seconds", "s"),
+                ("peak RSS", "peak_rss_bytes", "B"), *ACCURACY_COLUMNS, ("test (catdog split)", "test_accuracy", "%"),
+                ("seed's own test (leaky)", "seed_test_accuracy", "%")]
+CATDOG_COLUMNS = [*EPOCH_COLUMNS, ("epochs total", "history_seconds", "s"), ("whole command", "command_seconds", "s"),
+                  ("peak RSS", "peak_rss_bytes", "B"), *ACCURACY_COLUMNS, ("test", "test_accuracy", "%")]
+PREDICT_COLUMNS = [("whole process", "seconds", "s"), ("images/s", "images_per_second", "/s"),
+                   ("fixed cost", "fixed_seconds", "s"), ("steady images/s", "steady_images_per_second", "/s"),
+                   ("peak RSS", "peak_rss_bytes", "B")]
+PREDICT_SIDES = {"`catdog predict RUN FOLDER --json` (onnxruntime)": "catdog_",
+                 "`catdog predict RUN FOLDER --json --runtime keras`": "keras_",
+                 "loop of `model.predict`, one image at a time": "loop_"}
+
+
+# How `fmt` shows a figure in each unit: `%` for fractions, `s`, `x` for ratios, `/s`, `B` for bytes (in MB).
+FORMATS = {"%": lambda v: f"{100 * v:.1f} %", "s": lambda v: f"{v:.1f} s" if v < 600 else f"{v / 60:.1f} min",
+           "x": lambda v: f"{v:.3g}×", "/s": lambda v: f"{v:.0f}/s", "B": lambda v: f"{v / 1e6:,.0f} MB",
+           "": lambda v: f"{v:g}"}
 
 
 def fmt(value: float | None, unit: str = "") -> str:
-    """A figure for the tables: `%` for fractions, `s`, `x` for ratios, `B` for bytes (shown in MB)."""
-    if value is None:
-        return "–"
-    if unit == "%":
-        return f"{100 * value:.1f} %"
-    if unit == "s":
-        return f"{value:.1f} s" if value < 600 else f"{value / 60:.1f} min"
-    if unit == "x":
-        return f"{value:.3g}×"
-    if unit == "B":
-        return f"{value / 1e6:,.0f} MB"
-    if unit == "/s":
-        return f"{value:.0f}/s"
-    return f"{value:g}"
+    """A figure for the tables, in `unit` (see `FORMATS`); – where it was not measured."""
+    return "–" if value is None else FORMATS[unit](value)
 
 
-def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def record_table(label: str, records: dict[str, dict], columns: Sequence[tuple[str, str, str]]) -> str:
+def record_table(label: str, records: dict[str, dict], columns: Sequence[tuple[str, str, str]]) -> Table:
     """One row per record, one column per (header, key, unit); a failed record says why."""
-    rows = [
-        [name, f"failed: {r['error']}", *[""] * (len(columns) - 1)]
-        if "error" in r
-        else [name, *(fmt(r.get(key), unit) for _, key, unit in columns)]
-        for name, r in records.items()
-    ]
-    return markdown_table([label, *(header for header, _, _ in columns)], rows)
-
-
-def verdict(passed: bool | None) -> str:
-    return {True: "pass", False: "**FAIL**", None: "not measured"}[passed]
-
-
-def about_rows(results: dict) -> list[list[str]]:
-    """The run's circumstances: date, command, machine, software, load, data, epochs."""
-    machine, settings, load = results["machine"], results["settings"], results["load_average"]
-    cores = f"{machine['cores']} cores ({machine['usable_cores']} usable)"
-    bf16 = "yes" if machine["bfloat16"] else "no"
-    software = f"Python {machine['python']}, TensorFlow {machine['tensorflow']}, Keras {machine['keras']}"
-    subset = f", subset: {settings['subset']}" if settings["subset"] else ""
-    return [
-        ["date", results["date"]],
-        ["command", f"`{results['command']}`"],
-        [
-            "machine",
-            f"{machine['cpu']}, {cores}, {machine['memory_bytes'] / 1e9:.0f} GB, bfloat16 instructions: {bf16}",
-        ],
-        ["software", f"{software}, {machine['os']}"],
-        [
-            "load average (1, 5, 15 min)",
-            f"{load_text(load['start'])} at the start, {load_text(load['end'])} at the end",
-        ],
-        ["data", f"`{settings['data']}`{subset}"],
-        [
-            "epochs",
-            f"seed {settings['seed_epochs']}; catdog {settings['catdog_epochs'] or 'each preset at its defaults'}",
-        ],
-        ["repeats", f"{settings['repeat']} (figures are medians)" if settings["repeat"] > 1 else "1"],
-        ["took", fmt(results["seconds"], "s")],
-    ] + [
-        ["re-measured", f"{', '.join(r['rows'])} on {r['date']}: `{r['command']}` (load average at the end "
-                        f"{load_text(r['load_average'])}); the other rows are from the run above"]
-        for r in results.get("remeasured", [])
-    ]
+    rows = [[name, f"failed: {r['error']}", *[""] * (len(columns) - 1)] if "error" in r
+            else [name, *(fmt(r.get(key), unit) for _, key, unit in columns)] for name, r in records.items()]
+    return Table([label, *(header for header, _, _ in columns)], rows)
 
 
 def load_text(load: Sequence[float] | None) -> str:
     return ", ".join(f"{x:.2f}" for x in load) if load else "–"
 
 
-def prediction_text(predict: dict) -> str:
-    if not predict:
-        return "Not measured."
-    if "error" in predict:
-        return f"Failed: {predict['error']}"
-    sides = {
-        "`catdog predict RUN FOLDER --json` (onnxruntime)": "catdog_",
-        "`catdog predict RUN FOLDER --json --runtime keras`": "keras_",
-        "loop of `model.predict`, one image at a time": "loop_",
-    }
-    records = {
-        label: {key.removeprefix(prefix): value for key, value in predict.items() if key.startswith(prefix)}
-        for label, prefix in sides.items()
-    }
-    size = predict.get("image_size")
-    return (
-        f"A `transfer` run at {size:.0f} px ({PREDICT_JOB.name} above) on {predict['images']:.0f} JPEGs, each "
-        f"side a fresh process. `catdog export RUN --format onnx` took {fmt(predict.get('export_seconds'), 's')} "
-        "first; `catdog predict` then runs that export with onnxruntime, its default for a run with one.\n\n"
-        + record_table("method", records, PREDICT_COLUMNS)
-    )
+def about_rows(results: dict) -> list[list[str]]:
+    """The run's circumstances: date, command, machine, software, load, data, epochs."""
+    machine, settings, load = results["machine"], results["settings"], results["load_average"]
+    bf16 = "yes" if machine["bfloat16"] else "no"
+    subset = f", subset: {settings['subset']}" if settings["subset"] else ""
+    return [
+        ["date", results["date"]],
+        ["command", f"`{results['command']}`"],
+        ["machine", f"{machine['cpu']}, {machine['cores']} cores ({machine['usable_cores']} usable), "
+                    f"{machine['memory_bytes'] / 1e9:.0f} GB, bfloat16 instructions: {bf16}"],
+        ["software", f"Python {machine['python']}, TensorFlow {machine['tensorflow']}, Keras {machine['keras']}, "
+                     f"{machine['os']}"],
+        ["load average (1, 5, 15 min)",
+         f"{load_text(load['start'])} at the start, {load_text(load['end'])} at the end"],
+        ["data", f"`{settings['data']}`{subset}"],
+        ["epochs", f"seed {settings['seed_epochs']}; "
+                   f"catdog {settings['catdog_epochs'] or 'each preset at its defaults'}"],
+        ["repeats", f"{settings['repeat']} (figures are medians)" if settings["repeat"] > 1 else "1"],
+        ["took", fmt(results["seconds"], "s")],
+    ] + [["re-measured", f"{', '.join(r['rows'])} on {r['date']}: `{r['command']}` (load average at the end "
+                         f"{load_text(r['load_average'])}); the other rows are from the run above"]
+         for r in results.get("remeasured", [])]
+
+
+def prediction_blocks(predict: dict) -> list:
+    if not predict or "error" in predict:
+        return [Paragraph(f"Failed: {predict['error']}" if predict else "Not measured.")]
+    records = {label: {key.removeprefix(prefix): value for key, value in predict.items() if key.startswith(prefix)}
+               for label, prefix in PREDICT_SIDES.items()}
+    return [
+        Paragraph(f"A `transfer` run at {predict.get('image_size'):.0f} px ({PREDICT_JOB.name} above) on "
+                  f"{predict['images']:.0f} JPEGs, each side a fresh process. `catdog export RUN --format onnx` took "
+                  f"{fmt(predict.get('export_seconds'), 's')} first; `catdog predict` then runs that export with "
+                  "onnxruntime, its default for a run with one."),
+        record_table("method", records, PREDICT_COLUMNS),
+    ]
 
 
 def memory_text(memory: dict | None) -> str:
     if not memory:
         return "Not measured."
-    if "skipped" in memory:
-        return f"Skipped: {memory['skipped']}."
     if "error" in memory:
         return f"Failed: {memory['error']} (peak RSS until then {fmt(memory['peak_rss_bytes'], 'B')})."
     return (
         f"`{memory['command']}`: peak RSS {fmt(memory['peak_rss_bytes'], 'B')} in {fmt(memory['seconds'], 's')}. "
-        f"It trains every preset for {plural(memory['epochs'], 'epoch')}: memory peaks within the first, where "
-        "datasets, caches and models are built; the `catdog train` rows above give each preset's peak at full length."
+        f"It trains every preset for {memory['epochs']} epoch{'' if memory['epochs'] == 1 else 's'}: memory peaks "
+        "within the first, where datasets, caches and models are built; the `catdog train` rows above give each "
+        "preset's peak at full length."
     )
 
 
 def render(results: dict) -> str:
     """results.md: the circumstances, the targets, then every figure."""
     summary, settings = results["summary"], results["settings"]
-    parts = ["# catdog benchmark: catdog against the seed recipe" + (" (quick mode)" if settings["quick"] else "")]
+    blocks: list = [Heading("catdog benchmark: catdog against the seed recipe"
+                            + (" (quick mode)" if settings["quick"] else ""), level=1)]
     if settings["quick"]:
-        parts.append(
+        blocks.append(Paragraph(
             f"> **Quick mode**: {settings['catdog_epochs']} epochs on a subset, to check that the benchmark works. "
-            "Accuracy targets are not expected to pass, and the times are not the benchmark's."
-        )
+            "Accuracy targets are not expected to pass, and the times are not the benchmark's."))
     if results.get("stopped_during"):
-        parts.append(
-            f"> **Stopped** during {results['stopped_during']}: that step, and any other not reported below, "
-            "was not measured in this run."
-        )
-    table_targets = [
-        [t["name"], fmt(t["measured"], t["unit"]), ("≤ " if t["at_most"] else "≥ ") + fmt(t["needed"], t["unit"])]
-        + [verdict(t["passed"])]
-        for t in results["targets"]
-    ]
-    table_ratios = [
-        [preset, f"model {model}", what, fmt(ours, "s"), fmt(theirs, "s"), fmt(ratio(ours, theirs), "x")]
-        for preset, model, what, ours, theirs in comparisons(summary)
-    ]
-    seed_models = {f"model {m}": record for m, record in summary["seed"].items()}
-    parts += [
-        markdown_table(["", ""], about_rows(results)),
-        "## Targets",
-        markdown_table(["target", "measured", "needed", "result"], table_targets),
-        "## catdog against the seed",
-        markdown_table(["catdog", "seed", "compared", "catdog", "seed", "ratio"], table_ratios),
-        "## The seed recipe (001), per model",
-        record_table("model", seed_models, SEED_COLUMNS),
-        "## catdog, per preset",
+        blocks.append(Paragraph(f"> **Stopped** during {results['stopped_during']}: that step, and any other not "
+                                "reported below, was not measured in this run."))
+    verdicts = {True: "pass", False: "**FAIL**", None: "not measured"}
+    targets = [[t["name"], fmt(t["measured"], t["unit"]),
+                ("≤ " if t["at_most"] else "≥ ") + fmt(t["needed"], t["unit"]), verdicts[t["passed"]]]
+               for t in results["targets"]]
+    compared = []
+    for preset, model, what, ours_key, theirs_key in COMPARISONS:
+        ours, theirs = figure(f"catdog.{preset}.{ours_key}", summary), figure(f"seed.{model}.{theirs_key}", summary)
+        compared.append([preset, f"model {model}", what, *(fmt(v, "s") for v in (ours, theirs)),
+                         fmt(ratio(ours, theirs), "x")])
+    blocks += [
+        Table(["", ""], about_rows(results)),
+        Heading("Targets"),
+        Table(["target", "measured", "needed", "result"], targets),
+        Heading("catdog against the seed"),
+        Table(["catdog", "seed", "compared", "catdog", "seed", "ratio"], compared),
+        Heading("The seed recipe (001), per model"),
+        record_table("model", {f"model {m}": record for m, record in summary["seed"].items()}, SEED_COLUMNS),
+        Heading("catdog, per preset"),
         record_table("preset", summary["catdog"], CATDOG_COLUMNS),
-        "## Prediction",
-        prediction_text(summary["predict"]),
-        "## Memory of `catdog run`",
-        memory_text(results.get("run_memory")),
-        "## How this was measured",
-        METHOD,
+        Heading("Prediction"),
+        *prediction_blocks(summary["predict"]),
+        Heading("Memory of `catdog run`"),
+        Paragraph(memory_text(results.get("run_memory"))),
+        Heading("How this was measured"),
+        Paragraph(METHOD),
     ]
     if MISSES.is_file() and not settings["quick"]:
-        parts.append(MISSES.read_text().strip())
-    return "\n\n".join(parts) + "\n"
+        blocks.append(Paragraph(MISSES.read_text().strip()))
+    return to_markdown(blocks, BENCH_DIR)
 
 
 METHOD = """\
@@ -629,17 +477,14 @@ METHOD = """\
 
 
 def machine() -> dict:
-    """Cores, CPU model, memory and library versions of this machine."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-
-    def first(key: str) -> str:
-        return next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith(key)), "")
-
-    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
-    mem_kib = next((int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal:")), 0)
-    flags = first("flags").split()
+    """Cores, CPU model, memory and library versions of this machine (without importing TensorFlow)."""
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    meminfo = Path("/proc/meminfo").read_text().splitlines() if Path("/proc/meminfo").exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    mem_kib = next((int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:")), 0)
     return {
-        "cpu": first("model name") or platform.processor() or "unknown",
+        "cpu": cpu or platform.processor() or "unknown",
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "bfloat16": "avx512_bf16" in flags or "amx_bf16" in flags,
@@ -661,18 +506,18 @@ def installed_version(*distributions: str) -> str:
 
 
 def write_results(results: dict, markdown_path: Path) -> None:
-    """Summarise the repeats, judge the targets, and write results.md and its .json."""
-    from catdog.files import write_json, write_text
-
+    """Summarise the repeats, judge the targets, and write results.md and its .json (atomically)."""
     results["summary"] = summarise(results["repeats"])
-    results["targets"] = [asdict(t) | {"passed": t.passed} for t in targets(results["summary"], results["run_memory"])]
-    results["failures"] = list(dict.fromkeys(f for r in results["repeats"] for f in r["failures"]))
+    results["targets"] = judge(results["summary"], results["run_memory"])
+    failures = [f for r in results["repeats"] for f in r["failures"]]
+    if "error" in (results["run_memory"] or {}):
+        failures.append(f"catdog run: {results['run_memory']['error']}")
+    results["failures"] = list(dict.fromkeys(failures))
     write_json(markdown_path.with_suffix(".json"), results)
     write_text(markdown_path, render(results))
 
 
 # Driving ------------------------------------------------------------------------------
-
 
 # The step under way, as last announced by `info`: what a stopped run says it stopped in.
 LAST_STEP = ["the start"]
@@ -706,92 +551,41 @@ def comma_list(choices: Sequence[str] | None) -> Callable[[str], list[str]]:
         items = [item.strip() for item in text.split(",") if item.strip()]
         if not items:
             raise argparse.ArgumentTypeError(f"{text!r}: name at least one")
-        unknown = [item for item in items if choices is not None and item not in choices]
-        if unknown:
+        if choices is not None and any(item not in choices for item in items):
             raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(choices)}")
         return items
 
     return parse
 
 
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="See benchmarks/README.md.")
-    parser.add_argument(
-        "--quick", action="store_true", help=f"{QUICK_EPOCHS} epochs on a subset; writes results-quick.md"
-    )
-    parser.add_argument(
-        "--repeat",
-        type=positive_int,
-        default=1,
-        help="repeat the training and prediction steps N times and report medians (default: 1)",
-    )
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=DEFAULT_DATA,
-        help="seed-layout data folder (default: ../shared/data/cats_and_dogs_filtered)",
-    )
-    parser.add_argument(
-        "--weights",
-        type=Path,
-        default=DEFAULT_WEIGHTS,
-        help="MobileNetV2 ImageNet weights without top (default: ../shared/weights/mobilenet_v2_1.0_no_top.h5)",
-    )
-    parser.add_argument(
-        "--epochs",
-        type=positive_int,
-        help=f"epochs, both sides (default: the seed's {SEED_EPOCHS} and each preset's own; --quick: {QUICK_EPOCHS})",
-    )
-    parser.add_argument(
-        "--presets", type=comma_list(PRESETS), default=list(PRESETS), help="catdog presets to train (default: all)"
-    )
-    parser.add_argument(
-        "--seed-models",
-        type=comma_list([str(m) for m in SEED_MODELS]),
-        default=[str(m) for m in SEED_MODELS],
-        help="seed models to train (default: 1,2,3,4)",
-    )
-    parser.add_argument(
-        "--variant",
-        type=parse_job,
-        action="append",
-        default=[],
-        metavar="NAME=PRESET [OPTIONS]",
-        help="an extra catdog row: a preset with other options (repeatable)",
-    )
-    parser.add_argument(
-        "--predict-images",
-        type=positive_int,
-        help=f"images in the prediction folder (default: {PREDICT_IMAGES}; --quick: {QUICK_PREDICT_IMAGES})",
-    )
-    parser.add_argument(
-        "--run-epochs",
-        type=positive_int,
-        help=f"epochs per preset for the `catdog run` memory step (default: {RUN_MEMORY_EPOCHS}; --quick: 1)",
-    )
-    parser.add_argument(
-        "--render",
-        action="store_true",
-        help="measure nothing: write the results file again from its .json (after a change to the report)",
-    )
-    parser.add_argument(
-        "--remeasure",
-        type=comma_list(None),
-        metavar="ROWS",
+    add = parser.add_argument
+    add("--quick", action="store_true", help=f"{QUICK_EPOCHS} epochs on a subset; writes results-quick.md")
+    add("--repeat", type=positive_int, default=1,
+        help="repeat the training and prediction steps N times and report medians (default: 1)")
+    add("--data", type=Path, default=DEFAULT_DATA,
+        help="seed-layout data folder (default: ../shared/data/cats_and_dogs_filtered)")
+    add("--weights", type=Path, default=DEFAULT_WEIGHTS,
+        help="MobileNetV2 ImageNet weights without top (default: ../shared/weights/mobilenet_v2_1.0_no_top.h5)")
+    add("--epochs", type=positive_int,
+        help=f"epochs, both sides (default: the seed's {SEED_EPOCHS} and each preset's own; --quick: {QUICK_EPOCHS})")
+    add("--presets", type=comma_list(PRESETS), default=list(PRESETS), help="catdog presets to train (default: all)")
+    add("--seed-models", type=comma_list(SEED_MODELS), default=list(SEED_MODELS),
+        help="seed models to train (default: 1,2,3,4)")
+    add("--variant", type=parse_job, action="append", default=[], metavar="NAME=PRESET [OPTIONS]",
+        help="an extra catdog row: a preset with other options (repeatable)")
+    add("--predict-images", type=positive_int,
+        help=f"images in the prediction folder (default: {PREDICT_IMAGES}; --quick: {QUICK_PREDICT_IMAGES})")
+    add("--run-epochs", type=positive_int,
+        help=f"epochs per preset for the `catdog run` memory step (default: {RUN_MEMORY_EPOCHS}; --quick: 1)")
+    add("--render", action="store_true",
+        help="measure nothing: write the results file again from its .json (after a change to the report)")
+    add("--remeasure", type=comma_list(None), metavar="ROWS",
         help="train these catdog rows again (after a change to them) and put them into the existing results "
-        "file, keeping every other figure; the results say which rows were re-measured, when",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help="results file (default: benchmarks/results.md; --quick: benchmarks/results-quick.md); JSON beside it",
-    )
+        "file, keeping every other figure; the results say which rows were re-measured, when")
+    add("--out", type=Path,
+        help="results file (default: benchmarks/results.md; --quick: benchmarks/results-quick.md); JSON beside it")
     args = parser.parse_args(argv)
     if not (args.data / "train").is_dir() or not (args.data / "validation").is_dir():
         parser.exit(2, f"bench: error: {args.data} has no train/ and validation/ folders; pass --data DIR\n")
@@ -800,43 +594,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.out = args.out or BENCH_DIR / ("results-quick.md" if args.quick else "results.md")
     args.predict_images = args.predict_images or (QUICK_PREDICT_IMAGES if args.quick else PREDICT_IMAGES)
     args.run_epochs = args.run_epochs or (1 if args.quick else RUN_MEMORY_EPOCHS)
+    args.catdog_epochs = args.epochs or (QUICK_EPOCHS if args.quick else None)
+    args.seed_epochs = args.epochs or (QUICK_EPOCHS if args.quick else SEED_EPOCHS)
+    args.jobs = [Job(preset, preset) for preset in args.presets] + args.variant
     return args
 
 
 def prediction_images(data: Path, count: int) -> list[Path]:
     """`count` images from the validation folders, the classes taking turns."""
     per_class = [image_files(d) for d in sorted((data / "validation").iterdir()) if d.is_dir()]
-    interleaved = [image for group in zip(*per_class, strict=False) for image in group]
-    return interleaved[:count]
-
-
-@dataclass
-class Plan:
-    """What one repeat runs, on which data, with which settings."""
-
-    data: Path
-    weights: Path
-    jobs: list[Job]
-    catdog_epochs: int | None
-    seed_models: list[int]
-    seed_epochs: int
-    predict_folder: Path
-    predict_one: Path
-    env: dict[str, str]
-    can_train: bool
-    can_predict: bool
-
-
-# Each catdog preset is timed against the seed model it improves on; the pairs run in this
-# order (the targets that matter most first), so a run cut short still holds whole comparisons.
-SEED_PAIRS = {4: ("transfer", "finetune"), 1: ("scratch",), 2: ("augmented",), 3: ("preprocessed",)}
-# Prediction is timed on `transfer` at 160 px, the size the issue's prediction target names.
-PREDICT_JOB = Job("transfer-160", "transfer", ["--image-size", "160"])
-
-
-def training_data(data: Path, quick: bool, work: Path) -> Path:
-    """The data both sides train on: `data`, or in quick mode a subset of it linked into `work`."""
-    return link_subset(data, work / "data", QUICK_PER_CLASS) if quick else data
+    return [image for group in zip(*per_class, strict=False) for image in group][:count]
 
 
 def child_env(weights: Path) -> dict[str, str]:
@@ -844,71 +611,70 @@ def child_env(weights: Path) -> dict[str, str]:
     return os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "CATDOG_WEIGHTS": str(weights)}
 
 
-def write_manifest(data: Path, out: Path, log: Path, env) -> Path:
-    """catdog's leak-free split of `data`, which both sides are scored on."""
-    command = catdog_command("data", "split", "--data", str(data), "--out", str(out))
-    measured = run_measured(command, log=log, env=env)
-    if measured.returncode != 0:
-        raise SystemExit(f"bench: `{shown(command)}` failed; see {log}")
-    return out
+@dataclass
+class Plan:
+    """How a run trains: the data both sides train on, the weights, catdog's epochs (None: each
+    preset's own) and the children's environment. The same for a full run and for --remeasure."""
+
+    data: Path
+    weights: Path
+    epochs: int | None
+    env: dict[str, str]
+
+    @classmethod
+    def prepare(cls, data: Path, weights: Path, epochs: int | None, quick: bool, work: Path) -> Plan:
+        """Read `data` once (see `warm_page_cache`); in quick mode train on a subset linked into `work`."""
+        warm_page_cache(data)
+        subset = link_subset(data, work / "data", QUICK_PER_CLASS) if quick else data
+        return cls(subset, weights, epochs, child_env(weights))
+
+    def train(self, job: Job, here: Path, repeat: dict) -> None:
+        """Train catdog row `job` into `here` and put its record into `repeat`, with its failure if it
+        failed (and without the failure of an earlier measurement of the row)."""
+        record = train_catdog(job, self.data, self.weights, self.epochs, here / job.name, here / f"{job.name}.log",
+                              self.env)
+        repeat["catdog"][job.name] = record
+        repeat["failures"] = [f for f in repeat["failures"] if not f.startswith(f"{job.name}: ")]
+        if "error" in record:
+            repeat["failures"].append(f"{job.name}: {record['error']}")
 
 
-def prediction_step(here: Path, repeat: dict, train: Callable[[Job], None], plan: Plan) -> None:
-    """Train the prediction benchmark's model, then time `catdog predict` on it."""
-    if not plan.can_predict:
-        repeat["failures"].append("prediction: `catdog predict` is not implemented in this checkout")
-        return
-    train(PREDICT_JOB)
-    run = repeat["catdog"].get(PREDICT_JOB.name, {})
-    if "run" in run and "error" not in run:
-        repeat["predict"] = bench_predict(Path(run["run"]), plan.predict_folder, plan.predict_one, here, plan.env)
-        if "error" in repeat["predict"]:
-            repeat["failures"].append(f"prediction: {repeat['predict']['error']}")
-
-
-def run_repeat(plan: Plan, here: Path, repeat: dict, save: Callable[[], None]) -> None:
+def run_repeat(args: argparse.Namespace, plan: Plan, here: Path, repeat: dict, save: Callable[[], None]) -> None:
     """One repeat into `repeat`, saving after every step: each seed model with the catdog
     presets paired with it, prediction after the transfer run, then the unpaired presets."""
     here.mkdir(parents=True)
     repeat.update({"catdog": {}, "seed": {"models": {}}, "failures": []})
-    manifest = write_manifest(plan.data, here / "splits.csv", here / "split.log", plan.env)
-
-    def train(job: Job) -> None:
-        if not plan.can_train:
-            repeat["failures"].append("`catdog train` is not implemented in this checkout: catdog was not measured")
-            return
-        record = train_catdog(job, plan.data, plan.weights, plan.catdog_epochs, here / job.name,
-                              here / f"{job.name}.log", plan.env)
-        put_training(repeat, job.name, record)
-        save()
-
-    paired = {preset for presets in SEED_PAIRS.values() for preset in presets}
+    # catdog's leak-free split of the data, which both sides are scored on.
+    split = catdog_command("data", "split", "--data", str(plan.data), "--out", str(here / "splits.csv"))
+    if run_measured(split, log=here / "split.log", env=plan.env).returncode != 0:
+        raise SystemExit(f"bench: `{shown(split)}` failed; see {here / 'split.log'}")
     for model, presets in SEED_PAIRS.items():
-        if model in plan.seed_models:
-            seed = run_seed(plan.data, plan.weights, [model], plan.seed_epochs, manifest,
+        if model in args.seed_models:
+            seed = run_seed(plan.data, plan.weights, model, args.seed_epochs, here / "splits.csv",
                             here / f"seed-{model}.json", here / f"seed-{model}.log", plan.env)
             if "error" in seed:
                 repeat["failures"].append(f"seed recipe model {model}: {seed['error']}")
-            repeat["seed"]["models"].update(seed.get("models", {}))
+            else:
+                repeat["seed"]["models"][model] = seed
             save()
-        for job in plan.jobs:
+        for job in args.jobs:
             if job.preset in presets:
-                train(job)
-        if model == 4 and "transfer" in {job.preset for job in plan.jobs}:
-            prediction_step(here, repeat, train, plan)
+                plan.train(job, here, repeat)
+                save()
+        if model == "4" and "transfer" in {job.preset for job in args.jobs}:
+            plan.train(PREDICT_JOB, here, repeat)  # the model `catdog predict` is timed on
+            run = repeat["catdog"][PREDICT_JOB.name]
+            if "error" not in run:
+                repeat["predict"] = bench_predict(Path(run["run"]), args.predict_folder, args.predict_one, here,
+                                                  plan.env)
+                if "error" in repeat["predict"]:
+                    repeat["failures"].append(f"prediction: {repeat['predict']['error']}")
             save()
-    for job in plan.jobs:
+    paired = {preset for presets in SEED_PAIRS.values() for preset in presets}
+    for job in args.jobs:
         if job.preset not in paired:
-            train(job)
-
-
-def put_training(repeat: dict, name: str, record: dict) -> None:
-    """Put the record of catdog row `name` into `repeat`, with its failure if it failed (and
-    without the failure of an earlier measurement of the row)."""
-    repeat["catdog"][name] = record
-    repeat["failures"] = [f for f in repeat["failures"] if not f.startswith(f"{name}: ")]
-    if "error" in record:
-        repeat["failures"].append(f"{name}: {record['error']}")
+            plan.train(job, here, repeat)
+            save()
 
 
 def remeasure(markdown_path: Path, names: Sequence[str], command: str) -> int:
@@ -929,20 +695,15 @@ def remeasure(markdown_path: Path, names: Sequence[str], command: str) -> int:
         return 2
     work = WORK_DIR / "remeasure"
     shutil.rmtree(work, ignore_errors=True)
-    data = training_data(Path(settings["data"]), settings["quick"], work)
-    env = child_env(Path(settings["weights"]))
-    warm_page_cache(data)
+    plan = Plan.prepare(Path(settings["data"]), Path(settings["weights"]), settings["catdog_epochs"],
+                        settings["quick"], work)
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     for n, repeat in enumerate(results["repeats"], 1):
-        here = work / f"r{n}"
-        here.mkdir(parents=True, exist_ok=True)
+        (work / f"r{n}").mkdir(parents=True, exist_ok=True)
         for name in names:
-            record = train_catdog(jobs[name], data, Path(settings["weights"]), settings["catdog_epochs"],
-                                  here / name, here / f"{name}.log", env)
-            put_training(repeat, name, record)
+            plan.train(jobs[name], work / f"r{n}", repeat)
     results.setdefault("remeasured", []).append(
-        {"date": started, "command": command, "rows": list(names), "load_average": list(os.getloadavg())}
-    )
+        {"date": started, "command": command, "rows": list(names), "load_average": list(os.getloadavg())})
     write_results(results, markdown_path)
     info(f"re-measured {', '.join(names)} into {os.path.relpath(markdown_path)} and its .json")
     return 1 if any("error" in r["catdog"][name] for r in results["repeats"] for name in names) else 0
@@ -953,8 +714,7 @@ def rerender(markdown_path: Path) -> None:
     recorded epoch times: a change to the report needs no new measurements."""
     results = json.loads(markdown_path.with_suffix(".json").read_text())
     for repeat in results["repeats"]:
-        records = [*repeat.get("catdog", {}).values(), *repeat.get("seed", {}).get("models", {}).values()]
-        for record in records:
+        for record in [*repeat.get("catdog", {}).values(), *repeat.get("seed", {}).get("models", {}).values()]:
             if "epoch_seconds" in record:
                 record |= epoch_stats(record["epoch_seconds"])
     write_results(results, markdown_path)
@@ -967,44 +727,27 @@ def main(argv: list[str] | None = None) -> int:
         rerender(args.out)
         info(f"wrote {os.path.relpath(args.out)} again from its .json")
         return 0
+    command = shown([sys.executable, str(BENCH_DIR / "bench.py"), *argv])
     if args.remeasure:
-        return remeasure(args.out, args.remeasure, shown([sys.executable, str(BENCH_DIR / "bench.py"), *argv]))
+        return remeasure(args.out, args.remeasure, command)
     started = time.perf_counter()
     work = WORK_DIR / ("quick" if args.quick else "full")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-
     images = prediction_images(args.data, args.predict_images)
-    plan = Plan(
-        data=training_data(args.data, args.quick, work),
-        weights=args.weights,
-        jobs=[Job(preset, preset) for preset in args.presets] + args.variant,
-        catdog_epochs=args.epochs or (QUICK_EPOCHS if args.quick else None),
-        seed_models=[int(m) for m in args.seed_models],
-        seed_epochs=args.epochs or (QUICK_EPOCHS if args.quick else SEED_EPOCHS),
-        predict_folder=link_flat(images, work / "predict"),
-        predict_one=link_flat(images[:1], work / "predict-one"),
-        env=child_env(args.weights),
-        can_train=catdog_has("train"),
-        can_predict=catdog_has("predict"),
-    )
-    warm_page_cache(args.data)
+    args.predict_folder = link_flat(images, work / "predict")
+    args.predict_one = link_flat(images[:1], work / "predict-one")
+    plan = Plan.prepare(args.data, args.weights, args.catdog_epochs, args.quick, work)
     subset = ", ".join(f"{n} {split} images per class" for split, n in QUICK_PER_CLASS.items())
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "command": shown([sys.executable, str(BENCH_DIR / "bench.py"), *argv]),
+        "command": command,
         "machine": machine(),
         "load_average": {"start": list(os.getloadavg()), "end": None},
-        "settings": {
-            "quick": args.quick,
-            "data": str(args.data),
-            "subset": subset if args.quick else None,
-            "weights": str(args.weights),
-            "seed_epochs": plan.seed_epochs,
-            "catdog_epochs": plan.catdog_epochs,
-            "repeat": args.repeat,
-            "jobs": [asdict(job) for job in plan.jobs],
-        },
+        "settings": {"quick": args.quick, "data": str(args.data), "subset": subset if args.quick else None,
+                     "weights": str(args.weights), "seed_epochs": args.seed_epochs,
+                     "catdog_epochs": args.catdog_epochs, "repeat": args.repeat,
+                     "jobs": [asdict(job) for job in args.jobs]},
         "repeats": [],
         "run_memory": None,
     }
@@ -1018,18 +761,14 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(1, args.repeat + 1):
             info(f"repeat {n} of {args.repeat}")
             results["repeats"].append({})
-            run_repeat(plan, work / f"r{n}", results["repeats"][-1], save)
-        if catdog_has("run"):
-            results["run_memory"] = run_memory(plan.data, args.run_epochs, work / "run", work / "run.log", plan.env)
-        else:
-            results["run_memory"] = {"skipped": "`catdog run` is not implemented in this checkout yet"}
+            run_repeat(args, plan, work / f"r{n}", results["repeats"][-1], save)
+        results["run_memory"] = run_memory(plan.data, args.run_epochs, work / "run", work / "run.log", plan.env)
     except KeyboardInterrupt:
         results["stopped_during"] = LAST_STEP[0]
         save()
         info(f"stopped during {LAST_STEP[0]}; wrote what finished to {os.path.relpath(args.out)}")
         return 130
     save()
-
     info(f"wrote {os.path.relpath(args.out)} and its .json in {fmt(results['seconds'], 's')}")
     for failure in results["failures"]:
         info(f"not measured: {failure}")

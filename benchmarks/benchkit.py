@@ -33,13 +33,8 @@ class Measured:
     peak_rss_bytes: int
 
 
-def run_measured(
-    command: Sequence[str],
-    *,
-    log: Path | None = None,
-    stdout: Path | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Measured:
+def run_measured(command: Sequence[str], *, log: Path | None = None, stdout: Path | None = None,
+                 env: Mapping[str, str] | None = None) -> Measured:
     """Run `command` to completion, timed, with its output in files or in ours.
 
     Its standard output goes to `stdout` if given, its messages (and its output
@@ -49,16 +44,12 @@ def run_measured(
         out = files.enter_context(open(stdout, "wb")) if stdout else None
         err = files.enter_context(open(log, "ab")) if log else None
         start = time.perf_counter()
-        process = subprocess.Popen(
-            list(command),
-            stdout=out or err,
-            stderr=err,
-            env=dict(env) if env is not None else None,
-        )
+        process = subprocess.Popen(list(command), stdout=out or err, stderr=err,
+                                   env=dict(env) if env is not None else None)
         # wait4 rather than Popen.wait: it also returns this child's own resource usage.
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait for it again
     return Measured(process.returncode, seconds, usage.ru_maxrss * 1024)  # ru_maxrss is in KiB on Linux
 
 

@@ -43,14 +43,8 @@ def main(argv: list[str] | None = None) -> None:
         model.predict(np.expand_dims(image, 0), verbose=0)
     loop_seconds = time.perf_counter() - start
 
-    write_json(
-        args.out,
-        {
-            "images": len(paths),
-            "loop_seconds": loop_seconds,
-            "images_per_second": len(paths) / loop_seconds,
-        },
-    )
+    write_json(args.out, {"images": len(paths), "loop_seconds": loop_seconds,
+                          "images_per_second": len(paths) / loop_seconds})
     print(f"predict_loop: {len(paths)} images in {loop_seconds:.1f} s", file=sys.stderr)
 
 

@@ -25,7 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import catdog_command, child_env, fmt, markdown_table, read_history
+from catdog.cli.common import positive_int
+from catdog.files import write_json, write_text
+from catdog.report import Heading, Paragraph, Table, to_markdown
+from catdog.runs import HISTORY_FILE, METRICS_FILE, read_history
+
+from bench import catdog_command, child_env, fmt
 from benchkit import DEFAULT_DATA, DEFAULT_WEIGHTS, run_measured
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -44,63 +49,51 @@ def train(preset: str, seed: int, args: argparse.Namespace, env) -> dict[str, An
     record = {"preset": preset, "seed": seed, "command": shlex.join(command[1:]), "seconds": measured.seconds}
     if measured.returncode != 0:
         return record | {"error": f"exit status {measured.returncode}"}
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / METRICS_FILE).read_text())
     return record | {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"], "test_n": metrics["n"],
-                     "best_val_accuracy": max(read_history(out / "history.csv")["val_accuracy"])}
+                     "best_val_accuracy": max(row["val_accuracy"] for row in read_history(out / HISTORY_FILE))}
+
+
+# The figures of each run, in the table's column order (each for transfer, then finetune): key, header, format.
+FIGURES = [("test_accuracy", "test accuracy", lambda v: fmt(v, "%")),
+           ("test_loss", "test loss", lambda v: "–" if v is None else f"{v:.3f}"),
+           ("best_val_accuracy", "best val.", lambda v: fmt(v, "%"))]
 
 
 def render(results: dict[str, Any]) -> str:
     """The Markdown page: one row per seed, then the means and the count of wins."""
     by = {(r["preset"], r["seed"]): r for r in results["runs"] if "error" not in r}
     seeds = results["seeds"]
-    rows = [[str(seed), *cells(by.get(("transfer", seed), {}), by.get(("finetune", seed), {}))] for seed in seeds]
-    means = {p: {key: mean(by, p, seeds, key) for key in ("test_accuracy", "test_loss", "best_val_accuracy")}
-             for p in PRESETS}
-    rows.append(["**mean**", *cells(means["transfer"], means["finetune"])])
-    pairs = [(by[("transfer", s)]["test_accuracy"], by[("finetune", s)]["test_accuracy"])
+
+    def mean(preset: str, key: str) -> float | None:
+        values = [by[preset, s][key] for s in seeds if (preset, s) in by]
+        return statistics.fmean(values) if values else None
+
+    def cells(label: str, records: dict[str, dict]) -> list[str]:
+        return [label, *(show(records[p].get(key)) for key, _, show in FIGURES for p in PRESETS)]
+
+    rows = [cells(str(seed), {p: by.get((p, seed), {}) for p in PRESETS}) for seed in seeds]
+    rows.append(cells("**mean**", {p: {key: mean(p, key) for key, _, _ in FIGURES} for p in PRESETS}))
+    pairs = [(by["transfer", s]["test_accuracy"], by["finetune", s]["test_accuracy"])
              for s in seeds if ("transfer", s) in by and ("finetune", s) in by]
-    ahead = sum(f > t for t, f in pairs)
-    level = sum(f == t for t, f in pairs)
-    lines = [
-        f"# `transfer` against `finetune` at {results['epochs']} epochs, over {len(seeds)} seeds",
-        "",
-        f"Measured {results['date']} by `{results['command']}` ({results['seconds'] / 60:.1f} min).",
-        f"Each row: `catdog train --model transfer|finetune --epochs {results['epochs']} --seed S --data DATA "
-        "--weights WEIGHTS`; each seed draws its own split (test split: 200 images of the seed data) and "
-        "its own initial weights.",
-        "",
-        markdown_table(COLUMNS, rows),
-        "",
-        f"`finetune` ahead on test accuracy for {ahead} of {len(pairs)} seeds, level for {level}, "
-        f"behind for {len(pairs) - ahead - level}.",
-    ]
-    lines += [f"- not measured: {r['preset']}, seed {r['seed']}: {r['error']}" for r in results["runs"] if "error" in r]
-    return "\n".join(lines) + "\n"
-
-
-COLUMNS = ["seed", "transfer test accuracy", "finetune test accuracy", "transfer test loss", "finetune test loss",
-           "transfer best val.", "finetune best val."]
-
-
-def cells(transfer: dict[str, Any], finetune: dict[str, Any]) -> list[str]:
-    """One row's figures after its label: test accuracy, test loss, best validation accuracy, each preset."""
-    def loss(value: float | None) -> str:
-        return "–" if value is None else f"{value:.3f}"
-
-    return [fmt(transfer.get("test_accuracy"), "%"), fmt(finetune.get("test_accuracy"), "%"),
-            loss(transfer.get("test_loss")), loss(finetune.get("test_loss")),
-            fmt(transfer.get("best_val_accuracy"), "%"), fmt(finetune.get("best_val_accuracy"), "%")]
-
-
-def mean(by: dict, preset: str, seeds: list[int], key: str) -> float | None:
-    values = [by[(preset, s)][key] for s in seeds if (preset, s) in by]
-    return statistics.fmean(values) if values else None
+    ahead, level = sum(f > t for t, f in pairs), sum(f == t for t, f in pairs)
+    not_measured = "".join(f"\n- not measured: {r['preset']}, seed {r['seed']}: {r['error']}"
+                           for r in results["runs"] if "error" in r)
+    epochs = results["epochs"]
+    return to_markdown([
+        Heading(f"`transfer` against `finetune` at {epochs} epochs, over {len(seeds)} seeds", level=1),
+        Paragraph(f"Measured {results['date']} by `{results['command']}` ({results['seconds'] / 60:.1f} min).\n"
+                  f"Each row: `catdog train --model transfer|finetune --epochs {epochs} --seed S --data DATA "
+                  "--weights WEIGHTS`; each seed draws its own split (test split: 200 images of the seed data) and "
+                  "its own initial weights."),
+        Table(["seed", *(f"{p} {header}" for _, header, _ in FIGURES for p in PRESETS)], rows),
+        Paragraph(f"`finetune` ahead on test accuracy for {ahead} of {len(pairs)} seeds, level for {level}, "
+                  f"behind for {len(pairs) - ahead - level}.{not_measured}"),
+    ], BENCH_DIR)
 
 
 def write(results: dict[str, Any], out: Path) -> None:
     """The JSON record and the Markdown page, each written atomically."""
-    from catdog.files import write_json, write_text
-
     write_json(out.with_suffix(".json"), results)
     write_text(out, render(results))
 
@@ -118,12 +111,13 @@ def seed_list(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=seed_list, default=[42, 1, 2, 3, 4], help="default: 42,1,2,3,4")
-    parser.add_argument("--epochs", type=int, default=3, help="total epochs of each run (default: 3)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default: {DEFAULT_DATA}")
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help=f"default: {DEFAULT_WEIGHTS}")
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "three-epochs.md",
-                        help="results file (default: benchmarks/three-epochs.md); JSON beside it")
+    add = parser.add_argument
+    add("--seeds", type=seed_list, default=[42, 1, 2, 3, 4], help="default: 42,1,2,3,4")
+    add("--epochs", type=positive_int, default=3, help="total epochs of each run (default: 3)")
+    add("--data", type=Path, default=DEFAULT_DATA, help=f"default: {DEFAULT_DATA}")
+    add("--weights", type=Path, default=DEFAULT_WEIGHTS, help=f"default: {DEFAULT_WEIGHTS}")
+    add("--out", type=Path, default=BENCH_DIR / "three-epochs.md",
+        help="results file (default: benchmarks/three-epochs.md); JSON beside it")
     args = parser.parse_args(argv)
     for path in (args.data, args.weights):
         if not path.exists():

@@ -1,6 +1,7 @@
 """The benchmark's helpers: measuring a child process, subsets, medians, targets and tables.
 
-The benchmark itself is never run here (it trains for hours); these are its pure parts.
+The benchmark itself is never run here (it trains for hours); these are its pure parts, and its
+driver against a stand-in for `catdog train`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from catdog.report import to_markdown
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import seed_recipe  # noqa: E402
 import three_epochs  # noqa: E402
 
 import bench  # noqa: E402
@@ -48,6 +52,22 @@ def test_run_measured_splits_output_from_messages(tmp_path):
     assert (tmp_path / "log").read_text() == "message\n"
 
 
+def test_the_driver_stays_light_and_the_seed_recipe_stands_alone():
+    # bench.py and three_epochs.py run catdog in child processes: they must not load TensorFlow.
+    # seed_recipe.py is the independent seed recipe: it must not load catdog.
+    script = f"""
+import sys
+sys.path.insert(0, {str(BENCHMARKS)!r})
+import seed_recipe
+alone = sorted(m for m in sys.modules if m.split(".")[0] == "catdog")
+import bench, three_epochs
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+print(alone, heavy)
+"""
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert output.split() == ["[]", "[]"]
+
+
 def test_link_subset_links_the_first_images_of_each_class(tmp_path, make_image):
     source = tmp_path / "data"
     for split in ("train", "validation"):
@@ -70,21 +90,67 @@ def test_prediction_images_alternate_classes(tmp_path, make_image):
     assert names == ["cats.0.jpg", "dogs.0.jpg", "cats.1.jpg", "dogs.1.jpg"]
 
 
-def test_read_history_and_epoch_stats(tmp_path):
-    path = tmp_path / "history.csv"
-    path.write_text(
-        "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n0,0.7,0.5,0.6,0.6,9\n1,0.5,0.7,0.5,0.8,3\n2,0.4,0.8,0.5,0.7,5\n"
-    )
-    history = bench.read_history(path)
-    assert history["val_accuracy"] == [0.6, 0.8, 0.7]
-    assert bench.epoch_stats(history["seconds"]) == {
+def test_seed_recipe_scores_on_the_test_rows_of_catdogs_manifest(tmp_path, make_image):
+    for name in ("cats/a.jpg", "cats/b.jpg", "dogs/c.jpg"):
+        make_image(tmp_path / "data" / "validation" / name)
+    manifest = tmp_path / "splits.csv"
+    manifest.write_text("path,class,split\nvalidation/cats/a.jpg,cats,test\nvalidation/cats/b.jpg,cats,validation\n"
+                        "validation/dogs/c.jpg,dogs,test\n")
+    test_dir = seed_recipe.link_manifest_test_split(manifest, tmp_path / "data", tmp_path / "test")
+    assert sorted(str(p.relative_to(test_dir)) for p in test_dir.rglob("*.jpg")) == ["cats/00000-a.jpg",
+                                                                                    "dogs/00000-c.jpg"]
+    manifest.write_text("path,class,split\nvalidation/cats/a.jpg,cats,train\n")
+    with pytest.raises(SystemExit, match="no test files"):
+        seed_recipe.link_manifest_test_split(manifest, tmp_path / "data", tmp_path / "none")
+
+
+def test_epoch_stats():
+    assert bench.epoch_stats([9.0, 3.0, 5.0]) == {
         "epoch_mean": pytest.approx(17 / 3),
-        "epoch_first": 9,
-        "epoch_later": 4,
-        "epoch_fastest": 3,
+        "epoch_first": 9.0,
+        "epoch_later": 4.0,
+        "epoch_fastest": 3.0,
     }
     assert set(bench.epoch_stats([]).values()) == {None}
-    assert bench.epoch_stats([7])["epoch_fastest"] is None  # the first epoch alone has no later one
+    assert bench.epoch_stats([7.0])["epoch_fastest"] is None  # the first epoch alone has no later one
+
+
+FAKE_CATDOG = """
+import json, sys
+from pathlib import Path
+from catdog.runs import write_history
+args = sys.argv[1:]
+out = Path(args[args.index("--out") + 1])
+print(" ".join(args), file=sys.stderr)
+if "--model" in args and args[args.index("--model") + 1] == "broken":
+    raise SystemExit(4)
+write_history(out / "history.csv", [
+    {"epoch": 0, "loss": 0.7, "accuracy": 0.5, "val_loss": 0.6, "val_accuracy": 0.6, "seconds": 9},
+    {"epoch": 1, "loss": 0.5, "accuracy": 0.7, "val_loss": 0.5, "val_accuracy": 0.8, "seconds": 3},
+    {"epoch": 2, "loss": 0.4, "accuracy": 0.8, "val_loss": 0.5, "val_accuracy": 0.7, "seconds": 5},
+])
+(out / "metrics.json").write_text(json.dumps({"accuracy": 0.75, "loss": 0.5, "n": 200}))
+"""
+
+
+def test_train_catdog_times_the_command_and_reads_the_run_folder(tmp_path, monkeypatch):
+    fake = tmp_path / "fake_catdog.py"
+    fake.write_text(FAKE_CATDOG)
+    monkeypatch.setattr(bench, "catdog_command", lambda *args: [sys.executable, str(fake), *args])
+    job = bench.Job("transfer-160", "transfer", ["--image-size", "160"])
+    record = bench.train_catdog(job, tmp_path / "data", tmp_path / "w.h5", 3, tmp_path / "run", tmp_path / "log", None)
+    assert record["command"].endswith(f"--image-size 160 --epochs 3 --weights {tmp_path / 'w.h5'}")
+    assert record["returncode"] == 0 and record["command_seconds"] > 0 and record["peak_rss_bytes"] > 0
+    assert record["epochs"] == 3 and record["epoch_seconds"] == [9.0, 3.0, 5.0]
+    assert record["epoch_fastest"] == 3.0 and record["history_seconds"] == 17.0
+    assert (record["best_val_accuracy"], record["last_val_accuracy"]) == (0.8, 0.7)
+    assert (record["test_accuracy"], record["test_n"]) == (0.75, 200)
+    assert (tmp_path / "log").read_text().startswith("train --model transfer ")  # the child's messages
+
+    failed = bench.train_catdog(bench.Job("broken", "broken"), tmp_path, tmp_path, None, tmp_path / "b",
+                                tmp_path / "b.log", None)
+    assert failed["error"].startswith("exit status 4") and "test_accuracy" not in failed
+    assert "--epochs" not in failed["command"] and "--weights" not in failed["command"]
 
 
 def test_median_record_takes_medians_of_numbers_and_skips_failed_repeats():
@@ -112,37 +178,59 @@ def summary(**catdog) -> dict:
 
 
 def test_targets_compare_with_the_seed_counterparts():
-    found = bench.targets(
+    found = bench.judge(
         summary(
             transfer={"test_accuracy": 0.975, "command_seconds": 90.0},
             finetune={"test_accuracy": 0.98, "command_seconds": 700.0},
             scratch={"epoch_mean": 5.0},
             augmented={"epoch_mean": 8.0, "epoch_fastest": 5.0},
+            cnn={"error": "exit status 1"},
         ),
         {"peak_rss_bytes": 3.5e9},
     )
-    by_name = {t.name: t for t in found}
-    assert by_name["transfer: command time / seed model 4 fit"].measured == pytest.approx(90 / 800)
-    assert by_name["transfer: command time / seed model 4 fit"].passed is True
-    assert by_name["transfer: test accuracy"].passed is True
-    assert by_name["finetune: test accuracy"].passed is False
-    assert by_name["finetune: command time / seed model 4 fit"].passed is True
-    assert by_name["scratch: time per epoch / seed model 1"].measured == pytest.approx(0.5)
-    assert by_name["augmented: time per epoch / seed model 2"].passed is False  # 8/12 > 0.6
-    assert by_name["preprocessed: time per epoch / seed model 3"].passed is None  # not run
-    assert by_name["augmented: fastest later epoch / seed model 2"].measured == pytest.approx(0.5)
-    assert by_name["scratch: fastest later epoch / seed model 1"].passed is None  # no such figure
-    assert by_name["predict: images/s, whole command"].passed is False
-    assert by_name["predict: images/s, steady (start-up left out)"].passed is True
-    assert by_name["memory: `catdog run` with every preset, peak RSS"].passed is True
+    by_name = {t["name"]: t for t in found}
+    assert [t["name"] for t in found] == [t.name for t in bench.TARGETS]
+    transfer_time = by_name["transfer: command time / seed model 4 fit"]
+    assert transfer_time["measured"] == pytest.approx(90 / 800)
+    assert (transfer_time["needed"], transfer_time["at_most"], transfer_time["passed"]) == (0.125, True, True)
+    assert by_name["transfer: test accuracy"]["passed"] is True
+    assert by_name["finetune: test accuracy"]["passed"] is False
+    assert by_name["finetune: command time / seed model 4 fit"]["passed"] is True
+    assert by_name["scratch: time per epoch / seed model 1"]["measured"] == pytest.approx(0.5)
+    assert by_name["augmented: time per epoch / seed model 2"]["passed"] is False  # 8/12 > 0.6
+    assert by_name["preprocessed: time per epoch / seed model 3"]["passed"] is None  # not run
+    assert by_name["augmented: fastest later epoch / seed model 2"]["measured"] == pytest.approx(0.5)
+    assert by_name["scratch: fastest later epoch / seed model 1"]["passed"] is None  # no such figure
+    assert by_name["cnn: test accuracy"]["passed"] is None  # failed
+    assert by_name["predict: images/s, whole command"]["passed"] is False
+    assert by_name["predict: images/s, steady (start-up left out)"]["passed"] is True
+    assert by_name["memory: `catdog run` with every preset, peak RSS"]["passed"] is True
 
 
-def test_a_skipped_memory_step_is_not_measured():
-    found = bench.targets(summary(), {"skipped": "no catdog run", "peak_rss_bytes": 1})
-    assert [t.passed for t in found if t.name.startswith("memory")] == [None]
+def test_a_failed_memory_step_is_not_measured():
+    found = bench.judge(summary(), {"error": "exit status 1", "peak_rss_bytes": 1})
+    assert [t["passed"] for t in found if t["name"].startswith("memory")] == [None]
 
 
-def test_fmt_and_markdown_table():
+def test_every_target_names_a_figure_the_benchmark_records():
+    # The committed full run measured every target: a row whose figure names a key bench does
+    # not record (a typo, a renamed key) would come out as "not measured".
+    results = json.loads((BENCHMARKS / "results.json").read_text())
+    judged = bench.judge(results["summary"], results["run_memory"])
+    assert [t["name"] for t in judged if t["measured"] is None] == []
+    assert judged == results["targets"]
+
+
+def test_figure_reads_paths_and_ratios():
+    found = {"catdog": {"a": {"x": 3.0}}, "seed": {"1": {"x": 4.0, "zero": 0.0}}}
+    assert bench.figure("catdog.a.x", found) == 3.0
+    assert bench.figure("catdog.a.x / seed.1.x", found) == 0.75
+    assert bench.figure("catdog.a.x / seed.1.zero", found) is None
+    assert bench.figure("catdog.b.x / seed.1.x", found) is None
+    assert bench.figure("catdog.a.x.deeper", found) is None
+
+
+def test_fmt_and_record_table():
     assert bench.fmt(0.9712, "%") == "97.1 %"
     assert bench.fmt(42.04, "s") == "42.0 s"
     assert bench.fmt(1500, "s") == "25.0 min"
@@ -152,7 +240,7 @@ def test_fmt_and_markdown_table():
     table = bench.record_table(
         "preset", {"scratch": {"epoch_mean": 2.0}, "cnn": {"error": "exit status 1"}}, [("s/epoch", "epoch_mean", "s")]
     )
-    assert table.splitlines() == [
+    assert to_markdown([table], BENCHMARKS).splitlines() == [
         "| preset | s/epoch |",
         "|---|---|",
         "| scratch | 2.0 s |",
@@ -196,7 +284,9 @@ def recorded_results(catdog: dict, jobs: list[dict] | None = None) -> dict:
 
 def test_render_recomputes_epoch_figures_from_the_recorded_times(tmp_path):
     record = {"preset": "scratch", "epoch_seconds": [9.0, 20.0, 4.0], "epoch_mean": 1.0}
-    (tmp_path / "results.json").write_text(json.dumps(recorded_results({"scratch": record})))
+    results = recorded_results({"scratch": record})
+    results["run_memory"] = {"error": "exit status 1; see run.log", "peak_rss_bytes": 1e9}
+    (tmp_path / "results.json").write_text(json.dumps(results))
 
     bench.rerender(tmp_path / "results.md")
 
@@ -205,7 +295,12 @@ def test_render_recomputes_epoch_figures_from_the_recorded_times(tmp_path):
     assert written["summary"]["catdog"]["scratch"]["epoch_fastest"] == 4.0
     by_name = {t["name"]: t for t in written["targets"]}
     assert by_name["scratch: fastest later epoch / seed model 1"]["measured"] == pytest.approx(0.5)
-    assert "| scratch | model 1 | fastest later epoch | 4.0 s | 8.0 s | 0.5× |" in (tmp_path / "results.md").read_text()
+    page = (tmp_path / "results.md").read_text()
+    assert "| scratch | model 1 | fastest later epoch | 4.0 s | 8.0 s | 0.5× |" in page
+    assert "| scratch: fastest later epoch / seed model 1 | 0.5× | ≤ 0.6× | pass |" in page
+    assert "| transfer: test accuracy | – | ≥ 97.0 % | not measured |" in page
+    assert "Failed: exit status 1; see run.log (peak RSS until then 1,000 MB)." in page
+    assert written["failures"] == ["catdog run: exit status 1; see run.log"]  # reported, and bench.py exits 1
 
 
 def test_three_epochs_page_counts_wins_and_averages_over_seeds():
@@ -220,6 +315,7 @@ def test_three_epochs_page_counts_wins_and_averages_over_seeds():
                  run("transfer", 2, 0.97, 0.06), {"preset": "finetune", "seed": 2, "error": "exit status 1"}],
     }
     page = three_epochs.render(results)
+    assert "| seed | transfer test accuracy | finetune test accuracy | transfer test loss |" in page
     assert "| 42 | 99.0 % | 98.5 % | 0.050 | 0.040 |" in page
     assert "| 2 | 97.0 % | – |" in page
     assert "| **mean** | 98.0 % | 99.0 % |" in page  # each preset over the seeds it finished
@@ -240,11 +336,13 @@ def test_remeasure_replaces_only_the_named_rows_and_says_when(tmp_path, monkeypa
     jobs = [{"name": name, "preset": preset, "extra": extra} for name, preset, extra in
             [("scratch", "scratch", []), ("augmented", "augmented", []),
              ("transfer-160", "transfer", ["--image-size", "160"])]]
-    (tmp_path / "results.json").write_text(json.dumps(recorded_results({"scratch": old, "augmented": kept}, jobs)))
+    results = recorded_results({"scratch": old, "augmented": kept}, jobs)
+    results["repeats"][0]["failures"] = ["scratch: exit status 1; see scratch.log"]  # an earlier failure of the row
+    (tmp_path / "results.json").write_text(json.dumps(results))
     trained = []
 
     def train_catdog(job, data, weights, epochs, out, log, env):
-        trained.append((job.name, str(data), epochs))
+        trained.append((job.name, str(data), epochs, env["CATDOG_WEIGHTS"]))
         return {"preset": job.preset, "epoch_seconds": [4.0, 4.0], **bench.epoch_stats([4.0, 4.0]),
                 "test_accuracy": 0.7}
 
@@ -255,10 +353,11 @@ def test_remeasure_replaces_only_the_named_rows_and_says_when(tmp_path, monkeypa
 
     assert bench.remeasure(results_md, ["scratch"], "bench.py --remeasure scratch") == 0
 
-    assert trained == [("scratch", "d", None)]  # with the recorded run's data and epochs
+    assert trained == [("scratch", "d", None, "w")]  # with the recorded run's data, epochs and weights
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["repeats"][0]["catdog"]["scratch"]["test_accuracy"] == 0.7
     assert written["repeats"][0]["catdog"]["augmented"] == kept
+    assert written["repeats"][0]["failures"] == [] and written["failures"] == []
     assert written["summary"]["catdog"]["scratch"]["epoch_mean"] == pytest.approx(4.0)
     page = results_md.read_text()
     assert "| re-measured | scratch on " in page and "`bench.py --remeasure scratch`" in page
