@@ -148,7 +148,7 @@ def write_bad_images(folder: Path) -> dict[str, str]:
     (folder / "notes.jpg").write_text("not a photo, just text\n")
     write_image(folder / ".hidden.jpg")
     (folder / "huge.png").write_bytes(declared_size_png(12_000, 12_000))
-    write_image(folder / "picture.tiff")
+    (folder / "drawing.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n%%EndComments\n")
     return {
         "empty.jpg": "empty file",
         "truncated.jpg": "truncated or corrupt JPEG",
@@ -156,7 +156,7 @@ def write_bad_images(folder: Path) -> dict[str, str]:
         "notes.jpg": "not an image",
         ".hidden.jpg": "hidden file",
         "huge.png": "too large: 12000x12000 pixels",
-        "picture.tiff": "unsupported format TIFF",
+        "drawing.eps": "unsupported format EPS",
     }
 
 
@@ -176,3 +176,15 @@ def shared_scan(seed_data):
     from catdog.data.scan import scan
 
     return scan(seed_data)
+
+
+def one_line_error(capsys, code: int, *fragments: str) -> str:
+    """The command failed with exit 2 and a one-line error, with `fragments`, as the last thing it said."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    *progress, last = err.strip().splitlines()
+    assert last.startswith("catdog: error: ") and "Traceback" not in err, err
+    assert not any("error" in line for line in progress), err
+    for fragment in fragments:
+        assert fragment in last
+    return last

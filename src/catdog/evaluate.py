@@ -34,11 +34,16 @@ def evaluate(run: str | os.PathLike | runs.Run, data: str | os.PathLike | None =
     """Score the run's model on its test split, or on every image of `data` (a folder of class
     folders whose names the model knows), and write `metrics.json`, `confusion_matrix.png` and
     `misclassified.png`. Returns the metrics (see `score`)."""
+    run = run if isinstance(run, runs.Run) else runs.open_run(run)
+    with runs.locked(run.path):
+        return _evaluate(run, data, batch_size)
+
+
+def _evaluate(run: runs.Run, data: str | os.PathLike | None, batch_size: int) -> dict[str, Any]:
     from catdog.data import load
     from catdog.data.pipeline import make_dataset
     from catdog.models.inference import numpy_function
 
-    run = run if isinstance(run, runs.Run) else runs.open_run(run)
     model = numpy_function(run.load_model())
     if data is None:
         manifest = run.manifest()

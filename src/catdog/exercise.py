@@ -106,7 +106,7 @@ def run_exercise(
     _write_previews(manifest, folder, seed=seed)
     results = []
     for preset in presets:
-        size = image_size or preset.image_size
+        size = image_size or catdog_models.default_image_size(preset, catdog_models.resolve_backbone(preset, backbone))
         run = _train_or_resume(
             preset.name, data_at(size), folder / preset.name, epochs=epochs, image_size=size,
             batch_size=batch_size, seed=seed, backbone=backbone if preset.pretrained else None,

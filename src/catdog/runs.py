@@ -6,35 +6,46 @@ A run folder holds::
     splits.csv           the manifest of files used (see catdog.data.splits)
     model.keras          the trained model (best epoch by validation accuracy, then loss)
     history.csv          per epoch: loss, accuracy, val_loss, val_accuracy, seconds
+    training.json        how training ended: epochs run, best epoch, why it stopped early if it did
     metrics.json         test-split scores (see catdog.evaluate)
     accuracy.png, loss.png, confusion_matrix.png, misclassified.png
     logs/                TensorBoard logs
-    checkpoint/          the last finished epoch, for `catdog train --resume` (removed when done)
+    checkpoint/          the last finished epoch and the best one, for `catdog train --resume`
+                         (removed when the run is complete)
     export/              exported models (see catdog.deploy.formats)
+    .catdog.lock         held (flock) by the process writing the run
 
 `config.json` is read and written only through `RunConfig`, which checks what it reads.
+A folder is a run folder if it holds a readable `config.json`; catdog writes a new run
+only into a new or empty folder, and one process at a time (`locked`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
+import os
 import platform
+import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from catdog import __version__, config, files
-from catdog.errors import CatdogError
+from catdog.errors import CatdogError, ParameterError
 
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "splits.csv"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+TRAINING_FILE = "training.json"
+LOCK_FILE = ".catdog.lock"
 LOGS_DIR = "logs"
 CHECKPOINT_DIR = "checkpoint"
 EXPORT_DIR = "export"
@@ -136,9 +147,23 @@ def library_versions() -> dict[str, str]:
 
 
 def new_run_dir(preset: str, out: str | Path | None = None) -> Path:
-    """`out` if given, else `runs/<preset>-<timestamp>/` (made unique if it exists)."""
+    """`out` if given and free for a new run, else `runs/<preset>-<timestamp>/` (made unique if it exists).
+
+    `out` must be a new or empty folder: a folder holding a run is to be resumed, and catdog
+    writes no run into a folder of other files.
+    """
     if out is not None:
-        return Path(out)
+        out = Path(out)
+        if holder := lock_holder(out):
+            raise CatdogError(f"{out} is being written by {holder}; wait for it to finish or stop it")
+        if out.exists() and not out.is_dir():
+            raise ParameterError("out", f"{{name}}: {out} is a file; give a folder for the run")
+        if (out / CONFIG_FILE).exists():
+            raise CatdogError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
+        if out.is_dir() and any(entry.name != LOCK_FILE for entry in out.iterdir()):
+            raise ParameterError("out", f"{{name}}: {out} is not empty and is not a catdog run folder; "
+                                        "give a new or empty folder")
+        return out
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = config.RUNS_DIR / f"{preset}-{stamp}"
     n = 1
@@ -169,8 +194,7 @@ class Run:
 
     @property
     def metrics(self) -> dict[str, Any] | None:
-        path = self.path / METRICS_FILE
-        return json.loads(path.read_text()) if path.is_file() else None
+        return read_json(self.path / METRICS_FILE)
 
     @property
     def history(self) -> list[dict[str, float]]:
@@ -188,7 +212,8 @@ class Run:
         return Manifest.read(self.path / MANIFEST_FILE, self.config.data)
 
     def load_model(self):
-        """The trained Keras model (compiled state is not needed to predict)."""
+        """The trained Keras model (compiled state is not needed to predict), checked against
+        the run's config: one output per class, inputs of the recorded image size."""
         import keras
 
         if not self.model_path.is_file():
@@ -196,7 +221,28 @@ class Run:
                 f"run folder {self.path} has no {MODEL_FILE}; it has not finished an epoch "
                 f"(continue it with `catdog train --resume {self.path}`)"
             )
-        return keras.saving.load_model(self.model_path, compile=False)
+        if not zipfile.is_zipfile(self.model_path):  # Keras would say "File not found"
+            raise CatdogError(f"{self.model_path} is damaged: it is not a .keras archive (a zip file)")
+        try:
+            model = keras.saving.load_model(self.model_path, compile=False)
+        except Exception as e:  # Keras reports a damaged archive in many ways
+            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if "safe_mode" in message or "Lambda" in message:
+                raise CatdogError(f"{self.model_path} contains Python code (a Lambda layer); "
+                                  "catdog loads only safe models") from None
+            raise CatdogError(f"{self.model_path} is not a readable Keras model ({message[:160]})") from None
+        self.check_model(model.input_shape, model.output_shape, str(self.model_path))
+        return model
+
+    def check_model(self, input_shape, output_shape, source: str) -> None:
+        """Refuse a model that does not fit the run's config (an edited config, a swapped file)."""
+        classes, size = len(self.class_names), self.image_size
+        if output_shape[-1] != classes:
+            raise CatdogError(f"{source} has {output_shape[-1]} outputs but {self.path / CONFIG_FILE} lists "
+                              f"{classes} classes; the run folder is inconsistent")
+        if tuple(input_shape[1:3]) != (size, size):
+            raise CatdogError(f"{source} takes {input_shape[1]}x{input_shape[2]} images but "
+                              f"{self.path / CONFIG_FILE} says image_size {size}; the run folder is inconsistent")
 
 
 def open_run(path: str | Path) -> Run:
@@ -208,6 +254,17 @@ def open_run(path: str | Path) -> Run:
     if not config_path.is_file():
         raise CatdogError(f"{path} is not a catdog run folder: it has no {CONFIG_FILE}")
     return Run(path=path, config=RunConfig.read(config_path))
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file catdog wrote into a run folder; None if there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CatdogError(f"{path} is not valid JSON ({e}); it was damaged after catdog wrote it") from None
 
 
 def epoch_rank(row: dict[str, float]) -> tuple[float, float]:
@@ -240,3 +297,65 @@ def write_history(path: str | Path, rows: list[dict[str, float]]) -> Path:
     writer.writeheader()
     writer.writerows(rows)
     return files.write_text(path, text.getvalue())
+
+
+# Locking ------------------------------------------------------------------------------------
+
+_held: dict[Path, int] = {}
+
+
+def lock_holder(folder: str | Path) -> str | None:
+    """Who holds `folder`'s lock, if another process does (see `locked`)."""
+    folder = Path(folder).resolve()
+    if folder in _held or not (folder / LOCK_FILE).is_file():
+        return None
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+    finally:
+        os.close(fd)  # closing releases the lock
+    return None
+
+
+@contextlib.contextmanager
+def locked(folder: str | Path):
+    """Hold `folder`'s lock while writing it: a second process gets a one-line error naming the
+    process that holds it. The lock is the operating system's (flock), so it dies with its
+    process: a lock left by a killed process never blocks. Re-entrant within one process."""
+    folder = Path(folder).resolve()
+    if folder in _held:
+        _held[folder] += 1
+        try:
+            yield
+        finally:
+            _held[folder] -= 1
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise CatdogError(f"{folder} is being written by {holder}; wait for it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} ({' '.join(sys.argv)[:120]})".encode(), 0)
+        _held[folder] = 1
+        try:
+            yield
+        finally:
+            del _held[folder]
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -22,8 +22,15 @@ from catdog.errors import CatdogError, ParameterError
 COMMAND_MODULES = ("data", "models", "train", "evaluate", "predict", "serve", "export", "run")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line like catdog's others (and its subcommands too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"catdog: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="catdog",
         description="Train, evaluate, serve and export image classifiers (cats vs dogs and beyond).",
     )
@@ -98,7 +105,10 @@ def _log_to_stderr() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 2
     _log_to_stderr()
     if getattr(args, "needs_tensorflow", True):
         import_tensorflow_quietly()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from catdog import config
 from catdog.cli.common import add_data_option, add_json_option, add_seed_option, info, print_json
+from catdog.errors import ParameterError
 
 
 def register(subparsers) -> None:
@@ -115,19 +117,26 @@ def run_show(args: argparse.Namespace) -> int:
     from catdog import files, preview
     from catdog.data import scan_and_split
 
+    out = Path(args.out or ("augmentation.png" if args.augment else "samples.png"))
+    if out.suffix.lower() != ".png":
+        raise ParameterError("out", f"{{name}}: the figure is a PNG; give a file name ending in .png, not {out.name}")
+    files.check_replaceable(out, files.CATDOG_PNG)  # before the scan, not after it
     found, manifest = scan_and_split(args.data, seed=args.seed)
     if args.augment:
-        figure, default_out = preview.augmentation_preview(manifest, seed=args.seed), "augmentation.png"
+        figure = preview.augmentation_preview(manifest, seed=args.seed)
     else:
-        figure, default_out = preview.sample_grid(manifest, seed=args.seed), "samples.png"
-    print(files.save_figure(figure, args.out or default_out))
+        figure = preview.sample_grid(manifest, seed=args.seed)
+    print(files.save_figure(figure, out, files.CATDOG_PNG))
     _mention_skipped(found.skipped)
     return 0
 
 
 def run_split(args: argparse.Namespace) -> int:
+    from catdog import files
     from catdog.data import scan_and_split
+    from catdog.data.splits import MANIFEST_KIND
 
+    files.check_replaceable(args.out, MANIFEST_KIND)  # before the scan, not after it
     found, manifest = scan_and_split(args.data, seed=args.seed)
     print(manifest.write(args.out))
     counts = manifest.counts()

@@ -1,16 +1,23 @@
 """Checking and decoding images: the one place that knows what a usable image is.
 
-Two steps, used everywhere images enter catdog (scanning a data set, predicting,
-serving an upload):
+Two steps, used everywhere images enter catdog (scanning a data set, training, evaluating,
+predicting, serving an upload, checking an export):
 
 1. `inspect_image` checks a file or a byte string with Pillow: that it is not empty,
-   that it is an image in a format TensorFlow decodes, that it is not too large to
-   decode safely (checked from the header, before decoding), and that it decodes
-   completely (truncated files fail here). It raises `BadImageError` with a short
-   reason otherwise.
-2. `decode_image` (inside `tf.data`) and `load_images` (for a handful of inputs)
-   decode by content with TensorFlow and resize the same way, so the pixels a model
-   sees when predicting are exactly those it saw in training.
+   that it is an image Pillow reads, that it is not too large to decode safely (checked
+   from the header, before decoding), and that it decodes completely (truncated files fail
+   here). It raises `BadImageError` with a short reason otherwise.
+2. `decode` turns one image into the (S, S, 3) uint8 pixels a model sees; `load_images`
+   stacks several, and the `tf.data` pipeline calls `decode` too. It is the only decoder,
+   so a file gives the same pixels in training, evaluation, prediction, serving and export
+   checks, with or without TensorFlow.
+
+Decoding follows the camera: the EXIF orientation is applied (a portrait phone photo is
+upright), grayscale, palette, CMYK and 16-bit images become 8-bit RGB, an animation gives
+its first frame, and transparency is dropped. The image is then squeezed to S x S (the
+aspect ratio is not kept, as in `keras.utils.image_dataset_from_directory`) with Pillow's
+antialiased bilinear filter; a JPEG much larger than that is first decoded at a reduced
+scale (no less than 2 S), which keeps the quality and saves most of the time.
 """
 
 from __future__ import annotations
@@ -22,32 +29,39 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageOps
 
 from catdog import config
 from catdog.errors import BadImageError
 
-if TYPE_CHECKING:
-    import numpy as np
-    import tensorflow as tf
-
-# The formats `tf.io.decode_image` reads, with the file name extensions each goes by.
-SUPPORTED_FORMATS: dict[str, tuple[str, ...]] = {
-    "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
-    "PNG": (".png",),
-    "GIF": (".gif",),
-    "BMP": (".bmp", ".dib"),
-}
-IMAGE_SUFFIXES = frozenset(suffix for suffixes in SUPPORTED_FORMATS.values() for suffix in suffixes)
+# Formats Pillow registers but cannot decode by itself (stubs, or needing outside programs).
+_UNDECODABLE = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "WMF", "EPS"})
 # Pillow names some JPEG files after the variant they are (multi-picture files from cameras).
 _PILLOW_ALIASES = {"MPO": "JPEG"}
+# 16- and 32-bit integer modes, scaled down to 8 bits rather than clipped.
+_WIDE_MODES = {"I;16": 257, "I;16L": 257, "I;16B": 257, "I;16N": 257, "I": 257}
 
 ImageSource = str | os.PathLike | bytes
 
 # `warnings.catch_warnings` swaps process-wide state: scanning threads take turns with it.
 _WARNINGS_LOCK = threading.Lock()
+
+
+def _readable_formats() -> dict[str, tuple[str, ...]]:
+    """Every format Pillow decodes, with the file name extensions it goes by."""
+    Image.init()
+    by_format: dict[str, list[str]] = {name: [] for name in Image.OPEN if name not in _UNDECODABLE}
+    for extension, name in Image.registered_extensions().items():
+        if name in by_format:
+            by_format[name].append(extension)
+    return {name: tuple(sorted(extensions)) for name, extensions in by_format.items()}
+
+
+READABLE_FORMATS = _readable_formats()
+IMAGE_SUFFIXES = frozenset(suffix for suffixes in READABLE_FORMATS.values() for suffix in suffixes)
 
 
 @dataclass(frozen=True)
@@ -63,11 +77,11 @@ class ImageInfo:
 def inspect_image(source: ImageSource, max_pixels: int = config.MAX_IMAGE_PIXELS) -> ImageInfo:
     """Check that `source` (a path or the bytes of a file) is an image catdog can use.
 
-    Raises `BadImageError` naming the reason: an empty file, not an image, an
-    unsupported format, too many pixels (from the header, before anything is
-    decoded), or a truncated or corrupt image (found by decoding it completely).
-    `extension_mismatch` is true when a path's extension does not match the content
-    (a PNG named `.jpg`); such a file is still usable, since decoding goes by content.
+    Raises `BadImageError` naming the reason: an empty file, not an image, a format Pillow
+    cannot decode, too many pixels (from the header, before anything is decoded), or a
+    truncated or corrupt image (found by decoding it completely). `extension_mismatch` is
+    true when a path's extension does not match the content (a PNG named `.jpg`); such a
+    file is still usable, since decoding goes by content.
     """
     path = None if isinstance(source, bytes) else os.fspath(source)
     try:
@@ -84,12 +98,50 @@ def _open_source(source: ImageSource) -> BinaryIO:
 
 
 def _inspect(fp: BinaryIO, path: str | None, max_pixels: int) -> ImageInfo:
+    image, fmt = _open(fp, max_pixels)
+    width, height = image.size
+    # A JPEG decoded at 1/8 scale still reads all of its data, so truncation is still
+    # found, in half the time of a full decode; other formats ignore the request.
+    image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+    _load(image, fmt)
+    mismatch = path is not None and Path(path).suffix.lower() not in READABLE_FORMATS[fmt]
+    return ImageInfo(format=fmt, width=width, height=height, extension_mismatch=mismatch)
+
+
+def _open(fp: BinaryIO, max_pixels: int) -> tuple[Image.Image, str]:
+    """The image with only its header read, and its format, once both are known to be usable."""
     prefix = fp.read(16)
     if not prefix:
         raise BadImageError("empty file")
     fp.seek(0)
+    image = _open_header(fp, prefix)
+    fmt = _PILLOW_ALIASES.get(image.format, image.format)
+    if fmt not in READABLE_FORMATS:
+        raise BadImageError(f"unsupported format {fmt} (catdog reads what Pillow decodes itself)")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise BadImageError(f"too large: {width}x{height} pixels exceeds the {max_pixels}-pixel limit")
+    return image, fmt
+
+
+def _load(image: Image.Image, fmt: str) -> None:
     try:
-        image = _open_header(fp)
+        image.load()
+    except Exception:  # Pillow's decoders signal bad data with many exception types
+        raise BadImageError(f"truncated or corrupt {fmt}") from None
+
+
+def _open_header(fp: BinaryIO, prefix: bytes) -> Image.Image:
+    """`Image.open`, which reads only the header, without Pillow's decompression-bomb warning.
+
+    Pillow warns about images between its limit and twice that (and raises
+    `DecompressionBombError` beyond); catdog applies its own limit to the size read here,
+    with a clearer message, before anything is decoded.
+    """
+    try:
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(fp)
     except Image.DecompressionBombError:
         raise BadImageError("too large: more pixels than Pillow decodes safely") from None
     except Exception:
@@ -97,79 +149,46 @@ def _inspect(fp: BinaryIO, path: str | None, max_pixels: int) -> ImageInfo:
         fmt = _format_by_signature(prefix)
         raise BadImageError(f"truncated or corrupt {fmt}" if fmt else "not an image") from None
 
-    fmt = _PILLOW_ALIASES.get(image.format, image.format)
-    if fmt not in SUPPORTED_FORMATS:
-        raise BadImageError(f"unsupported format {fmt} (catdog reads {', '.join(SUPPORTED_FORMATS)})")
-    width, height = image.size
-    if width * height > max_pixels:
-        raise BadImageError(f"too large: {width}x{height} pixels exceeds the {max_pixels}-pixel limit")
-    # A JPEG decoded at 1/8 scale still reads all of its data, so truncation is still
-    # found, in half the time of a full decode; other formats ignore the request.
-    image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
-    try:
-        image.load()
-    except Exception:  # Pillow's decoders signal bad data with many exception types
-        raise BadImageError(f"truncated or corrupt {fmt}") from None
-
-    mismatch = path is not None and Path(path).suffix.lower() not in SUPPORTED_FORMATS[fmt]
-    return ImageInfo(format=fmt, width=width, height=height, extension_mismatch=mismatch)
-
-
-def _open_header(fp: BinaryIO) -> Image.Image:
-    """`Image.open`, which reads only the header, without Pillow's decompression-bomb warning.
-
-    Pillow warns about images between its limit and twice that (and raises
-    `DecompressionBombError` beyond); `inspect_image` applies its own limit to the
-    size read here, with a clearer message, before anything is decoded.
-    """
-    with _WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(fp)
-
 
 def _format_by_signature(prefix: bytes) -> str | None:
-    """The supported format whose signature `prefix` starts with, using Pillow's own tests."""
+    """The readable format whose signature `prefix` starts with, using Pillow's own tests."""
     Image.preinit()
-    return next((fmt for fmt in SUPPORTED_FORMATS if Image.OPEN[fmt][1](prefix)), None)
+    return next((fmt for fmt in ("JPEG", "PNG", "GIF", "BMP") if Image.OPEN[fmt][1](prefix)), None)
 
 
-def decode_image(contents: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Decode an encoded image (a scalar string tensor) to an (S, S, 3) float32 tensor of 0..255.
+def decode(source: ImageSource, image_size: int, max_pixels: int = config.MAX_IMAGE_PIXELS) -> np.ndarray:
+    """The (S, S, 3) uint8 pixels of one image (a path or a file's bytes) at S = `image_size`,
+    as described in the module docstring. Raises `BadImageError` with the reason
+    `inspect_image` would give if it cannot be decoded."""
+    path = None if isinstance(source, bytes) else os.fspath(source)
+    try:
+        with _open_source(source) as fp:
+            image, fmt = _open(fp, max_pixels)
+            image.draft("RGB", (2 * image_size, 2 * image_size))
+            _load(image, fmt)
+            image = _to_rgb(ImageOps.exif_transpose(image))
+            return np.asarray(image.resize((image_size, image_size), Image.Resampling.BILINEAR))
+    except BadImageError as e:
+        raise BadImageError(e.reason, path) from None
+    except OSError as e:
+        raise BadImageError(f"cannot be read ({e.strerror or e})", path) from None
 
-    Works inside `tf.data` maps. Decoding goes by content, so a PNG named `.jpg`
-    decodes; animated GIFs give their first frame. The image is resized to
-    (S, S) bilinearly, as `keras.utils.image_dataset_from_directory` does, then
-    rounded to whole values so that storing it as uint8 (the pipeline's cache)
-    loses nothing and training and prediction see identical pixels.
-    """
-    import tensorflow as tf
 
-    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-    image = tf.image.resize(image, (image_size, image_size), method="bilinear")
-    image = tf.clip_by_value(tf.round(image), 0.0, 255.0)
-    image.set_shape((image_size, image_size, 3))
-    return image
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in _WIDE_MODES:
+        wide = np.asarray(image, dtype=np.float64) / _WIDE_MODES[image.mode]
+        image = Image.fromarray(np.clip(np.rint(wide), 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8), "L")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def load_images(sources: Sequence[ImageSource], image_size: int) -> np.ndarray:
-    """Decode already-inspected images (paths or bytes) into an (N, S, S, 3) float32 array.
-
-    Uses `decode_image`, so the pixels match the training pipeline's exactly.
-    """
-    import numpy as np
-    import tensorflow as tf
-
+    """Decode images (paths or bytes) into an (N, S, S, 3) float32 array of 0..255 values,
+    exactly as the training pipeline does."""
     if not sources:
         return np.zeros((0, image_size, image_size, 3), dtype="float32")
-    images = []
-    for source in sources:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
-        try:
-            images.append(decode_image(tf.constant(data), image_size))
-        except tf.errors.InvalidArgumentError:
-            path = None if isinstance(source, bytes) else os.fspath(source)
-            raise BadImageError("cannot be decoded", path) from None
-    return tf.stack(images).numpy()
+    return np.stack([decode(source, image_size) for source in sources]).astype("float32")
 
 
 def find_images(sources: Iterable[str | os.PathLike]) -> list[Path]:

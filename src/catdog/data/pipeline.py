@@ -1,7 +1,8 @@
 """The `tf.data` input pipeline: files in, batches of (images, labels) out.
 
 Images come out as float32 (B, S, S, 3) tensors of 0..255 and labels as int32 class
-indices, as from `keras.utils.image_dataset_from_directory`. Decoded images are cached
+indices, as from `keras.utils.image_dataset_from_directory`, decoded by
+`catdog.data.images.decode`, the decoder of every other path. Decoded images are cached
 in memory (as uint8, a quarter of the float32 size) when the split fits in
 `config.MAX_CACHE_BYTES`, the training split is reshuffled every epoch by a seeded
 op, and the next batches are prepared while the model works on the current one.
@@ -9,13 +10,14 @@ op, and the next batches are prepared while the model works on the current one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from catdog import config
-from catdog.data.images import decode_image
+from catdog.data.images import decode
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -50,9 +52,14 @@ def make_dataset(
     n = len(paths)
     cache = cache and fits_in_memory(n, image_size)
 
+    def decode_file(path: bytes) -> np.ndarray:
+        return decode(os.fsdecode(path), image_size)
+
     def load(path, label):
-        # Lossless: decode_image rounds to whole values.
-        return tf.cast(decode_image(tf.io.read_file(path), image_size), tf.uint8), label
+        # Pillow releases the GIL while it decodes and resizes, so parallel calls use every core.
+        image = tf.numpy_function(decode_file, [path], tf.uint8, stateful=False)
+        image.set_shape((image_size, image_size, 3))
+        return image, label
 
     def reshuffle(dataset):
         return dataset.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)

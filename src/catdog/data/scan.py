@@ -26,6 +26,7 @@ from catdog.errors import BadImageError, CatdogError
 
 SEED_LAYOUT = "seed"
 FLAT_LAYOUT = "flat"
+MACOS_METADATA = "__MACOSX"
 
 
 @dataclass(frozen=True)
@@ -118,11 +119,15 @@ class _Found:
         return path.relative_to(self.root).as_posix()
 
     def class_folders(self, folder: Path) -> list[str]:
-        """The sorted class folders of `folder`; loose files there are skipped."""
+        """The sorted class folders of `folder`; loose files and hidden folders there are skipped."""
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError as e:
+            raise CatdogError(f"{folder} cannot be read ({e.strerror or e})") from None
         names = []
-        for entry in sorted(folder.iterdir()):
-            if entry.name.startswith("."):
-                self.skipped.append((self.relative(entry), "hidden"))
+        for entry in entries:
+            if reason := _hidden(entry.name):
+                self.skipped.append((self.relative(entry), reason))
             elif entry.is_dir():
                 names.append(entry.name)
             else:
@@ -130,19 +135,37 @@ class _Found:
         return names
 
     def files(self, class_folder: Path) -> list[Path]:
-        """Every file under `class_folder` and its subfolders, except hidden ones, in sorted order."""
+        """Every file under `class_folder` and its subfolders, except hidden ones, in sorted order.
+        A subfolder that cannot be read is skipped with its reason, not left out silently."""
         paths = []
-        for folder, dirs, files in os.walk(class_folder):
+
+        def unreadable(error: OSError) -> None:
+            self.skipped.append((self.relative(Path(error.filename)), f"cannot be read ({error.strerror or error})"))
+
+        for folder, dirs, files in os.walk(class_folder, onerror=unreadable):
             folder = Path(folder)
-            for name in [d for d in dirs if d.startswith(".")]:
-                self.skipped.append((self.relative(folder / name), "hidden folder"))
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in dirs:
+                if reason := _hidden(name):
+                    self.skipped.append((self.relative(folder / name), f"{reason} folder"))
+                elif (folder / name).is_symlink():  # not followed: a link can lead in a circle
+                    self.skipped.append((self.relative(folder / name), "a link to a folder (not followed)"))
+            dirs[:] = sorted(d for d in dirs if not _hidden(d) and not (folder / d).is_symlink())
             for name in sorted(files):
                 if name.startswith("."):
                     self.skipped.append((self.relative(folder / name), "hidden file"))
                 else:
                     paths.append(folder / name)
         return paths
+
+
+def _hidden(name: str) -> str | None:
+    """Why a folder entry is not part of the data set by its name alone: hidden, or the
+    metadata folder macOS puts into zip archives."""
+    if name.startswith("."):
+        return "hidden"
+    if name == MACOS_METADATA:
+        return "macOS archive metadata"
+    return None
 
 
 def _check(path: Path, max_pixels: int) -> ImageInfo | str:

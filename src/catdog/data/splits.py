@@ -34,6 +34,17 @@ TRAIN, VALIDATION, TEST = config.SPLITS
 HEADER = ("path", "class", "split")
 
 
+def _is_manifest(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return tuple(next(csv.reader(f), ())) == HEADER
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+
+
+MANIFEST_KIND = files.Kind(f"a catdog manifest (a CSV file starting {','.join(HEADER)})", _is_manifest)
+
+
 @dataclass(frozen=True)
 class Row:
     path: str  # relative to the data folder, with `/`
@@ -64,12 +75,12 @@ class Manifest:
         return counts
 
     def write(self, path: str | Path) -> Path:
-        """Write the manifest as CSV (atomically)."""
+        """Write the manifest as CSV (atomically), over nothing but an earlier manifest."""
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(HEADER)
         writer.writerows((row.path, row.class_name, row.split) for row in self.rows)
-        return files.write_text(path, text.getvalue())
+        return files.write_text(path, text.getvalue(), MANIFEST_KIND)
 
     @classmethod
     def read(cls, path: str | Path, root: str | Path) -> Manifest:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog import config
+from catdog import config, runs
 from catdog.data import images
 from catdog.data.splits import TEST
 from catdog.deploy.formats import Format, get_format
 from catdog.errors import BadImageError, CatdogError, ParameterError
-from catdog.files import atomic_path
+from catdog.files import atomic_path, check_replaceable
 from catdog.runs import Run, open_run
 
 PARITY_IMAGES = 16
@@ -59,9 +59,12 @@ def export(
     The check uses `check_images` (files or folders) if given, else the run's test split
     if its files are still there, else generated noise images.
     """
-    from catdog.models.inference import exportable
 
     spec = get_format(format)
+    if missing := spec.missing_modules():
+        verb, pronoun = ("is", "it") if len(missing) == 1 else ("are", "them")
+        raise CatdogError(f"the {format} format needs {', '.join(missing)}, which {verb} not installed; "
+                          f"install {pronoun} with: pip install 'catdog[export]'")
     if quantize and not spec.quantizable:
         raise ParameterError("quantize", f"{{name}} is available for the tflite format only, not {format}")
     run = run if isinstance(run, Run) else open_run(run)
@@ -70,13 +73,24 @@ def export(
         raise ParameterError("out", f"{{name}}: the {format} export's file name must end in {spec.suffix} "
                                     f"(got {out.name})")
 
-    model = run.load_model()
+    check_replaceable(out, spec.kind)  # before the model is converted, not after
+    with runs.locked(run.path):
+        return _export(run, spec, out, quantize, check_images)
+
+
+def _export(run: Run, spec: Format, out: Path, quantize: bool, check_images) -> ExportReport:
+    from catdog.models.inference import exportable
+
+    trained = run.load_model()
+    model = exportable(trained)
+    # A mixed-precision model is exported in float32 and checked against its float32 self.
+    reference = trained if trained.dtype_policy.name == "float32" else model
     pixels, images_from = parity_images(run, check_images)
     tolerance = spec.tolerance(quantize)
-    with atomic_path(out) as tmp:
-        spec.write(exportable(model), tmp, run.image_size, quantize)
-        difference = check_parity(model, spec, tmp, pixels, tolerance)
-    return ExportReport(format, out, _size(out), quantize, difference, tolerance, len(pixels), images_from)
+    with atomic_path(out, spec.kind) as tmp:
+        spec.write(model, tmp, run.image_size, quantize)
+        difference = check_parity(reference, spec, tmp, pixels, tolerance)
+    return ExportReport(spec.name, out, _size(out), quantize, difference, tolerance, len(pixels), images_from)
 
 
 def _size(path: Path) -> int:

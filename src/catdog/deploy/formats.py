@@ -18,6 +18,8 @@ output is the softmax probabilities (N, classes) in the order of the run's class
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,10 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog import __version__
 from catdog.errors import ParameterError
+from catdog.files import Kind
 from catdog.runs import EXPORT_DIR
 
 ModelFunction = Callable[[np.ndarray], np.ndarray]
+
+# How catdog knows its own exports again, to replace them and nothing else.
+SAVEDMODEL_MARKER = Path("assets.extra") / "catdog.json"
+ONNX_MARKER = "catdog"
 
 # Largest allowed difference in any probability between an export and the Keras model.
 # Float exports only reorder float32 arithmetic; int8 weights change the numbers.
@@ -50,14 +58,20 @@ class Format:
     file_name: str
     runtime: str
     module: str  # the module its runtime needs
+    writers: tuple[str, ...]  # the modules that write it, besides TensorFlow
     write: Callable[..., None]
     load: Callable[[Path], ModelFunction]
+    kind: Kind  # what catdog may replace with a new export
     quantizable: bool = False
     signatures: Callable[[Path, np.ndarray], dict[str, np.ndarray]] | None = None
 
     def default_path(self, run_path: Path, quantize: bool = False) -> Path:
         name = f"{self.file_name}_int8" if quantize else self.file_name
         return run_path / EXPORT_DIR / f"{name}{self.suffix}"
+
+    def missing_modules(self) -> list[str]:
+        """The modules writing and running this format needs that are not installed."""
+        return [module for module in (*self.writers, self.module) if importlib.util.find_spec(module) is None]
 
     def tolerance(self, quantize: bool = False) -> float:
         return QUANTIZED_TOLERANCE if quantize else FLOAT_TOLERANCE
@@ -94,6 +108,13 @@ def write_savedmodel(model, path: Path, image_size: int, quantize: bool = False)
     module.model = model
     signatures = {"serving_default": signature(tf.float32), "serving_uint8": signature(tf.uint8)}
     tf.saved_model.save(module, str(path), signatures=signatures)
+    marker = path / SAVEDMODEL_MARKER
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text(json.dumps({"written_by": f"catdog {__version__}"}) + "\n")
+
+
+def _is_catdog_savedmodel(path: Path) -> bool:
+    return (path / "saved_model.pb").is_file() and (path / SAVEDMODEL_MARKER).is_file()
 
 
 def load_savedmodel(path: Path) -> ModelFunction:
@@ -126,6 +147,14 @@ def write_tflite(model, path: Path, image_size: int, quantize: bool = False) -> 
                  **options)
 
 
+def _is_tflite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(8)[4:] == b"TFL3"  # the flatbuffer's file identifier
+    except OSError:
+        return False
+
+
 def load_tflite(path: Path) -> ModelFunction:
     """The TFLite interpreter of LiteRT when installed, else TensorFlow's copy of it."""
     try:
@@ -155,12 +184,25 @@ def load_tflite(path: Path) -> ModelFunction:
 
 
 def write_onnx(model, path: Path, image_size: int, quantize: bool = False) -> None:
+    import onnx
     import tensorflow as tf
 
     # Keras' compatibility patch for tf2onnx probes `np.object`, which NumPy 2 warns about.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         model.export(str(path), format="onnx", verbose=False, input_signature=[_image_spec(image_size, tf.float32)])
+    exported = onnx.load(str(path))
+    exported.metadata_props.add(key=ONNX_MARKER, value=__version__)
+    onnx.save(exported, str(path))
+
+
+def _is_catdog_onnx(path: Path) -> bool:
+    try:
+        import onnx
+
+        return any(prop.key == ONNX_MARKER for prop in onnx.load(str(path), load_external_data=False).metadata_props)
+    except Exception:  # not an ONNX model, or onnx missing: not one catdog may replace
+        return False
 
 
 def load_onnx(path: Path) -> ModelFunction:
@@ -178,11 +220,13 @@ def load_onnx(path: Path) -> ModelFunction:
 # The table -------------------------------------------------------------------------------
 
 FORMATS: dict[str, Format] = {f.name: f for f in [
-    Format("savedmodel", "", "savedmodel", "TensorFlow", "tensorflow", write_savedmodel, load_savedmodel,
+    Format("savedmodel", "", "savedmodel", "TensorFlow", "tensorflow", (), write_savedmodel, load_savedmodel,
+           Kind("a SavedModel folder written by catdog", _is_catdog_savedmodel, folder=True),
            signatures=savedmodel_signatures),
-    Format("tflite", ".tflite", "model", "the TFLite interpreter", "tensorflow", write_tflite, load_tflite,
-           quantizable=True),
-    Format("onnx", ".onnx", "model", "onnxruntime", "onnxruntime", write_onnx, load_onnx),
+    Format("tflite", ".tflite", "model", "the TFLite interpreter", "tensorflow", (), write_tflite, load_tflite,
+           Kind("a TFLite model", _is_tflite), quantizable=True),
+    Format("onnx", ".onnx", "model", "onnxruntime", "onnxruntime", ("tf2onnx", "onnx"), write_onnx, load_onnx,
+           Kind("an ONNX model written by catdog", _is_catdog_onnx)),
 ]}
 
 

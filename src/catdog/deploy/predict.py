@@ -1,8 +1,8 @@
 """Prediction: class probabilities for image files, folders, uploads and pixel arrays.
 
-A `Predictor` loads a run's model once and feeds it whole batches: files are read
-and decoded by a parallel `tf.data` pipeline while the model works on the previous
-batch, so no image goes through the model on its own.
+A `Predictor` loads a run's model once and feeds it whole batches: files are read and
+decoded (by `catdog.data.images.decode`, as in training) in worker threads while the
+model works on the previous batch, so no image goes through the model on its own.
 
 The model runs with Keras, or with the runtime of one of the run's exports (see
 catdog.deploy.runtimes): with its ONNX export, on a 2-core CPU `catdog predict` reads 220
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -91,45 +92,44 @@ class Predictor:
 
         Unreadable files are left out and reported as `on_skip(path, reason)`.
         """
-        import tensorflow as tf
+        batch_paths, batch_pixels = [], []
+        for path, decoded in self._decoded(images.find_images(sources), lookahead=4 * batch_size):
+            if isinstance(decoded, str):
+                if on_skip is not None:
+                    on_skip(path, decoded)
+                continue
+            batch_paths.append(path)
+            batch_pixels.append(decoded)
+            if len(batch_paths) == batch_size:
+                yield from self._predict_batch(batch_paths, batch_pixels)
+                batch_paths, batch_pixels = [], []
+        yield from self._predict_batch(batch_paths, batch_pixels)
 
-        paths = images.find_images(sources)
+    def _predict_batch(self, paths: list[str], pixels: list[np.ndarray]) -> Iterator[Prediction]:
+        if paths:
+            probabilities = self.predict_arrays(np.stack(pixels))
+            yield from (self.result(path, p) for path, p in zip(paths, probabilities, strict=True))
 
-        def decode(path):
-            return path, images.decode_image(tf.io.read_file(path), self.image_size)
+    def _decoded(self, paths: list[Path], lookahead: int) -> Iterator[tuple[str, np.ndarray | str]]:
+        """(path, pixels) for each readable file, (path, reason) for the others, in order:
+        decoded by worker threads up to `lookahead` files ahead of the model (Pillow releases
+        the GIL while it decodes, and the runtimes while they compute)."""
 
-        dataset = (
-            tf.data.Dataset.from_generator(
-                lambda: self._readable(paths, on_skip),
-                output_signature=tf.TensorSpec((), tf.string),
-            )
-            .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size)
-            .prefetch(tf.data.AUTOTUNE)
-        )
-        try:
-            for batch_paths, pixels in dataset.as_numpy_iterator():
-                for path, probabilities in zip(batch_paths, self.predict_arrays(pixels), strict=True):
-                    yield self.result(os.fsdecode(path), probabilities)
-        except tf.errors.OpError as e:  # a file changed or vanished after it was inspected
-            raise CatdogError(f"reading images failed: {e.message}") from None
-
-    def _readable(self, paths: list[Path], on_skip: SkipHandler | None) -> Iterator[str]:
-        """The paths that pass `inspect_image`, in order; inspected ahead, in parallel threads."""
-
-        def problem(path: Path) -> str | None:
+        def decode(path: Path) -> np.ndarray | str:
             try:
-                images.inspect_image(path, max_pixels=self.max_pixels)
+                return images.decode(path, self.image_size, max_pixels=self.max_pixels)
             except BadImageError as e:
                 return e.reason
-            return None
 
-        with ThreadPoolExecutor() as pool:
-            for path, reason in zip(paths, pool.map(problem, paths), strict=True):
-                if reason is None:
-                    yield os.fspath(path)
-                elif on_skip is not None:
-                    on_skip(os.fspath(path), reason)
+        with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+            pending: deque = deque()
+            for path in paths:
+                pending.append((os.fspath(path), pool.submit(decode, path)))
+                if len(pending) > lookahead:
+                    name, future = pending.popleft()
+                    yield name, future.result()
+            for name, future in pending:
+                yield name, future.result()
 
     def result(self, path: str, probabilities: np.ndarray) -> Prediction:
         """The prediction dict for one image's probabilities."""

@@ -13,7 +13,6 @@ Prediction and serving run a model only through `load`, which picks what runs it
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +40,6 @@ class LoadedModel:
         return self.function(pixels)
 
 
-def installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
 def current_export(run: Run, format: str) -> Path | None:
     """The run's export in `format` at its default place, if it is newer than the run's model."""
     path = get_format(format).default_path(run.path)
@@ -61,7 +56,7 @@ def load(run: Run, runtime: str = AUTO) -> LoadedModel:
         return keras_model(run)
     if runtime == AUTO:
         for name in AUTO_PREFERENCE:
-            if (path := current_export(run, name)) and installed(FORMATS[name].module):
+            if (path := current_export(run, name)) and not FORMATS[name].missing_modules():
                 return LoadedModel(name, path, FORMATS[name].load(path))
         return keras_model(run)
     format = FORMATS[runtime]
@@ -69,7 +64,7 @@ def load(run: Run, runtime: str = AUTO) -> LoadedModel:
     if path is None:
         raise CatdogError(f"{run.path} has no {runtime} export newer than its model; "
                           f"write one with: catdog export {run.path} --format {runtime}")
-    if not installed(format.module):
+    if format.module in format.missing_modules():
         raise CatdogError(f"the {runtime} runtime needs {format.module}; install it with: pip install 'catdog[export]'")
     return LoadedModel(runtime, path, format.load(path))
 

@@ -40,6 +40,8 @@ def exportable(model: keras.Model) -> keras.Model:
       `DepthwiseConv2D`: TensorFlow runs grouped convolutions through a nested XLA function
       on CPUs, which tf2onnx cannot convert.
     - Exact GELU is computed through erf: TensorFlow's own uses erfc, which ONNX lacks.
+    - A model trained in mixed precision is rebuilt in float32 (its weights are float32
+      already): TFLite and onnxruntime have no bfloat16 convolutions.
     """
 
     def skip_augmentation(layer):
@@ -52,17 +54,27 @@ def exportable(model: keras.Model) -> keras.Model:
 
 
 def _convertible(layer: keras.layers.Layer) -> keras.layers.Layer:
+    if not isinstance(layer, keras.layers.Layer):  # an operation between layers (ConvNeXt's adds)
+        return layer
     if isinstance(layer, keras.layers.Conv2D) and 1 < layer.groups == layer.filters == layer.input.shape[-1]:
         depthwise = keras.layers.DepthwiseConv2D(
             layer.kernel_size, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate,
-            activation=layer.activation, use_bias=layer.use_bias, dtype=layer.dtype_policy, name=layer.name)
-        depthwise.build(layer.input.shape)
+            activation=layer.activation, use_bias=layer.use_bias, dtype="float32", name=layer.name)
         kernel, *bias = layer.get_weights()
-        depthwise.set_weights([kernel.transpose(0, 1, 3, 2), *bias])  # (h, w, 1, C) -> (h, w, C, 1)
-        return depthwise
+        return _with_weights(depthwise, layer, [kernel.transpose(0, 1, 3, 2), *bias])  # (h, w, 1, C) -> (h, w, C, 1)
     if isinstance(layer, keras.layers.Activation) and layer.activation is keras.activations.gelu:
         return keras.layers.Lambda(_gelu_through_erf, name=layer.name)
+    if layer.dtype_policy.name != "float32" and not isinstance(layer, keras.layers.InputLayer):
+        copy = layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+        return _with_weights(copy, layer, layer.get_weights())
     return layer
+
+
+def _with_weights(new: keras.layers.Layer, old: keras.layers.Layer, weights: list[np.ndarray]) -> keras.layers.Layer:
+    """`new`, built for `old`'s input, holding `weights` (those of `old`, rearranged if need be)."""
+    new.build(old.input.shape)
+    new.set_weights(weights)
+    return new
 
 
 def _gelu_through_erf(x):

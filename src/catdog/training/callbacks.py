@@ -1,8 +1,23 @@
-"""The callbacks that make a run folder: the epoch record with its checkpoint, and the best model."""
+"""The callback that makes a run folder, epoch by epoch, so that it can always be completed.
+
+After every epoch, in this order:
+
+1. the state of the part being trained (weights and optimizer) goes to
+   `checkpoint/stage-S-epoch-E.weights.h5`, and, if the epoch is the best so far, the whole
+   model's weights to `checkpoint/best-epoch-E.weights.h5`;
+2. the epoch is appended to `history.csv`: the record of what is finished (the commit);
+3. then the model is saved as `model.keras` if the epoch is the best, and older
+   checkpoints are removed.
+
+Every write is atomic. A process killed anywhere leaves a run that `resume` completes:
+files of an epoch not yet in `history.csv` are ignored and removed, and `model.keras` is
+rebuilt from the best epoch's weights (see catdog.training.loop).
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -12,47 +27,97 @@ from catdog import files, runs
 
 logger = logging.getLogger(__name__)
 
+# Bytes per weight in a checkpoint of the part being trained: the weight and Adam's two moments.
+_STATE_BYTES_PER_WEIGHT = 3 * 4
 
-class EpochLog(keras.callbacks.Callback):
-    """After every epoch: save the weights of the model being fit, with its optimizer's state,
-    to `checkpoint`, then add the epoch to `history.csv`, the record of what is finished."""
 
-    def __init__(self, history_path: Path, checkpoint: Path, history: list[dict], epochs: int,
+class TrainingStopped(Exception):
+    """Training cannot go on (the loss is no longer a number); `reason` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def state_checkpoint(run: Path, stage: int, epoch: int) -> Path:
+    return run / runs.CHECKPOINT_DIR / f"stage-{stage}-epoch-{epoch}.weights.h5"
+
+
+def best_checkpoint(run: Path, epoch: int) -> Path:
+    return run / runs.CHECKPOINT_DIR / f"best-epoch-{epoch}.weights.h5"
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch a checkpoint file was written after."""
+    return int(path.name.split("-epoch-")[1].split(".")[0])
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Records each finished epoch of `whole` (the end-to-end model; `self.model` is the part
+    being fit, which is smaller when the frozen bottom's features are stored) into `run`."""
+
+    def __init__(self, run: Path, whole: keras.Model, stage: int, history: list[dict], epochs: int,
                  started: float | None, print_lines: bool):
         super().__init__()
-        self.history_path, self.checkpoint, self.history, self.epochs = history_path, checkpoint, history, epochs
+        self.run, self.whole, self.stage, self.history, self.epochs = run, whole, stage, history, epochs
         self.started, self.print_lines = started, print_lines
+        self.best = runs.epoch_rank(runs.best_epoch(history)) if history else None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = self.started or time.perf_counter()
 
+    def on_train_batch_end(self, batch, logs=None):
+        if logs and not math.isfinite(float(logs.get("loss", 0.0))):
+            raise TrainingStopped(f"the training loss became {logs['loss']} in epoch {len(self.history) + 1}")
+
     def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1
+        if not all(math.isfinite(float(logs[key])) for key in ("loss", "val_loss")):
+            raise TrainingStopped(f"the loss became {logs['loss']} (validation: {logs['val_loss']}) in epoch {number}")
         seconds = time.perf_counter() - self.started
         self.started = None
-        with files.atomic_path(self.checkpoint) as tmp:
+        rank = runs.epoch_rank(logs)
+        is_best = self.best is None or rank > self.best
+        state = state_checkpoint(self.run, self.stage, number)
+        files.require_free_space(state, self._bytes_needed(is_best))
+        with files.atomic_path(state) as tmp:
             self.model.save_weights(tmp)
-        row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in runs.HISTORY_FIELDS[1:-1]}, "seconds": seconds}
+        if is_best:
+            with files.atomic_path(best_checkpoint(self.run, number)) as tmp:
+                self.whole.save_weights(tmp)
+        row = {"epoch": number, **{k: float(logs[k]) for k in runs.HISTORY_FIELDS[1:-1]}, "seconds": seconds}
         self.history.append(row)
-        runs.write_history(self.history_path, self.history)
+        runs.write_history(self.run / runs.HISTORY_FILE, self.history)  # the commit
+        if is_best:
+            self.best = rank
+            save_model(self.whole, self.run / runs.MODEL_FILE)
+        remove_checkpoints(self.run, keep={state_checkpoint(self.run, self.stage, number)},
+                           keep_best=runs.best_epoch(self.history)["epoch"], stage=self.stage)
         if self.print_lines:
-            logger.info(f"epoch {epoch + 1}/{self.epochs}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.4f}, "
+            logger.info(f"epoch {number}/{self.epochs}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.4f}, "
                         f"val_loss {row['val_loss']:.4f}, val_accuracy {row['val_accuracy']:.4f} ({seconds:.1f}s)")
 
+    def _bytes_needed(self, is_best: bool) -> int:
+        state = self.model.count_params() * _STATE_BYTES_PER_WEIGHT
+        whole = self.whole.count_params() * 4
+        return state + (2 * whole if is_best else 0) + 16 * 2**20
 
-class BestModelCheckpoint(keras.callbacks.Callback):
-    """Save `model` (the whole model, also when only its top is being fit) after every epoch
-    that beats the best so far: higher validation accuracy, or the same with lower validation
-    loss, since small validation sets often tie. Saved atomically (Keras' `ModelCheckpoint`
-    monitors one quantity and writes in place)."""
 
-    def __init__(self, path: Path, model: keras.Model, best: dict | None = None):
-        super().__init__()
-        self.path, self.whole = path, model
-        self.best = runs.epoch_rank(best) if best else None
+def save_model(model: keras.Model, path: Path) -> None:
+    """`model.keras`, written atomically (Keras' `ModelCheckpoint` writes in place)."""
+    files.require_free_space(path, model.count_params() * 4 + 16 * 2**20)
+    with files.atomic_path(path) as tmp:
+        model.save(tmp)
 
-    def on_epoch_end(self, epoch, logs=None):
-        rank = runs.epoch_rank(logs)
-        if self.best is None or rank > self.best:
-            self.best = rank
-            with files.atomic_path(self.path) as tmp:
-                self.whole.save(tmp)
+
+def remove_checkpoints(run: Path, keep: set[Path] = frozenset(), keep_best: int | None = None,
+                       stage: int | None = None) -> None:
+    """Remove the checkpoint files catdog wrote that are no longer needed: the state files of
+    `stage` (all stages if None) but those in `keep`, and the best-epoch files but `keep_best`'s.
+    Nothing else in the folder is touched."""
+    folder = run / runs.CHECKPOINT_DIR
+    states = folder.glob(f"stage-{stage}-epoch-*.weights.h5" if stage else "stage-*-epoch-*.weights.h5")
+    for path in [*states, *folder.glob("best-epoch-*.weights.h5")]:
+        if path in keep or (path.name.startswith("best-") and checkpoint_epoch(path) == keep_best):
+            continue
+        path.unlink(missing_ok=True)

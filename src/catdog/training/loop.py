@@ -20,7 +20,6 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -29,14 +28,22 @@ from pathlib import Path
 
 import keras
 
-from catdog import config, runs
+from catdog import config, files, runs
 from catdog.data import Data, load
 from catdog.data.splits import TRAIN
 from catdog.errors import CatdogError, ParameterError
 from catdog.models import create_model, default_image_size, get_preset, resolve_backbone, resolve_weights
 from catdog.runs import RunConfig
-from catdog.training import recipe
-from catdog.training.callbacks import BestModelCheckpoint, EpochLog
+from catdog.training import checks, recipe
+from catdog.training.callbacks import (
+    RunRecorder,
+    TrainingStopped,
+    best_checkpoint,
+    checkpoint_epoch,
+    remove_checkpoints,
+    save_model,
+    state_checkpoint,
+)
 from catdog.training.frozen import FrozenFeatures
 
 logger = logging.getLogger(__name__)
@@ -73,15 +80,13 @@ def train(
     """
     spec = get_preset(preset)
     network = resolve_backbone(spec, backbone)
-    epochs = _at_least_one("epochs", epochs or spec.epochs)
-    batch_size = _at_least_one("batch_size", batch_size)
-    views = _at_least_one("views", spec.views if views is None else views)
-    learning_rate = _learning_rate(learning_rate or spec.learning_rate)
-    image_size = _at_least_one("image_size", image_size or _image_size(data) or default_image_size(spec, network))
+    epochs = checks.at_least_one("epochs", epochs or spec.epochs)
+    batch_size = checks.at_least_one("batch_size", batch_size)
+    views = checks.at_least_one("views", spec.views if views is None else views)
+    learning_rate = checks.learning_rate(learning_rate or spec.learning_rate)
+    image_size = checks.at_least_one("image_size", image_size or _image_size(data) or default_image_size(spec, network))
     resolved = resolve_weights(spec, network, weights)
     run = runs.new_run_dir(spec.name, out)
-    if (run / runs.CONFIG_FILE).exists():
-        raise CatdogError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
 
     # The global seed before any dataset exists: tf.data derives its shuffling from it and the op's seed.
     keras.utils.set_random_seed(seed)
@@ -96,35 +101,44 @@ def train(
     )
     with _training_scope(settings):
         model = _build(settings)  # before anything is written: a setting the model cannot take fails here
-        run.mkdir(parents=True, exist_ok=True)
-        settings.write(run / runs.CONFIG_FILE)
-        data.manifest.write(run / runs.MANIFEST_FILE)
-        logger.info(f"training {spec.name} into {run}")
-        _fit(run, model, settings, data, history=[], callbacks=callbacks)
-    return _finish(run, settings)
+        with runs.locked(run):
+            runs.new_run_dir(spec.name, run)  # again, now that no other process can write it
+            settings.write(run / runs.CONFIG_FILE)
+            data.manifest.write(run / runs.MANIFEST_FILE)
+            logger.info(f"training {spec.name} into {run}")
+            _fit(run, model, settings, data, history=[], callbacks=callbacks)
+            return _finish(run, settings)
 
 
 def resume(run: str | os.PathLike, data: str | os.PathLike | Data | None = None, *,
            callbacks: Sequence[keras.callbacks.Callback] = ()) -> Path:
-    """Continue an interrupted run from its last finished epoch, with its own settings.
+    """Complete an interrupted run with its own settings: train from its last finished epoch,
+    or, if training had ended, write what is missing (the model from the best epoch's
+    checkpoint, the figures, the test metrics).
 
     `data`: the data folder if it has moved since (the run's split is reused as recorded),
     or the same data already loaded.
     """
     opened = runs.open_run(run)
     settings, run = opened.config, opened.path
-    history = opened.history
-    if len(history) >= settings.epochs:
-        raise CatdogError(f"run {run} has already finished its {settings.epochs} epochs")
-    if history and not (run / runs.CHECKPOINT_DIR).is_dir():
-        raise CatdogError(f"run {run} has no {runs.CHECKPOINT_DIR}/ folder to resume from")
-    manifest = opened.manifest()
-    keras.utils.set_random_seed(settings.seed)
-    data = _load_data(data or settings.data, settings.image_size, settings.batch_size, settings.seed, manifest)
-    logger.info(f"resuming {run} after epoch {len(history)} of {settings.epochs}")
-    with _training_scope(settings):
-        _fit(run, _build(settings), settings, data, history=history, callbacks=callbacks)
-    return _finish(run, settings)
+    with runs.locked(run):
+        for folder in (run, run / runs.CHECKPOINT_DIR):
+            if folder.is_dir():
+                files.sweep_temporary(folder)
+        history = opened.history
+        trained = _training_ended(run, settings, history)
+        if trained and _complete(run):
+            raise CatdogError(f"run {run} has already finished its {len(history)} epochs")
+        keras.utils.set_random_seed(settings.seed)
+        data = _load_data(data or settings.data, settings.image_size, settings.batch_size, settings.seed,
+                          opened.manifest())
+        with _training_scope(settings):
+            model = _build(settings)
+            _restore_best_model(run, model, history)
+            if not trained:
+                logger.info(f"resuming {run} after epoch {len(history)} of {settings.epochs}")
+                _fit(run, model, settings, data, history=history, callbacks=callbacks)
+        return _finish(run, settings)
 
 
 def stages(settings: RunConfig) -> list[recipe.Stage]:
@@ -133,18 +147,6 @@ def stages(settings: RunConfig) -> list[recipe.Stage]:
         return [recipe.Stage.from_dict(stage) for stage in settings.stages]
     spec = get_preset(settings.preset)
     return recipe.plan(spec, resolve_backbone(spec, settings.backbone), settings.epochs, settings.learning_rate)
-
-
-def _at_least_one(parameter: str, value: int) -> int:
-    if value < 1:
-        raise ParameterError(parameter, f"{{name}} must be at least 1, got {value}")
-    return value
-
-
-def _learning_rate(rate: float) -> float:
-    if not (math.isfinite(rate) and rate > 0):
-        raise ParameterError("learning_rate", f"{{name}} must be a finite number above 0, got {rate}")
-    return rate
 
 
 def _image_size(data) -> int | None:
@@ -182,34 +184,32 @@ def _strategy():
 
 def _build(settings: RunConfig) -> keras.Model:
     try:
-        return create_model(settings.preset, len(settings.class_names), image_size=settings.image_size,
-                            backbone=settings.backbone, weights=settings.weights, seed=settings.seed)
+        model = create_model(settings.preset, len(settings.class_names), image_size=settings.image_size,
+                             backbone=settings.backbone, weights=settings.weights, seed=settings.seed)
     except ValueError as e:  # Keras' own shape checks: an image size the network cannot take
         raise ParameterError("image_size", f"model {settings.preset!r} cannot be built for {{name}} "
                                            f"{settings.image_size}: {str(e).splitlines()[0]}") from None
+    checks.fits_in_memory(model, settings.preset, settings.image_size, settings.batch_size)
+    return model
 
 
 def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history: list[dict], callbacks) -> None:
-    """Fit `model` stage by stage from epoch `len(history)`, checkpointing every epoch.
-
-    The checkpoint of a stage is the weights of the part of the model it trains, with the
-    optimizer's state; resuming loads those of the stages already (or partly) done.
-    """
+    """Fit `model` stage by stage from epoch `len(history)`, recording every epoch (see
+    catdog.training.callbacks). The checkpoint of a stage is the state of the part of the
+    model it trains; resuming loads those of the stages already (or partly) done."""
     preset = get_preset(settings.preset)
     planned = stages(settings)
     frozen = None
     if settings.frozen_features and recipe.has_base(model):
         frozen = FrozenFeatures(model, planned, data, settings.views, settings.batch_size, settings.seed)
     steps = math.ceil(len(data.manifest.files(TRAIN)[0]) / settings.batch_size)
-    best = runs.best_epoch(history) if history else None
     try:
         for number, stage in enumerate(planned, 1):
             started = time.perf_counter()  # the first epoch's time includes computing frozen features
-            checkpoint = run / runs.CHECKPOINT_DIR / f"stage-{number}.weights.h5"
             recipe.set_trainable(model, stage)
             top = frozen.top(stage) if frozen else model
             if stage.end <= len(history):  # done before an interruption
-                top.load_weights(checkpoint)
+                _load_checkpoint(top, state_checkpoint(run, number, stage.end))
                 continue
             top.compile(optimizer=recipe.optimizer(preset, stage, steps),
                         loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
@@ -217,7 +217,7 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
             first = max(len(history), stage.start)
             if first > stage.start:  # interrupted inside this stage
                 top.optimizer.build(top.trainable_variables)
-                top.load_weights(checkpoint)
+                _load_checkpoint(top, state_checkpoint(run, number, first))
             train_data, validation_data = frozen.datasets(stage) if frozen else (data.train, data.validation)
             on_terminal = sys.stderr.isatty()
             with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras prints progress on stdout
@@ -227,21 +227,65 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
                     train_data, validation_data=validation_data, initial_epoch=first, epochs=stage.end,
                     shuffle=False, verbose=1 if on_terminal else 0,
                     callbacks=[
-                        EpochLog(run / runs.HISTORY_FILE, checkpoint, history, settings.epochs, started,
-                                 print_lines=not on_terminal),
-                        BestModelCheckpoint(run / runs.MODEL_FILE, model, best),
+                        RunRecorder(run, model, number, history, settings.epochs, started, print_lines=not on_terminal),
                         keras.callbacks.TensorBoard(log_dir=str(run / runs.LOGS_DIR)),
                         *callbacks,
                     ],
                 )
-            best = runs.best_epoch(history)
+    except TrainingStopped as e:
+        _record_outcome(run, history, stopped=e.reason)
+        if not history:
+            raise CatdogError(f"{e.reason}; no epoch finished, so there is no model to keep "
+                              "(try a lower learning rate)") from None
+        logger.warning(f"{e.reason}: training stopped; keeping the best of the {len(history)} finished epochs")
     except KeyboardInterrupt:
         logger.info(f"interrupted after epoch {len(history)}; continue with: catdog train --resume {run}")
         raise
 
 
+def _load_checkpoint(model: keras.Model, path: Path) -> None:
+    if not path.is_file():
+        raise CatdogError(f"{path} is missing: the run cannot be resumed from epoch {checkpoint_epoch(path)}")
+    model.load_weights(path)
+
+
+def _training_ended(run: Path, settings: RunConfig, history: list[dict]) -> bool:
+    outcome = runs.read_json(run / runs.TRAINING_FILE) or {}
+    return len(history) >= settings.epochs or bool(outcome.get("stopped"))
+
+
+def _complete(run: Path) -> bool:
+    """Whether a run whose training has ended has every output, and nothing left to tidy."""
+    outputs = (runs.MODEL_FILE, runs.METRICS_FILE, runs.TRAINING_FILE, runs.ACCURACY_PLOT, runs.LOSS_PLOT,
+               runs.CONFUSION_MATRIX_PLOT, runs.MISCLASSIFIED_PLOT)
+    return all((run / name).is_file() for name in outputs) and not (run / runs.CHECKPOINT_DIR).exists()
+
+
+def _restore_best_model(run: Path, model: keras.Model, history: list[dict]) -> None:
+    """Make `model.keras` the best finished epoch's model again, from its checkpoint: the
+    process may have been killed while saving it, or before. Checkpoints of epochs that
+    never reached `history.csv` are removed."""
+    if not (run / runs.CHECKPOINT_DIR).is_dir():
+        return
+    for path in (run / runs.CHECKPOINT_DIR).glob("*-epoch-*.weights.h5"):
+        if checkpoint_epoch(path) > len(history):
+            path.unlink()
+    if history and (best := best_checkpoint(run, runs.best_epoch(history)["epoch"])).is_file():
+        model.load_weights(best)
+        save_model(model, run / runs.MODEL_FILE)
+
+
+def _record_outcome(run: Path, history: list[dict], stopped: str | None = None) -> None:
+    outcome = runs.read_json(run / runs.TRAINING_FILE) or {}
+    stopped = stopped or outcome.get("stopped")
+    best = runs.best_epoch(history)["epoch"] if history else None
+    files.write_json(run / runs.TRAINING_FILE, {"epochs": len(history), "best_epoch": best, "stopped": stopped,
+                                                "seconds": sum(row["seconds"] for row in history)})
+
+
 def _finish(run: Path, settings: RunConfig) -> Path:
-    """Plot the curves, score the best model on the test split, and drop the checkpoint."""
+    """Plot the curves, score the best model on the test split, record how training ended,
+    and remove the checkpoints."""
     from catdog import evaluate, plots
 
     history = runs.read_history(run / runs.HISTORY_FILE)
@@ -251,7 +295,10 @@ def _finish(run: Path, settings: RunConfig) -> Path:
     plots.training_curve(history, "accuracy", run / runs.ACCURACY_PLOT, minimum, fine_tuning_from)
     plots.training_curve(history, "loss", run / runs.LOSS_PLOT, fine_tuning_from=fine_tuning_from)
     metrics = evaluate.evaluate(run)
-    shutil.rmtree(run / runs.CHECKPOINT_DIR, ignore_errors=True)
+    _record_outcome(run, history)
+    remove_checkpoints(run)
+    with contextlib.suppress(OSError):  # only if empty: the folder may hold files catdog did not make
+        (run / runs.CHECKPOINT_DIR).rmdir()
     logger.info(f"{settings.preset}: test accuracy {metrics['accuracy']:.4f} on {metrics['n']} images; "
                 f"{sum(row['seconds'] for row in history):.0f}s training")
     return run
