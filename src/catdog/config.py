@@ -36,9 +36,27 @@ SEED_DATASET_NAME = "cats_and_dogs_filtered"
 SEED_DATASET_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
 SEED_DATASET_BYTES = 68_606_236  # the size every published download log of it shows
 # Not found in any public record this project could check (its machines have no network).
-# Until it is recorded here, `catdog data fetch` accepts the archive on its exact size and
-# the zip's own CRC checksums, and warns with the sha256 it computed (see catdog.fetch).
+# Without it, `catdog data fetch` verifies the archive by its exact size and by its contents
+# (SEED_DATASET_CONTENT_SHA256, below); pass `--sha256` to pin the archive itself.
 SEED_DATASET_SHA256: str | None = None
+# The reference file set: the photographs of the shared copy (../shared/data/cats_and_dogs_filtered),
+# {split}/{class}/{stem}.{n}.jpg for these numbers, classes and stems, less the files that copy lacks
+# (the published archive has train/cats/cat.459.jpg; if present it must be a readable JPEG).
+# 2,999 files, 68,548,710 bytes. catdog.data.fetch.reference_files() lists them.
+SEED_DATASET_NUMBERS = {"train": range(0, 1000), "validation": range(2000, 2500)}
+SEED_DATASET_STEMS = {"cats": "cat", "dogs": "dog"}
+SEED_DATASET_NOT_IN_REFERENCE = ("train/cats/cat.459.jpg",)
+# The sha256 of the lines "<sha256 of the file>  <path>\n" of the reference files, by path (relative to the
+# data set folder, sorted), computed from the shared copy. Same as what its folder gives for
+#   find train validation -type f | LC_ALL=C sort | xargs sha256sum | sha256sum
+# (catdog.data.fetch.content_digest; tests/data/test_fetch.py recomputes it). A download must hold every
+# reference file with these bytes; files beyond the set are allowed and named in the log.
+SEED_DATASET_CONTENT_SHA256: str | None = "60f7563e90014d3361fced4fdab33229b2034d6f77ebcff4f515010f256468e3"
+# Caps on extraction (declared sizes checked first, then the bytes actually written). JPEGs barely
+# compress: the archive is 68.6 MB and the files 68.5 MB, so 150 MB leaves twice that and still refuses
+# the 228 KB zip that expanded to 200 MB. The archive has about 3,000 entries.
+SEED_DATASET_MAX_EXTRACTED_BYTES = 150_000_000
+SEED_DATASET_MAX_ENTRIES = 10_000
 
 # The seed assignment's minimum validation accuracy for each of its four models.
 SEED_MINIMUM_ACCURACY = {"scratch": 0.52, "augmented": 0.55, "preprocessed": 0.70, "transfer": 0.90}

@@ -6,13 +6,15 @@ import functools
 import hashlib
 import http.server
 import io
+import logging
 import stat
 import threading
 import zipfile
 
 import pytest
 
-from catdog.data.fetch import fetch
+from catdog import config
+from catdog.data.fetch import content_digest, fetch, reference_files
 from catdog.errors import CatdogError
 
 from conftest import write_image
@@ -60,7 +62,8 @@ def serve(server, archive: bytes) -> dict:
     """Serve `archive` and return fetch's arguments for it."""
     folder, base = server
     (folder / "data.zip").write_bytes(archive)
-    return {"url": f"{base}/data.zip", "size": len(archive), "sha256": hashlib.sha256(archive).hexdigest()}
+    return {"url": f"{base}/data.zip", "size": len(archive), "sha256": hashlib.sha256(archive).hexdigest(),
+            "content_sha256": None}
 
 
 def test_a_good_archive_is_verified_and_extracted(server, tmp_path, caplog):
@@ -121,6 +124,57 @@ def test_without_a_recorded_checksum_the_exact_size_is_accepted_with_a_warning(s
     assert target.is_dir()
     assert f"no sha256 is recorded for {arguments['url']}" in caplog.text
     assert arguments["sha256"] in caplog.text
+
+
+def test_an_archive_of_the_right_size_and_content_is_accepted_without_a_warning(server, tmp_path, caplog):
+    caplog.set_level("INFO", logger="catdog")
+    archive = build_zip(tmp_path)
+    reference = [f"{folder}/{class_name}/{class_name}.0.jpg" for folder in ("train", "validation")
+                 for class_name in ("cats", "dogs")]
+    digest = content_digest(fetch(tmp_path / "first", **serve(server, archive)), reference)
+    arguments = serve(server, archive) | {"sha256": None, "content_sha256": digest, "reference": reference}
+    assert fetch(tmp_path / "cache", **arguments).is_dir()
+    assert f"the download from {arguments['url']} is verified by content: it holds the 4 files" in caplog.text
+    assert f"Its own sha256 is {hashlib.sha256(archive).hexdigest()}" in caplog.text
+    assert f"beyond the reference data set, not covered by its digest: {NAME}/README.txt" in caplog.text
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def test_the_pinned_content_digest_is_that_of_the_shared_copy(seed_data):
+    """The reference set is exactly the shared copy's files, and the pinned digest is theirs."""
+    reference = reference_files()
+    found = sorted(p.relative_to(seed_data).as_posix() for p in seed_data.rglob("*") if p.is_file())
+    assert found == reference and len(reference) == 2999
+    assert "train/cats/cat.459.jpg" not in reference
+    assert content_digest(seed_data, reference) == config.SEED_DATASET_CONTENT_SHA256
+    # the caps leave room for the real thing (2,999 files + cat.459.jpg, folders and a few extras)
+    assert sum((seed_data / path).stat().st_size for path in reference) * 2 < config.SEED_DATASET_MAX_EXTRACTED_BYTES
+    assert len(reference) * 3 < config.SEED_DATASET_MAX_ENTRIES
+
+
+def seed_zip(path, seed_data, changed: str | None = None):
+    """A zip of the shared copy (as the published archive lays it out), with one byte of `changed` flipped."""
+    with zipfile.ZipFile(path, "w") as zf:  # stored: JPEGs do not compress
+        for relative in reference_files():
+            data = bytearray((seed_data / relative).read_bytes())
+            if relative == changed:
+                data[len(data) // 2] ^= 0x01
+            zf.writestr(f"{NAME}/{relative}", bytes(data))
+        zf.writestr(f"{NAME}/vectorize.py", b"# an extra file, as the published archive has\n")
+    return path
+
+
+@pytest.mark.slow
+def test_a_tampered_copy_of_the_seed_data_is_refused_by_the_pinned_digest(server, seed_data, tmp_path):
+    folder, base = server
+    dest = tmp_path / "cache"
+    archive = seed_zip(folder / "data.zip", seed_data, changed="train/dogs/dog.500.jpg")
+    with pytest.raises(CatdogError, match="differ from the reference data set .*; nothing was moved into place$"):
+        fetch(dest, url=f"{base}/data.zip", size=archive.stat().st_size, sha256=None)  # the pinned content digest
+    assert list(dest.iterdir()) == []
+
+    seed_zip(archive, seed_data)  # the same without the change passes
+    assert fetch(dest, url=f"{base}/data.zip", size=archive.stat().st_size, sha256=None) == dest / NAME
 
 
 def test_with_neither_size_nor_checksum_the_download_is_refused_with_its_checksum(server, tmp_path):
