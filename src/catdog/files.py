@@ -54,6 +54,8 @@ def _catdog_png(path: Path) -> bool:
 # Any regular file: for files inside folders catdog made (a run folder, an exercise folder).
 OWN_FILE = Kind("a file", _is_file)
 CATDOG_PNG = Kind("a PNG figure written by catdog", _catdog_png)
+# A folder catdog creates whole (a downloaded data set): nothing may stand in its place.
+NEW_FOLDER = Kind("free: catdog writes this folder only where nothing is", lambda path: False, folder=True)
 
 
 def check_replaceable(path: str | os.PathLike, kind: Kind) -> None:

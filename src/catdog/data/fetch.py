@@ -62,7 +62,7 @@ def fetch(
         return target
     dest.mkdir(parents=True, exist_ok=True)
     with (tempfile.TemporaryDirectory(prefix=".catdog-download-", dir=dest) as work,
-          files.atomic_path(target) as staging):
+          files.atomic_path(target, files.NEW_FOLDER) as staging):
         archive = Path(work) / "archive.zip"
         digest = _download(url, archive, size)
         _verify(url, archive.stat().st_size, digest, size, sha256, content_sha256)
