@@ -188,3 +188,32 @@ def one_line_error(capsys, code: int, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in last
     return last
+
+
+def link_photos(folder: Path, seed_data: Path, split: str, numbers: range) -> Path:
+    """A flat folder of class folders (cats, dogs) linking to real photographs of the seed data set."""
+    for name in ("cats", "dogs"):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for n in numbers:
+            photo = f"{name[:-1]}.{n}.jpg"
+            (folder / name / photo).symlink_to(seed_data / split / name / photo)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trusted_run(tmp_path_factory, seed_data, shared_weights) -> Path:
+    """`transfer` (224 px), trained for 5 epochs on 150 real photographs per class (105 train, 22 validation,
+    23 test), with its temperature and out-of-distribution detector; shared, do not modify."""
+    from catdog.training import train
+
+    root = tmp_path_factory.mktemp("trusted")
+    data = link_photos(root / "data", seed_data, "train", range(150))
+    return train("transfer", data, epochs=5, batch_size=16, weights=shared_weights, out=root / "run")
+
+
+@pytest.fixture(scope="session")
+def other_photo() -> Path:
+    """A photograph of neither a cat nor a dog: Grace Hopper, as matplotlib ships her."""
+    import matplotlib.cbook
+
+    return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))

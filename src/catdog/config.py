@@ -12,6 +12,13 @@ EPOCHS = 20
 # Keras dtype policies training accepts; "auto" picks one (see catdog.training.recipe).
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
+# Calibration: equal-width bins of confidence for the expected calibration error (Guo et al.'s 15).
+ECE_BINS = 15
+# "None of these": the share of validation images the out-of-distribution threshold flags (false
+# alarms), and how distances from the training images are measured (see catdog.trust.ood).
+OOD_RATE = 0.05
+OOD_METHOD = "knn"
+
 # The three splits, in this order everywhere; with the seed layout they are also folder names.
 SPLITS = ("train", "validation", "test")
 # The seed layout keeps train/ for training and splits validation/ into validation and test.

@@ -6,6 +6,12 @@
 The test split is the one the run's `splits.csv` recorded, never seen in training or model
 selection. Results are written with the figures: to the run folder for the test split, to
 `evaluation-<folder name>/` inside it for a `data` folder, so the run's own test score stays.
+
+The probabilities scored are the calibrated ones that prediction gives (the run's
+temperature, catdog.trust.fitting); `metrics["calibration"]` has the expected calibration
+error before and after, `reliability.png` draws both, and `metrics["ood"]` the share of
+images the run's out-of-distribution detector flags. `tta` averages each image's
+probabilities with its mirror image's (catdog.trust.tta).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from catdog.data.scan import scan
 from catdog.data.splits import TEST
 from catdog.errors import CatdogError
 from catdog.plots import Mistake
+from catdog.trust import FEATURES, PROBABILITIES, calibration, fitting
+from catdog.trust.tta import with_mirror
 
 logger = logging.getLogger(__name__)
 
@@ -30,21 +38,49 @@ MAX_MISTAKES_SHOWN = 16
 
 
 def evaluate(run: str | os.PathLike | runs.Run, data: str | os.PathLike | None = None,
-             batch_size: int = config.BATCH_SIZE) -> dict[str, Any]:
+             batch_size: int = config.BATCH_SIZE, tta: bool = False) -> dict[str, Any]:
     """Score the run's model on its test split, or on every image of `data` (a folder of class
-    folders whose names the model knows), and write `metrics.json`, `confusion_matrix.png` and
-    `misclassified.png`. Returns the metrics (see `score`)."""
+    folders whose names the model knows), and write `metrics.json`, `confusion_matrix.png`,
+    `misclassified.png` and `reliability.png`. Returns the metrics (see `score`, and the
+    module's docstring for "calibration", "ood" and `tta`)."""
     run = run if isinstance(run, runs.Run) else runs.open_run(run)
     with runs.locked(run.path):
-        return _evaluate(run, data, batch_size)
+        return _evaluate(run, data, batch_size, tta)
 
 
-def _evaluate(run: runs.Run, data: str | os.PathLike | None, batch_size: int) -> dict[str, Any]:
+class _Recorder:
+    """A run's served model as `predict_all` calls it: calibrated probabilities out, keeping
+    the uncalibrated probabilities and the features of every batch."""
+
+    UNCALIBRATED = "uncalibrated"
+
+    def __init__(self, model, temperature: float, mirror: bool):
+        from catdog.models.inference import numpy_function, served
+
+        outputs = numpy_function(served(model))
+        self.uncalibrated: list[np.ndarray] = []
+        self.features: list[np.ndarray] = []
+
+        def both(images):
+            out = outputs(images)
+            return {**out, self.UNCALIBRATED: out[PROBABILITIES],
+                    PROBABILITIES: calibration.scale(out[PROBABILITIES], temperature)}
+
+        self.function = with_mirror(both, averaged=(PROBABILITIES, self.UNCALIBRATED)) if mirror else both
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        out = self.function(images)
+        self.uncalibrated.append(out[self.UNCALIBRATED])
+        self.features.append(out[FEATURES])
+        return out[PROBABILITIES]
+
+
+def _evaluate(run: runs.Run, data: str | os.PathLike | None, batch_size: int, mirror: bool) -> dict[str, Any]:
     from catdog.data import load
     from catdog.data.pipeline import make_dataset
-    from catdog.models.inference import numpy_function
 
-    model = numpy_function(run.load_model())
+    trust = fitting.read(run.path)
+    model = _Recorder(run.load_model(), trust.temperature, mirror)
     if data is None:
         manifest = run.manifest()
         paths = manifest.files(TEST)[0]
@@ -56,11 +92,21 @@ def _evaluate(run: runs.Run, data: str | os.PathLike | None, batch_size: int) ->
         paths, labels = labelled_images(data, run.class_names)
         dataset = make_dataset(paths, labels, run.image_size, batch_size, shuffle=False, cache=False)
         source, folder = str(data), run.path / f"evaluation-{Path(data).resolve().name}"
-    metrics, mistakes = score(model, dataset, run.class_names, paths=paths)
+    true, probabilities, mistakes = predict_all(model, dataset, run.class_names)
+    metrics = _metrics(paths, true, probabilities, run.class_names)
     metrics["data"] = source
+    metrics["tta"] = mirror
+    uncalibrated = np.concatenate(model.uncalibrated) if model.uncalibrated else probabilities
+    before = calibration.reliability(uncalibrated, true)
+    after = calibration.reliability(probabilities, true)
+    metrics["calibration"] = {"temperature": trust.temperature, "ece": after.ece, "ece_uncalibrated": before.ece}
+    if trust.ood is not None and model.features:
+        scores = trust.ood.scores(np.concatenate(model.features))
+        metrics["ood"] = {"method": trust.ood.method, "rate": trust.ood.rate, "flagged": float(np.mean(scores > 1))}
     files.write_json(folder / runs.METRICS_FILE, metrics)
     plots.confusion_matrix(metrics["confusion_matrix"], run.class_names, folder / runs.CONFUSION_MATRIX_PLOT)
     plots.misclassified(mistakes, folder / runs.MISCLASSIFIED_PLOT)
+    plots.reliability(before, after, trust.temperature, folder / runs.RELIABILITY_PLOT)
     return metrics
 
 
@@ -88,6 +134,14 @@ def score(model, dataset, class_names: Sequence[str], max_mistakes: int = MAX_MI
     up to `max_mistakes` wrongly classified images. With `paths`, the files `dataset` reads,
     in order, the metrics also list every misclassified file (see `misclassified_files`).
     """
+    true, probabilities, mistakes = predict_all(model, dataset, class_names, max_mistakes)
+    return _metrics(paths, true, probabilities, class_names), mistakes
+
+
+def predict_all(model, dataset, class_names: Sequence[str], max_mistakes: int = MAX_MISTAKES_SHOWN
+                ) -> tuple[np.ndarray, np.ndarray, list[Mistake]]:
+    """The true classes and `model`'s probabilities for every batch of (images, labels) in
+    `dataset`, and up to `max_mistakes` wrongly classified images."""
     true_parts, prob_parts, mistakes = [], [], []
     for images, labels in dataset.as_numpy_iterator():
         probabilities = np.asarray(model(images))
@@ -97,9 +151,13 @@ def score(model, dataset, class_names: Sequence[str], max_mistakes: int = MAX_MI
         for i in np.flatnonzero(predicted != labels)[: max_mistakes - len(mistakes)]:
             mistakes.append(Mistake(images[i], class_names[labels[i]], class_names[predicted[i]],
                                     float(probabilities[i, predicted[i]])))
-    n_classes = len(class_names)
     true = np.concatenate(true_parts) if true_parts else np.zeros(0, "int32")
-    probabilities = np.concatenate(prob_parts) if prob_parts else np.zeros((0, n_classes), "float32")
+    probabilities = np.concatenate(prob_parts) if prob_parts else np.zeros((0, len(class_names)), "float32")
+    return true, probabilities, mistakes
+
+
+def _metrics(paths: Sequence[str] | None, true: np.ndarray, probabilities: np.ndarray,
+             class_names: Sequence[str]) -> dict[str, Any]:
     metrics = metrics_from(true, probabilities, class_names)
     if paths is not None:
         if len(paths) == len(true):
@@ -107,7 +165,7 @@ def score(model, dataset, class_names: Sequence[str], max_mistakes: int = MAX_MI
         else:  # the pipeline dropped a file that changed after the scan: paths no longer line up
             logger.warning(f"{len(paths) - len(true)} of {len(paths)} files could not be read; "
                            "misclassified files are not listed")
-    return metrics, mistakes
+    return metrics
 
 
 def misclassified_files(paths: Sequence[str], true: np.ndarray, probabilities: np.ndarray,

@@ -1,4 +1,5 @@
-"""Figures: training curves, the confusion matrix, misclassified images, and runs compared.
+"""Figures: training curves, the confusion matrix, misclassified images, reliability
+diagrams, and runs compared.
 
 Every function draws on its own `matplotlib.figure.Figure` (no global pyplot state, so it
 is safe anywhere, with no display) and saves it atomically with `files.save_figure`.
@@ -82,6 +83,29 @@ def misclassified(mistakes: Sequence[Mistake], path: str | Path, columns: int = 
         ax.set_title(f"true: {m.true}\npredicted: {m.predicted} ({m.probability:.0%})", fontsize=9)
     if not mistakes:
         axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    return files.save_figure(fig, path)
+
+
+def reliability(before, after, temperature: float, path: str | Path) -> Path:
+    """Reliability diagrams (`catdog.trust.calibration.Reliability`) of the probabilities
+    before and after temperature scaling: per bin of confidence, the accuracy (bars, with
+    the number of images above) against the diagonal of perfect calibration."""
+    fig = Figure(figsize=(10, 4.4))
+    titles = (f"uncalibrated: ECE {before.ece:.1%}", f"temperature {temperature:.2f}: ECE {after.ece:.1%}")
+    for ax, bins, title in zip(fig.subplots(1, 2, sharey=True), (before, after), titles, strict=True):
+        width = np.diff(bins.edges)
+        filled = bins.counts > 0
+        ax.bar(bins.edges[:-1][filled], bins.accuracy[filled], width=width[filled], align="edge",
+               edgecolor="black", color="#4c72b0", label="accuracy")
+        ax.plot(bins.confidence[filled], bins.confidence[filled], "o", color="#dd8452", markersize=4,
+                label="mean confidence")
+        for left, w, accuracy, count in zip(bins.edges[:-1][filled], width[filled], bins.accuracy[filled],
+                                            bins.counts[filled], strict=True):
+            ax.text(left + w / 2, min(accuracy, 1.0) + 0.02, str(count), ha="center", fontsize=7)
+        ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+        ax.set(xlim=(0, 1), ylim=(0, 1.1), xlabel="confidence (probability of the predicted class)", title=title)
+    fig.axes[0].set_ylabel("accuracy")
+    fig.axes[0].legend(loc="upper left", fontsize=8)
     return files.save_figure(fig, path)
 
 

@@ -8,7 +8,9 @@ A run folder holds::
     history.csv          per epoch: loss, accuracy, val_loss, val_accuracy, seconds
     training.json        how training ended: epochs run, best epoch, why it stopped early if it did
     metrics.json         test-split scores (see catdog.evaluate)
-    accuracy.png, loss.png, confusion_matrix.png, misclassified.png
+    calibration.json     the temperature fitted on the validation split (see catdog.trust.fitting)
+    ood.npz              the out-of-distribution detector and its threshold (see catdog.trust.ood)
+    accuracy.png, loss.png, confusion_matrix.png, misclassified.png, reliability.png
     logs/                TensorBoard logs
     checkpoint/          the last finished epoch and the best one, for `catdog train --resume`
                          (removed when the run is complete)
@@ -45,6 +47,8 @@ MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 TRAINING_FILE = "training.json"
+CALIBRATION_FILE = "calibration.json"
+OOD_FILE = "ood.npz"
 LOCK_FILE = ".catdog.lock"
 LOGS_DIR = "logs"
 CHECKPOINT_DIR = "checkpoint"
@@ -53,6 +57,7 @@ ACCURACY_PLOT = "accuracy.png"
 LOSS_PLOT = "loss.png"
 CONFUSION_MATRIX_PLOT = "confusion_matrix.png"
 MISCLASSIFIED_PLOT = "misclassified.png"
+RELIABILITY_PLOT = "reliability.png"
 
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
@@ -67,6 +72,8 @@ class RunConfig:
 
     `stages` are the training stages (`catdog.training.recipe.Stage` as dicts), so that a
     resumed run follows its own schedule; `backbone` is None for models without one.
+    `ood_method` and `ood_rate`: how the run's out-of-distribution detector measures and
+    the share of validation images its threshold flags (see catdog.trust.ood).
     """
 
     preset: str
@@ -84,6 +91,8 @@ class RunConfig:
     precision: str = "float32"
     jit_compile: bool = False
     stages: list[dict[str, Any]] = field(default_factory=list)
+    ood_method: str = config.OOD_METHOD
+    ood_rate: float = config.OOD_RATE
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 

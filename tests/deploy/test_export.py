@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -13,6 +14,7 @@ from catdog.data import images
 from catdog.deploy.export import check_parity, export, parity_images
 from catdog.deploy.formats import FLOAT_TOLERANCE, FORMATS, QUANTIZED_TOLERANCE
 from catdog.errors import CatdogError
+from catdog.models.inference import served
 from catdog.runs import RunConfig, open_run
 
 from conftest import write_tiny_run
@@ -34,30 +36,26 @@ def keras_model(tiny_run):
     return open_run(tiny_run).load_model()
 
 
-def run_savedmodel_as_uint8(path: Path, pixels: np.ndarray) -> np.ndarray:
+def run_savedmodel_as_uint8(path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(path)).signatures["serving_uint8"]
-    return serve(images=tf.constant(pixels.astype("uint8")))["probabilities"].numpy()
+    return {name: value.numpy() for name, value in serve(images=tf.constant(pixels.astype("uint8"))).items()}
 
 
-def run_onnx(path: Path, pixels: np.ndarray) -> np.ndarray:
+def run_onnx(path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {"images": pixels})[0]
+    outputs = session.run(None, {"images": pixels})
+    assert session.get_outputs()[0].name == "probabilities", "the probabilities come first"
+    return {output.name: value for output, value in zip(session.get_outputs(), outputs, strict=True)}
 
 
-def run_tflite(path: Path, pixels: np.ndarray) -> np.ndarray:
+def run_tflite(path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
-    interpreter = tf.lite.Interpreter(model_path=str(path))
-    index = interpreter.get_input_details()[0]["index"]
-    interpreter.resize_tensor_input(index, pixels.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(index, pixels)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    return tf.lite.Interpreter(model_path=str(path)).get_signature_runner()(images=pixels)
 
 
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
@@ -84,9 +82,14 @@ def test_each_format_runs_without_catdog_and_matches_keras(
     assert (report.images, report.images_from) == (3, "the given images")
     assert not list(tmp_path.glob(".*.tmp")), "the temporary folder is cleaned up"
 
-    probabilities = runtime(out, pixels)
-    assert probabilities.shape == (3, 2)
-    np.testing.assert_allclose(probabilities, keras_model.predict(pixels, verbose=0), atol=report.tolerance)
+    outputs = runtime(out, pixels)
+    assert set(outputs) == {"probabilities", "features"}
+    assert outputs["probabilities"].shape == (3, 2)
+    np.testing.assert_allclose(outputs["probabilities"], keras_model.predict(pixels, verbose=0), atol=report.tolerance)
+    # The features the classifier reads (here: the tiny model's pooled convolution), for the out-of-distribution score.
+    features = keras.Model(keras_model.input, keras_model.layers[-1].input).predict(pixels, verbose=0)
+    assert outputs["features"].shape == (3, 8)
+    np.testing.assert_allclose(outputs["features"], features, atol=report.tolerance * max(1, np.abs(features).max()))
 
 
 def test_the_default_output_is_inside_the_run(tmp_path):
@@ -115,7 +118,7 @@ def test_the_check_fails_against_a_different_model(tmp_path, keras_model, pixels
 
     differ = r"onnx model's probabilities differ from the Keras model's by up to .* on 3 images"
     with pytest.raises(CatdogError, match=differ):
-        check_parity(keras_model, FORMATS["onnx"], exported, pixels, FLOAT_TOLERANCE)
+        check_parity(served(keras_model), FORMATS["onnx"], exported, pixels, FLOAT_TOLERANCE)
 
 
 def test_the_check_fails_on_a_damaged_file(tiny_run, keras_model, tmp_path, pixels):
@@ -123,13 +126,13 @@ def test_the_check_fails_on_a_damaged_file(tiny_run, keras_model, tmp_path, pixe
     exported.write_bytes(exported.read_bytes()[:500])
 
     with pytest.raises(CatdogError, match="cannot be run with the TFLite interpreter"):
-        check_parity(keras_model, FORMATS["tflite"], exported, pixels, FLOAT_TOLERANCE)
+        check_parity(served(keras_model), FORMATS["tflite"], exported, pixels, FLOAT_TOLERANCE)
 
 
 def test_an_export_that_fails_its_check_is_not_written(tiny_run, tmp_path, monkeypatch):
     """A converter that got the model wrong (here: it is handed a different model) leaves nothing behind."""
     wrong = open_run(write_tiny_run(tmp_path / "wrong", seed=2)).load_model()
-    monkeypatch.setattr("catdog.models.inference.exportable", lambda model: wrong)
+    monkeypatch.setattr("catdog.models.inference.exportable", lambda model: served(wrong))
     out = tmp_path / "out" / "savedmodel"
 
     with pytest.raises(CatdogError, match="savedmodel model's probabilities differ .* it was not written"):

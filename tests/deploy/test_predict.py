@@ -124,8 +124,9 @@ def test_cli_json_prints_one_object_per_line(tiny_run, photos, capsys):
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["path"] for r in records] == [str(p) for p in photos]
     for record in records:
-        assert set(record) == {"path", "label", "probability", "probabilities"}
+        assert set(record) == {"path", "label", "probability", "probabilities", "ood_score", "in_distribution"}
         assert record["probability"] == record["probabilities"][record["label"]]
+        assert record["ood_score"] is None and record["in_distribution"] is None  # the tiny run has no detector
 
 
 def test_cli_fails_when_nothing_can_be_predicted(tiny_run, photo_folder, capsys):

@@ -55,8 +55,8 @@ class StopAfter(keras.callbacks.Callback):
 def test_a_run_folder_holds_everything_a_user_expects(scratch_run, colours):
     names = {path.name for path in scratch_run.iterdir()}
     assert names == {"model.keras", "config.json", "splits.csv", "history.csv", "accuracy.png", "loss.png",
-                     "metrics.json", "confusion_matrix.png", "misclassified.png", "logs", "training.json",
-                     ".catdog.lock"}
+                     "metrics.json", "confusion_matrix.png", "misclassified.png", "reliability.png", "logs",
+                     "training.json", "calibration.json", "ood.npz", ".catdog.lock"}
     outcome = json.loads((scratch_run / "training.json").read_text())
     assert outcome["epochs"] == 2 and outcome["stopped"] is None and outcome["best_epoch"] in (1, 2)
 

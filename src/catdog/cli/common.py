@@ -56,6 +56,21 @@ def add_runtime_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_labels_options(parser: argparse.ArgumentParser) -> None:
+    """--reject-unknown and --min-confidence, for `catdog predict` and `catdog serve`."""
+    parser.add_argument("--reject-unknown", action="store_true",
+                        help="label images unlike the training images (out-of-distribution score above 1) \"unknown\"")
+    parser.add_argument("--min-confidence", type=probability, metavar="P",
+                        help="label predictions whose probability is under P \"unsure\"")
+
+
+def probability(text: str) -> float:
+    value = positive_number(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability (above 0, at most 1)")
+    return value
+
+
 def option_name(parser: argparse.ArgumentParser, dest: str) -> str | None:
     """How the user names the parameter `dest` on `parser`'s command line (`--image-size`)."""
     for action in parser._actions:

@@ -17,13 +17,16 @@ def register(subparsers) -> None:
         "evaluate",
         help="score a run's model on its test split or a folder",
         description="Score a run's model on its test split, or with --data on every image of a folder of class "
-        "folders, and write metrics.json, confusion_matrix.png and misclassified.png (into the run folder, or "
-        "for --data into evaluation-<folder>/ inside it).",
+        "folders, and write metrics.json, confusion_matrix.png, misclassified.png and reliability.png (into the run "
+        "folder, or for --data into evaluation-<folder>/ inside it). The scores are of the calibrated probabilities; "
+        "the expected calibration error (15 bins) is given before and after calibration.",
     )
     add_run_argument(parser)
     parser.add_argument("--data", metavar="DIR", help="folder of class folders to score instead of the test split")
     parser.add_argument("--batch-size", type=positive_int, default=config.BATCH_SIZE, metavar="B",
                         help="batch size (default: %(default)s)")
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: average each image's probabilities with its mirror image's")
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -31,7 +34,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from catdog.evaluate import evaluate
 
-    metrics = evaluate(args.run, args.data, batch_size=args.batch_size)
+    metrics = evaluate(args.run, args.data, batch_size=args.batch_size, tta=args.tta)
     if args.json:
         print_json(metrics)
     else:
@@ -43,8 +46,16 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     """The human-readable form of `catdog.evaluate.evaluate`'s metrics."""
     names = list(metrics["per_class"])
     width = max(len(name) for name in [*names, "class"])
-    lines = [
-        f"{metrics['data']}: accuracy {metrics['accuracy']:.2%}, loss {metrics['loss']:.4f}, {metrics['n']} images",
+    tta = " with test-time augmentation" if metrics.get("tta") else ""
+    lines = [f"{metrics['data']}: accuracy {metrics['accuracy']:.2%}, loss {metrics['loss']:.4f}, "
+             f"{metrics['n']} images{tta}"]
+    if calibration := metrics.get("calibration"):
+        lines.append(f"calibration: temperature {calibration['temperature']:.3f}, expected calibration error "
+                     f"{calibration['ece']:.2%} ({calibration['ece_uncalibrated']:.2%} uncalibrated)")
+    if ood := metrics.get("ood"):
+        lines.append(f"unlike the training images: {ood['flagged']:.1%} of these ({ood['method']}; the threshold flags "
+                     f"{ood['rate']:.0%} of the validation images)")
+    lines += [
         "",
         f"{'class':<{width}}  precision  recall      f1       n",
     ]

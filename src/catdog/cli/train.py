@@ -17,10 +17,11 @@ from catdog.cli.common import (
     print_json,
 )
 from catdog.errors import CatdogError
+from catdog.trust.ood import METHODS
 
 # The options that describe a new run; `--resume` continues one with its recorded settings.
 NEW_RUN_OPTIONS = ("preset", "epochs", "image_size", "batch_size", "backbone", "weights", "out", "learning_rate",
-                   "views", "end_to_end", "precision", "xla")
+                   "views", "end_to_end", "precision", "xla", "ood_rate", "ood_method")
 
 
 def register(subparsers) -> None:
@@ -57,6 +58,13 @@ def register(subparsers) -> None:
                         help="Keras dtype policy; auto: mixed_bfloat16 for the presets that train as well in it, on "
                         "CPUs with bfloat16 instructions, else float32 (default: auto)")
     parser.add_argument("--xla", action="store_true", help="compile training steps with XLA")
+    parser.add_argument("--ood-rate", type=positive_number, metavar="RATE",
+                        help="share of validation images the out-of-distribution threshold flags as unlike the "
+                        f"training images: the false-alarm rate on images like them (default: {config.OOD_RATE})")
+    parser.add_argument("--ood-method", choices=list(METHODS),
+                        help="how distance from the training images is measured: knn (cosine distance to the "
+                        "nearest training images' features) or mahalanobis (per-class Gaussians, shared covariance) "
+                        f"(default: {config.OOD_METHOD})")
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -79,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size or config.BATCH_SIZE, seed=args.seed, backbone=args.backbone,
             weights=args.weights, out=args.out, learning_rate=args.learning_rate,
             frozen_features=not args.end_to_end, views=args.views, precision=args.precision or "auto",
-            jit_compile=args.xla,
+            jit_compile=args.xla, ood_rate=args.ood_rate or config.OOD_RATE,
+            ood_method=args.ood_method or config.OOD_METHOD,
         )
     if args.json:
         print_json({"run": str(folder), **open_run(folder).metrics})

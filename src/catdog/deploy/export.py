@@ -2,11 +2,13 @@
 
     >>> report = export("runs/transfer", "onnx")
 
-The formats, their files and runtimes are the rows of `formats.FORMATS`. After writing,
-`export` runs the exported model with its own runtime on a few real images and compares
-the probabilities with the Keras model's. Only a model within the format's tolerance is
-moved into place; otherwise `CatdogError` says by how much it differs and nothing is
-written. `quantize` (formats that allow it) stores the weights as int8.
+The formats, their files and runtimes are the rows of `formats.FORMATS`. What is exported
+is the run's served model (catdog.models.inference.served): the probabilities calibrated
+by the run's temperature, and the classifier's features. After writing, `export` runs the
+exported model with its own runtime on a few real images and compares both outputs with
+the Keras model's. Only a model within the format's tolerance is moved into place;
+otherwise `CatdogError` says by how much it differs and nothing is written. `quantize`
+(formats that allow it) stores the weights as int8.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from catdog.deploy.formats import Format, get_format
 from catdog.errors import BadImageError, CatdogError, ParameterError
 from catdog.files import atomic_path, check_replaceable
 from catdog.runs import Run, open_run
+from catdog.trust import FEATURES, PROBABILITIES, fitting
 
 PARITY_IMAGES = 16
 
@@ -79,12 +82,15 @@ def export(
 
 
 def _export(run: Run, spec: Format, out: Path, quantize: bool, check_images) -> ExportReport:
-    from catdog.models.inference import exportable
+    from catdog.models.inference import exportable, served
 
     trained = run.load_model()
-    model = exportable(trained)
+    temperature = fitting.read(run.path).temperature
+    reference = served(trained, temperature)
+    model = exportable(reference)
     # A mixed-precision model is exported in float32 and checked against its float32 self.
-    reference = trained if trained.dtype_policy.name == "float32" else model
+    if trained.dtype_policy.name != "float32":
+        reference = model
     pixels, images_from = parity_images(run, check_images)
     tolerance = spec.tolerance(quantize)
     with atomic_path(out, spec.kind) as tmp:
@@ -100,10 +106,12 @@ def _size(path: Path) -> int:
 
 
 def check_parity(model, format: Format, path: str | os.PathLike, pixels: np.ndarray, tolerance: float) -> float:
-    """Run the export at `path` with its own runtime; the largest difference from `model`'s probabilities.
+    """Run the export at `path` with its own runtime; the largest difference from the outputs
+    of `model` (a served model).
 
-    Raises `CatdogError` if the export cannot be run, gives the wrong shape, or differs by
-    more than `tolerance` in any probability.
+    Raises `CatdogError` if the export cannot be run, lacks an output or gives the wrong
+    shape, or differs by more than `tolerance` in any probability, or in any feature by more
+    than `tolerance` times the features' largest magnitude (at least 1).
     """
     from catdog.models.inference import numpy_function
 
@@ -114,17 +122,23 @@ def check_parity(model, format: Format, path: str | os.PathLike, pixels: np.ndar
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CatdogError(f"the exported {format.name} model at {path} cannot be run with {format.runtime}: "
                           f"{message}") from e
-    difference = 0.0
-    for name, probabilities in outputs.items():
-        if probabilities.shape != expected.shape:
-            raise CatdogError(f"the exported {format.name} model ({name}) gives outputs of shape "
-                              f"{probabilities.shape}, expected {expected.shape}")
-        difference = max(difference, float(np.max(np.abs(probabilities - expected))))
-    if not difference <= tolerance:
-        raise CatdogError(
-            f"the exported {format.name} model's probabilities differ from the Keras model's by up to "
-            f"{difference:.3g} on {len(pixels)} images (tolerance {tolerance:g}); it was not written"
-        )
+    difference = features = 0.0
+    feature_scale = max(1.0, float(np.max(np.abs(expected[FEATURES]))))
+    for name, given in outputs.items():
+        for output in (PROBABILITIES, FEATURES):
+            if output not in given:
+                raise CatdogError(f"the exported {format.name} model ({name}) has no {output} output")
+            if given[output].shape != expected[output].shape:
+                raise CatdogError(f"the exported {format.name} model ({name}) gives {output} of shape "
+                                  f"{given[output].shape}, expected {expected[output].shape}")
+        difference = max(difference, float(np.max(np.abs(given[PROBABILITIES] - expected[PROBABILITIES]))))
+        features = max(features, float(np.max(np.abs(given[FEATURES] - expected[FEATURES]))) / feature_scale)
+    for what, value in (("probabilities", difference), ("features", features)):
+        if not value <= tolerance:
+            scale = "" if what == "probabilities" else " of their largest value"
+            raise CatdogError(f"the exported {format.name} model's {what} differ from the Keras model's by up to "
+                              f"{value:.3g}{scale} on {len(pixels)} images (tolerance {tolerance:g}); "
+                              "it was not written")
     return difference
 
 

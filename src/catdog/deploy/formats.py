@@ -10,10 +10,13 @@ onnx        RUN/export/model.onnx      onnxruntime                              
 ==========  =========================  ===============================================  ==========
 
 Every input is a batch of raw pixels, shape (N, S, S, 3) with values 0..255 at the run's
-image size S; the model's own preprocessing is part of the exported graph, and every
-output is the softmax probabilities (N, classes) in the order of the run's class names.
-`export.py` writes and checks them, `runtimes.py` runs them; the CLI's choices come from
-`FORMATS`. Adding a format is one row here.
+image size S; the model's own preprocessing is part of the exported graph. Every export
+has two named outputs: `probabilities` (N, classes), calibrated by the run's temperature,
+in the order of the run's class names (ONNX lists it first), and `features` (N, D), the
+features the classifier reads, from which `catdog predict` and `catdog serve` compute the
+out-of-distribution score (see catdog.models.inference.served). `export.py` writes and
+checks them, `runtimes.py` runs them; the CLI's choices come from `FORMATS`. Adding a
+format is one row here.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from catdog import __version__
 from catdog.errors import ParameterError
 from catdog.files import Kind
 from catdog.runs import EXPORT_DIR
+from catdog.trust import PROBABILITIES
 
-ModelFunction = Callable[[np.ndarray], np.ndarray]
+Outputs = dict[str, np.ndarray]  # PROBABILITIES, and FEATURES but in exports written before catdog had them
+ModelFunction = Callable[[np.ndarray], Outputs]
 
 # How catdog knows its own exports again, to replace them and nothing else.
 SAVEDMODEL_MARKER = Path("assets.extra") / "catdog.json"
@@ -48,9 +53,10 @@ QUANTIZED_TOLERANCE = 0.1
 class Format:
     """One export format: where it goes, what writes it, what runs it and how closely.
 
-    `write(model, path, image_size, quantize)` writes `model` to `path`; `load(path)`
-    returns a function from a pixel batch to probabilities; `outputs(path, pixels)` gives
-    every output the parity check compares (one per serving signature).
+    `write(model, path, image_size, quantize)` writes `model` (a served model, with named
+    outputs) to `path`; `load(path)` returns a function from a pixel batch to the named
+    outputs; `outputs(path, pixels)` gives what the parity check compares, per serving
+    signature.
     """
 
     name: str
@@ -63,7 +69,7 @@ class Format:
     load: Callable[[Path], ModelFunction]
     kind: Kind  # what catdog may replace with a new export
     quantizable: bool = False
-    signatures: Callable[[Path, np.ndarray], dict[str, np.ndarray]] | None = None
+    signatures: Callable[[Path, np.ndarray], dict[str, Outputs]] | None = None
 
     def default_path(self, run_path: Path, quantize: bool = False) -> Path:
         name = f"{self.file_name}_int8" if quantize else self.file_name
@@ -76,10 +82,19 @@ class Format:
     def tolerance(self, quantize: bool = False) -> float:
         return QUANTIZED_TOLERANCE if quantize else FLOAT_TOLERANCE
 
-    def outputs(self, path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    def outputs(self, path: Path, pixels: np.ndarray) -> dict[str, Outputs]:
         if self.signatures is not None:
             return self.signatures(path, pixels)
         return {self.name: self.load(path)(pixels)}
+
+
+def _named(outputs: dict) -> Outputs:
+    """An export's outputs as NumPy arrays by name; the only output of an export written
+    before catdog named them is the probabilities."""
+    outputs = {name: np.asarray(value) for name, value in outputs.items()}
+    if PROBABILITIES not in outputs and len(outputs) == 1:
+        return {PROBABILITIES: next(iter(outputs.values()))}
+    return outputs
 
 
 def _image_spec(image_size: int, dtype):
@@ -92,7 +107,8 @@ def _image_spec(image_size: int, dtype):
 
 
 def write_savedmodel(model, path: Path, image_size: int, quantize: bool = False) -> None:
-    """A SavedModel with a float32 and a uint8 serving signature, both returning `probabilities`.
+    """A SavedModel with a float32 and a uint8 serving signature, both returning the model's
+    named outputs.
 
     Saved by TensorFlow directly: Keras' `ExportArchive` stores every weight twice.
     """
@@ -100,7 +116,7 @@ def write_savedmodel(model, path: Path, image_size: int, quantize: bool = False)
 
     def signature(dtype):
         return tf.function(
-            lambda images: {"probabilities": model(tf.cast(images, tf.float32), training=False)},
+            lambda images: model(tf.cast(images, tf.float32), training=False),
             input_signature=[_image_spec(image_size, dtype)],
         )
 
@@ -121,19 +137,16 @@ def load_savedmodel(path: Path) -> ModelFunction:
     import tensorflow as tf
 
     signature = tf.saved_model.load(str(path)).signatures["serving_default"]
-    return lambda pixels: signature(images=tf.constant(pixels))["probabilities"].numpy()
+    return lambda pixels: _named(signature(images=tf.constant(pixels)))
 
 
-def savedmodel_signatures(path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    """Probabilities from each serving signature (the uint8 one gets the same pixels as uint8)."""
+def savedmodel_signatures(path: Path, pixels: np.ndarray) -> dict[str, Outputs]:
+    """The outputs of each serving signature (the uint8 one gets the same pixels as uint8)."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
     inputs = {"serving_default": pixels, "serving_uint8": pixels.astype("uint8")}
-    return {
-        name: loaded.signatures[name](images=tf.constant(batch))["probabilities"].numpy()
-        for name, batch in inputs.items()
-    }
+    return {name: _named(loaded.signatures[name](images=tf.constant(batch))) for name, batch in inputs.items()}
 
 
 # TFLite ----------------------------------------------------------------------------------
@@ -167,17 +180,9 @@ def load_tflite(path: Path) -> ModelFunction:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
         interpreter = Interpreter(model_path=str(path))
-    (image_input,) = interpreter.get_input_details()
-    (output,) = interpreter.get_output_details()
-
-    def run(pixels: np.ndarray) -> np.ndarray:
-        interpreter.resize_tensor_input(image_input["index"], pixels.shape)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(image_input["index"], pixels)
-        interpreter.invoke()
-        return interpreter.get_tensor(output["index"])
-
-    return run
+    runner = interpreter.get_signature_runner()  # outputs by name; it resizes the input to each batch
+    (image_input,) = runner.get_input_details()
+    return lambda pixels: _named(runner(**{image_input: pixels}))
 
 
 # ONNX ------------------------------------------------------------------------------------
@@ -193,6 +198,10 @@ def write_onnx(model, path: Path, image_size: int, quantize: bool = False) -> No
         model.export(str(path), format="onnx", verbose=False, input_signature=[_image_spec(image_size, tf.float32)])
     exported = onnx.load(str(path))
     exported.metadata_props.add(key=ONNX_MARKER, value=__version__)
+    # The probabilities first, so that a caller taking the first output gets them.
+    outputs = sorted(exported.graph.output, key=lambda output: output.name != PROBABILITIES)
+    del exported.graph.output[:]
+    exported.graph.output.extend(outputs)
     onnx.save(exported, str(path))
 
 
@@ -214,7 +223,8 @@ def load_onnx(path: Path) -> ModelFunction:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     (image_input,) = session.get_inputs()
-    return lambda pixels: session.run(None, {image_input.name: pixels})[0]
+    names = [output.name for output in session.get_outputs()]
+    return lambda pixels: _named(dict(zip(names, session.run(None, {image_input.name: pixels}), strict=True)))
 
 
 # The table -------------------------------------------------------------------------------

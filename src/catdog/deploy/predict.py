@@ -11,7 +11,14 @@ images/s with MobileNetV2 at 160 px, against 121 with Keras (benchmarks/results.
 Every result is a plain dict, the same for the CLI's `--json` lines and the HTTP API::
 
     {"path": "cat.1.jpg", "label": "cats", "probability": 0.97,
-     "probabilities": {"cats": 0.97, "dogs": 0.03}}
+     "probabilities": {"cats": 0.97, "dogs": 0.03}, "ood_score": 0.62, "in_distribution": true}
+
+The probabilities are calibrated by the run's temperature (catdog.trust.fitting);
+`ood_score` is the run's out-of-distribution score (above 1: unlike the training images;
+both it and `in_distribution` are null for a run without a detector). The label is the
+most probable class, or `UNKNOWN` for an image unlike the training images when
+`reject_unknown`, or `UNSURE` when its probability is under `min_confidence`. With `tta`,
+each image's probabilities are averaged with its mirror image's (catdog.trust.tta).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,48 +37,86 @@ import numpy as np
 from catdog import config
 from catdog.data import images
 from catdog.deploy import runtimes
-from catdog.errors import BadImageError, CatdogError
+from catdog.errors import BadImageError, CatdogError, ParameterError
 from catdog.runs import Run, open_run
+from catdog.trust import FEATURES, PROBABILITIES, fitting
+from catdog.trust.tta import with_mirror
 
 Prediction = dict[str, Any]
 SkipHandler = Callable[[str, str], None]
 
+# Labels besides the classes: unlike the training images (with `reject_unknown`), or not probable enough.
+UNKNOWN = "unknown"
+UNSURE = "unsure"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A batch's calibrated probabilities (N, classes) and out-of-distribution scores (N,; None
+    without a detector)."""
+
+    probabilities: np.ndarray
+    ood: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.probabilities)
+
+    def __getitem__(self, rows: slice) -> Scores:
+        return Scores(self.probabilities[rows], None if self.ood is None else self.ood[rows])
+
+    def rows(self) -> Iterator[tuple[np.ndarray, float | None]]:
+        for i, probabilities in enumerate(self.probabilities):
+            yield probabilities, None if self.ood is None else float(self.ood[i])
+
 
 class Predictor:
-    """A run's model, loaded once, with its class names and image size.
+    """A run's model, loaded once, with its class names, image size, temperature and
+    out-of-distribution detector.
 
     `runtime`: see catdog.deploy.runtimes; the one chosen is in `self.runtime`, and the
-    file it runs in `self.model_path`.
+    file it runs in `self.model_path`. `tta`, `reject_unknown`, `min_confidence`: see the
+    module's docstring.
     Calls into the model are serialised by a lock, so one predictor can be shared by the
     threads of a web server; reading and decoding images happens outside the lock.
     """
 
     def __init__(
-        self, run: Run | str | os.PathLike, max_pixels: int = config.MAX_IMAGE_PIXELS, runtime: str = "auto"
+        self, run: Run | str | os.PathLike, max_pixels: int = config.MAX_IMAGE_PIXELS, runtime: str = "auto", *,
+        tta: bool = False, reject_unknown: bool = False, min_confidence: float | None = None,
     ):
         self.run = run if isinstance(run, Run) else open_run(run)
         self.class_names = self.run.class_names
         self.image_size = self.run.image_size
         self.max_pixels = max_pixels
+        self.detector = fitting.read(self.run.path).ood
+        _check_labels(self.run, self.detector, reject_unknown, min_confidence)
+        self.reject_unknown, self.min_confidence = reject_unknown, min_confidence
         self._model = runtimes.load(self.run, runtime)
         self.runtime, self.model_path = self._model.runtime, self._model.path
+        self._outputs = with_mirror(self._model) if tta else self._model
         self._lock = threading.Lock()
 
     def predict_arrays(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities, shape (N, classes), for float 0..255 pixels of shape (N, S, S, 3)."""
+        return self.score_arrays(pixels).probabilities
+
+    def score_arrays(self, pixels: np.ndarray) -> Scores:
+        """Probabilities and out-of-distribution scores for float 0..255 pixels of shape (N, S, S, 3)."""
         pixels = np.asarray(pixels, dtype="float32")
         expected = (self.image_size, self.image_size, 3)
         if pixels.ndim != 4 or pixels.shape[1:] != expected:
             raise CatdogError(f"expected images of shape (N, {', '.join(map(str, expected))}), got {pixels.shape}")
         if len(pixels) == 0:
-            return np.zeros((0, len(self.class_names)), dtype="float32")
+            return Scores(np.zeros((0, len(self.class_names)), dtype="float32"))
         with self._lock:
-            return self._model(pixels)
+            outputs = self._outputs(pixels)
+        features = outputs.get(FEATURES)
+        ood = self.detector.scores(features) if self.detector is not None and features is not None else None
+        return Scores(outputs[PROBABILITIES], ood)
 
     def predict_bytes(self, uploads: Sequence[tuple[str, bytes]]) -> list[Prediction]:
         """Predict a batch of uploaded files given as `(name, contents)` pairs (see `decode_uploads`)."""
-        pixels = self.decode_uploads(uploads)
-        return [self.result(name, p) for (name, _), p in zip(uploads, self.predict_arrays(pixels), strict=True)]
+        return self.results([name for name, _ in uploads], self.score_arrays(self.decode_uploads(uploads)))
 
     def decode_uploads(self, uploads: Sequence[tuple[str, bytes]]) -> np.ndarray:
         """The pixels of uploaded files, all inspected first: the first bad one raises
@@ -107,8 +153,7 @@ class Predictor:
 
     def _predict_batch(self, paths: list[str], pixels: list[np.ndarray]) -> Iterator[Prediction]:
         if paths:
-            probabilities = self.predict_arrays(np.stack(pixels))
-            yield from (self.result(path, p) for path, p in zip(paths, probabilities, strict=True))
+            yield from self.results(paths, self.score_arrays(np.stack(pixels)))
 
     def _decoded(self, paths: list[Path], lookahead: int) -> Iterator[tuple[str, np.ndarray | str]]:
         """(path, pixels) for each readable file, (path, reason) for the others, in order:
@@ -131,12 +176,38 @@ class Predictor:
             for name, future in pending:
                 yield name, future.result()
 
-    def result(self, path: str, probabilities: np.ndarray) -> Prediction:
-        """The prediction dict for one image's probabilities."""
+    def results(self, paths: Sequence[str], scores: Scores) -> list[Prediction]:
+        """The prediction dicts of a batch of images (see the module's docstring)."""
+        return [self.result(path, *row) for path, row in zip(paths, scores.rows(), strict=True)]
+
+    def result(self, path: str, probabilities: np.ndarray, ood_score: float | None = None) -> Prediction:
+        """The prediction dict for one image's probabilities and out-of-distribution score."""
         best = int(np.argmax(probabilities))
+        in_distribution = None if ood_score is None else bool(ood_score <= 1.0)
+        label = self.class_names[best]
+        if self.reject_unknown and in_distribution is False:
+            label = UNKNOWN
+        elif self.min_confidence is not None and probabilities[best] < self.min_confidence:
+            label = UNSURE
         return {
             "path": path,
-            "label": self.class_names[best],
+            "label": label,
             "probability": float(probabilities[best]),
             "probabilities": {name: float(p) for name, p in zip(self.class_names, probabilities, strict=True)},
+            "ood_score": ood_score,
+            "in_distribution": in_distribution,
         }
+
+
+def _check_labels(run: Run, detector, reject_unknown: bool, min_confidence: float | None) -> None:
+    """Refuse labels that cannot be given: without a detector, or that a class already has."""
+    if reject_unknown and detector is None:
+        raise CatdogError(f"run {run.path} has no out-of-distribution detector (it was trained before catdog had "
+                          f"one); add it with: catdog train --resume {run.path}")
+    if min_confidence is not None and not 0 < min_confidence <= 1:
+        raise ParameterError("min_confidence", f"{{name}} must be a probability above 0 and at most 1, "
+                                               f"got {min_confidence}")
+    for label, asked in ((UNKNOWN, reject_unknown), (UNSURE, min_confidence is not None)):
+        if asked and label in run.class_names:
+            raise CatdogError(f"run {run.path} has a class named {label!r}, which the {label} label would be "
+                              "confused with")

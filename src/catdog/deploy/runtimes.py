@@ -1,12 +1,14 @@
-"""Runtimes: a run's model, or one of its exports, as one function from pixels to probabilities.
+"""Runtimes: a run's model, or one of its exports, as one function from pixels to named outputs.
 
 Prediction and serving run a model only through `load`, which picks what runs it:
 
-- "keras": the run's `model.keras`, as a TensorFlow graph function;
+- "keras": the run's `model.keras` served with its temperature (see
+  catdog.models.inference.served), as a TensorFlow graph function;
 - a format of `formats.FORMATS` ("onnx", "tflite", "savedmodel"): the run's export in that
   format at its default place (`catdog export RUN --format NAME`), with that format's runtime;
 - "auto" (the default): the first of `AUTO_PREFERENCE` that the run has exported since its
-  model was last saved and whose runtime is installed, else Keras. onnxruntime runs
+  model and its temperature were last saved and whose runtime is installed, else Keras.
+  onnxruntime runs
   MobileNetV2 at 160 px on a 2-core CPU at 220 images/s against Keras' 121
   (benchmarks/results.md).
 """
@@ -18,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog.deploy.formats import FORMATS, ModelFunction, get_format
+from catdog import runs
+from catdog.deploy.formats import FORMATS, ModelFunction, Outputs, get_format
 from catdog.errors import CatdogError, ParameterError
 from catdog.runs import Run
 
@@ -36,14 +39,16 @@ class LoadedModel:
     path: Path
     function: ModelFunction
 
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+    def __call__(self, pixels: np.ndarray) -> Outputs:
         return self.function(pixels)
 
 
 def current_export(run: Run, format: str) -> Path | None:
-    """The run's export in `format` at its default place, if it is newer than the run's model."""
+    """The run's export in `format` at its default place, if it is newer than the run's model
+    and its temperature (which the export includes)."""
     path = get_format(format).default_path(run.path)
-    if path.exists() and path.stat().st_mtime >= run.model_path.stat().st_mtime:
+    sources = [run.model_path, run.path / runs.CALIBRATION_FILE]
+    if path.exists() and all(path.stat().st_mtime >= p.stat().st_mtime for p in sources if p.exists()):
         return path
     return None
 
@@ -70,6 +75,8 @@ def load(run: Run, runtime: str = AUTO) -> LoadedModel:
 
 
 def keras_model(run: Run) -> LoadedModel:
-    from catdog.models.inference import numpy_function
+    from catdog.models.inference import numpy_function, served
+    from catdog.trust import fitting
 
-    return LoadedModel(KERAS, run.model_path, numpy_function(run.load_model()))
+    model = served(run.load_model(), fitting.read(run.path).temperature)
+    return LoadedModel(KERAS, run.model_path, numpy_function(model))

@@ -1,7 +1,12 @@
-"""A model at inference time: as a traced graph function, and without its augmentation.
+"""A model at inference time: as a traced graph function, without its augmentation, and
+with the outputs that prediction needs besides the probabilities.
 
 Training (frozen features), evaluation, prediction and export all run models through
-these two, so a model is turned into something callable in one way only.
+these, so a model is turned into something callable in one way only.
+
+`served` is what prediction, serving and exports run: the model's probabilities scaled by
+the run's temperature (see catdog.trust.calibration), and the features its classifier
+reads, from which catdog.trust.ood tells whether an image is like the training images.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import keras
 import numpy as np
 
 from catdog.models.builders import AUGMENTATION
+from catdog.trust import FEATURES, PROBABILITIES
+from catdog.trust.calibration import TINY
 
 
 def inference_function(model: keras.Model) -> Callable:
@@ -25,10 +32,50 @@ def inference_function(model: keras.Model) -> Callable:
     return tf.function(lambda x: model(x, training=False), input_signature=signature)
 
 
-def numpy_function(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
-    """`inference_function` from NumPy arrays to NumPy arrays."""
+def numpy_function(model: keras.Model) -> Callable[[np.ndarray], np.ndarray | dict[str, np.ndarray]]:
+    """`inference_function` from NumPy arrays to NumPy arrays (a dict of them for a model with named outputs)."""
     call = inference_function(model)
-    return lambda pixels: call(pixels).numpy()
+    return lambda pixels: keras.tree.map_structure(lambda tensor: tensor.numpy(), call(pixels))
+
+
+def classifier_features(model: keras.Model):
+    """The features the classifier reads: the input of the model's last layer (for a
+    pretrained preset, the pooled backbone features under the head; for the others, the
+    layer before the output layer)."""
+    return model.layers[-1].input
+
+
+def feature_map(model: keras.Model):
+    """The last spatial feature map: the input of the layer that pools or flattens it (for a
+    pretrained preset, the backbone's last convolutional output)."""
+    for layer in model.layers:
+        if len(getattr(layer.input, "shape", ())) == 4 and len(layer.output.shape) == 2:
+            return layer.input
+    raise ValueError(f"model {model.name!r} has no spatial feature map")
+
+
+class TemperatureScaling(keras.layers.Layer):
+    """Probabilities in, softmax(log(p) / T) out, in float32: `catdog.trust.calibration.scale`
+    as a layer, so that exported files give the calibrated probabilities too."""
+
+    def __init__(self, temperature: float = 1.0, **kwargs):
+        super().__init__(**{**kwargs, "dtype": "float32"})
+        self.temperature = float(temperature)
+
+    def call(self, probabilities):
+        logits = keras.ops.log(keras.ops.maximum(probabilities, TINY)) / self.temperature
+        return keras.ops.softmax(logits, axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+def served(model: keras.Model, temperature: float = 1.0) -> keras.Model:
+    """`model` (sharing its weights) with two named outputs: `PROBABILITIES`, scaled by
+    `temperature`, and `FEATURES` (`classifier_features`, as float32)."""
+    probabilities = TemperatureScaling(temperature, name=PROBABILITIES)(model.output)
+    features = keras.layers.Activation("linear", dtype="float32", name=FEATURES)(classifier_features(model))
+    return keras.Model(model.inputs, {PROBABILITIES: probabilities, FEATURES: features}, name=model.name)
 
 
 def exportable(model: keras.Model) -> keras.Model:

@@ -120,6 +120,14 @@ class FrozenFeatures:
                         f"in {time.perf_counter() - started:.1f}s")
         return self._cache[split]
 
+    def head_inputs(self, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """What the head reads for `split`'s images as they are (their first view), and the
+        labels; None if a stage trains layers below the head, which makes them stale."""
+        if self.upper is not None:
+            return None
+        x, y = self.features(split)
+        return x[:, 0], y
+
     def _pooled(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Pooled base features for `split` (N, views, channels), from the stored activations."""
         x, y = self.features(split)

@@ -45,6 +45,7 @@ from catdog.training.callbacks import (
     state_checkpoint,
 )
 from catdog.training.frozen import FrozenFeatures
+from catdog.trust import ood
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ def train(
     views: int | None = None,
     precision: str = "auto",
     jit_compile: bool = False,
+    ood_rate: float = config.OOD_RATE,
+    ood_method: str = config.OOD_METHOD,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Path:
     """Train `preset` on `data` (a folder, or an already loaded `catdog.data.Data`) and return
@@ -77,6 +80,8 @@ def train(
     `catdog.models.resolve_weights`. `views`, `frozen_features`: see catdog.training.frozen.
     `precision`: a Keras dtype policy, or "auto" (see `recipe.resolve_precision`).
     `jit_compile` turns on XLA (several times slower for these models on CPU, measured).
+    `ood_rate`, `ood_method`: the out-of-distribution detector fitted after training (see
+    catdog.trust.ood): the share of validation images it flags, and how it measures.
     """
     spec = get_preset(preset)
     network = resolve_backbone(spec, backbone)
@@ -86,6 +91,7 @@ def train(
     learning_rate = checks.learning_rate(learning_rate or spec.learning_rate)
     image_size = checks.at_least_one("image_size", image_size or _image_size(data) or default_image_size(spec, network))
     resolved = resolve_weights(spec, network, weights)
+    ood_rate, ood_method = ood.check_rate(ood_rate), ood.check_method(ood_method)
     run = runs.new_run_dir(spec.name, out)
 
     # The global seed before any dataset exists: tf.data derives its shuffling from it and the op's seed.
@@ -97,7 +103,7 @@ def train(
         weights=resolved or "none", learning_rate=learning_rate, frozen_features=frozen_features, views=views,
         precision=recipe.resolve_precision(precision, spec), jit_compile=jit_compile,
         stages=[stage.to_dict() for stage in recipe.plan(spec, network, epochs, learning_rate)],
-        versions=runs.library_versions(),
+        ood_method=ood_method, ood_rate=ood_rate, versions=runs.library_versions(),
     )
     with _training_scope(settings):
         model = _build(settings)  # before anything is written: a setting the model cannot take fails here
@@ -106,8 +112,8 @@ def train(
             settings.write(run / runs.CONFIG_FILE)
             data.manifest.write(run / runs.MANIFEST_FILE)
             logger.info(f"training {spec.name} into {run}")
-            _fit(run, model, settings, data, history=[], callbacks=callbacks)
-            return _finish(run, settings)
+            frozen = _fit(run, model, settings, data, history=[], callbacks=callbacks)
+            return _finish(run, settings, data, frozen)
 
 
 def resume(run: str | os.PathLike, data: str | os.PathLike | Data | None = None, *,
@@ -135,10 +141,11 @@ def resume(run: str | os.PathLike, data: str | os.PathLike | Data | None = None,
         with _training_scope(settings):
             model = _build(settings)
             _restore_best_model(run, model, history)
+            frozen = None
             if not trained:
                 logger.info(f"resuming {run} after epoch {len(history)} of {settings.epochs}")
-                _fit(run, model, settings, data, history=history, callbacks=callbacks)
-        return _finish(run, settings)
+                frozen = _fit(run, model, settings, data, history=history, callbacks=callbacks)
+        return _finish(run, settings, data, frozen)
 
 
 def stages(settings: RunConfig) -> list[recipe.Stage]:
@@ -193,10 +200,12 @@ def _build(settings: RunConfig) -> keras.Model:
     return model
 
 
-def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history: list[dict], callbacks) -> None:
+def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history: list[dict],
+         callbacks) -> FrozenFeatures | None:
     """Fit `model` stage by stage from epoch `len(history)`, recording every epoch (see
     catdog.training.callbacks). The checkpoint of a stage is the state of the part of the
-    model it trains; resuming loads those of the stages already (or partly) done."""
+    model it trains; resuming loads those of the stages already (or partly) done. Returns
+    the frozen features it trained on, if any."""
     preset = get_preset(settings.preset)
     planned = stages(settings)
     frozen = None
@@ -241,6 +250,7 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
     except KeyboardInterrupt:
         logger.info(f"interrupted after epoch {len(history)}; continue with: catdog train --resume {run}")
         raise
+    return frozen
 
 
 def _load_checkpoint(model: keras.Model, path: Path) -> None:
@@ -257,7 +267,8 @@ def _training_ended(run: Path, settings: RunConfig, history: list[dict]) -> bool
 def _complete(run: Path) -> bool:
     """Whether a run whose training has ended has every output, and nothing left to tidy."""
     outputs = (runs.MODEL_FILE, runs.METRICS_FILE, runs.TRAINING_FILE, runs.ACCURACY_PLOT, runs.LOSS_PLOT,
-               runs.CONFUSION_MATRIX_PLOT, runs.MISCLASSIFIED_PLOT)
+               runs.CONFUSION_MATRIX_PLOT, runs.MISCLASSIFIED_PLOT, runs.RELIABILITY_PLOT, runs.CALIBRATION_FILE,
+               runs.OOD_FILE)
     return all((run / name).is_file() for name in outputs) and not (run / runs.CHECKPOINT_DIR).exists()
 
 
@@ -283,10 +294,12 @@ def _record_outcome(run: Path, history: list[dict], stopped: str | None = None) 
                                                 "seconds": sum(row["seconds"] for row in history)})
 
 
-def _finish(run: Path, settings: RunConfig) -> Path:
-    """Plot the curves, score the best model on the test split, record how training ended,
-    and remove the checkpoints."""
+def _finish(run: Path, settings: RunConfig, data: Data, frozen: FrozenFeatures | None = None) -> Path:
+    """Plot the curves, fit the best model's temperature and out-of-distribution detector
+    (catdog.trust), score it on the test split, record how training ended, and remove the
+    checkpoints."""
     from catdog import evaluate, plots
+    from catdog.trust import fitting
 
     history = runs.read_history(run / runs.HISTORY_FILE)
     minimum = config.SEED_MINIMUM_ACCURACY.get(settings.preset)
@@ -294,6 +307,7 @@ def _finish(run: Path, settings: RunConfig) -> Path:
     fine_tuning_from = planned[-1].start + 1 if planned[-1].unfreeze_from is not None else None
     plots.training_curve(history, "accuracy", run / runs.ACCURACY_PLOT, minimum, fine_tuning_from)
     plots.training_curve(history, "loss", run / runs.LOSS_PLOT, fine_tuning_from=fine_tuning_from)
+    fitting.fit(run, data, frozen)
     metrics = evaluate.evaluate(run)
     _record_outcome(run, history)
     remove_checkpoints(run)

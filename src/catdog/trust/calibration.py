@@ -1,0 +1,120 @@
+"""Calibration: how far a model's confidence is from how often it is right, and temperature scaling.
+
+A probability of 0.9 should be right nine times in ten. The expected calibration error
+(ECE) measures the gap: predictions are grouped into equal-width bins of confidence (the
+probability of the predicted class), and the ECE is the mean over predictions of
+|accuracy - confidence| of their bin (Guo et al., "On Calibration of Modern Neural
+Networks", 2017, with their 15 bins).
+
+Temperature scaling (same paper) divides the logits by one number T fitted on held-out
+data: T > 1 softens over-confident probabilities, T < 1 sharpens under-confident ones,
+and no prediction changes class. Models end in a softmax, so the logits are recovered
+as log-probabilities (equal to the logits up to a constant per image, which the softmax
+ignores): `scale(p, T) = softmax(log(p) / T)`. `catdog.models.inference.TemperatureScaling`
+is the same formula as a Keras layer, for the graphs that prediction, serving and exports run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from catdog import config
+
+# The smallest probability taken to the log: float32's smallest normal number.
+TINY = float(np.finfo("float32").tiny)
+# Inverse temperatures searched: T from 1/20 to 20.
+_BETA_RANGE = (0.05, 20.0)
+
+
+def scale(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature-scaled probabilities: softmax(log(p) / T), row by row."""
+    logits = np.log(np.maximum(np.asarray(probabilities, dtype="float64"), TINY)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype("float32")
+
+
+def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of the true classes."""
+    true = np.asarray(probabilities)[np.arange(len(labels)), labels]
+    return float(-np.log(np.maximum(true, TINY)).mean()) + 0.0 if len(labels) else 0.0  # + 0.0: never -0.0
+
+
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, tolerance: float = 1e-4) -> float:
+    """The temperature that minimises the cross-entropy of `probabilities` (N, classes) on `labels`.
+
+    The cross-entropy is convex in the inverse temperature, so a golden-section search
+    over it finds the minimum. 1.0 when there is nothing to fit on, or when no temperature
+    lowers the cross-entropy (every probability already 0 or 1).
+    """
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return 1.0
+    logits = np.log(np.maximum(np.asarray(probabilities, dtype="float64"), TINY))
+    rows = np.arange(len(labels))
+
+    def loss(beta: float) -> float:
+        scaled = beta * logits
+        top = scaled.max(axis=1)
+        log_sum = top + np.log(np.exp(scaled - top[:, None]).sum(axis=1))
+        return float((log_sum - scaled[rows, labels]).mean())
+
+    low, high = _BETA_RANGE
+    ratio = (np.sqrt(5) - 1) / 2
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    loss_a, loss_b = loss(a), loss(b)
+    while high - low > tolerance:
+        if loss_a <= loss_b:
+            high, b, loss_b = b, a, loss_a
+            a = high - ratio * (high - low)
+            loss_a = loss(a)
+        else:
+            low, a, loss_a = a, b, loss_b
+            b = low + ratio * (high - low)
+            loss_b = loss(b)
+    best = (low + high) / 2
+    return float(1 / best) if loss(best) < loss(1.0) else 1.0
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Predictions grouped by confidence into `bins` equal-width bins: per bin, how many
+    fell in it, their mean confidence and their accuracy (NaN for an empty bin)."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+
+    @property
+    def ece(self) -> float:
+        """The expected calibration error: the count-weighted mean |accuracy - confidence|."""
+        filled = self.counts > 0
+        total = self.counts.sum()
+        if not total:
+            return 0.0
+        gaps = np.abs(self.accuracy[filled] - self.confidence[filled])
+        return float((gaps * self.counts[filled]).sum() / total)
+
+
+def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = config.ECE_BINS) -> Reliability:
+    """Bin the predictions of `probabilities` (N, classes) by confidence, against `labels`."""
+    probabilities = np.asarray(probabilities)
+    labels = np.asarray(labels)
+    confidence = probabilities.max(axis=1) if len(probabilities) else np.zeros(0)
+    correct = probabilities.argmax(axis=1) == labels if len(probabilities) else np.zeros(0, bool)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Bins are (lower, upper]: a confidence of exactly 1 belongs to the last one.
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    counts = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(index, weights=confidence, minlength=bins) / counts
+        accuracy = np.bincount(index, weights=correct.astype(float), minlength=bins) / counts
+    return Reliability(edges, counts, mean_confidence, accuracy)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = config.ECE_BINS) -> float:
+    """ECE with `bins` equal-width bins of confidence (see `Reliability.ece`)."""
+    return reliability(probabilities, labels, bins).ece
