@@ -16,6 +16,7 @@ probabilities with its mirror image's (catdog.trust.tta).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -80,7 +81,8 @@ def _evaluate(run: runs.Run, data: str | os.PathLike | None, batch_size: int, mi
     from catdog.data.pipeline import make_dataset
 
     trust = fitting.read(run.path)
-    model = _Recorder(run.load_model(), trust.temperature, mirror)
+    keras_model = run.load_model()
+    model = _Recorder(keras_model, trust.temperature, mirror)
     if data is None:
         manifest = run.manifest()
         paths = manifest.files(TEST)[0]
@@ -93,6 +95,7 @@ def _evaluate(run: runs.Run, data: str | os.PathLike | None, batch_size: int, mi
         dataset = make_dataset(paths, labels, run.image_size, batch_size, shuffle=False, cache=False)
         source, folder = str(data), run.path / f"evaluation-{Path(data).resolve().name}"
     true, probabilities, mistakes = predict_all(model, dataset, run.class_names)
+    mistakes = _explained(keras_model, mistakes)
     metrics = _metrics(paths, true, probabilities, run.class_names)
     metrics["data"] = source
     metrics["tta"] = mirror
@@ -108,6 +111,16 @@ def _evaluate(run: runs.Run, data: str | os.PathLike | None, batch_size: int, mi
     plots.misclassified(mistakes, folder / runs.MISCLASSIFIED_PLOT)
     plots.reliability(before, after, trust.temperature, folder / runs.RELIABILITY_PLOT)
     return metrics
+
+
+def _explained(model, mistakes: list[Mistake]) -> list[Mistake]:
+    """`mistakes` with the Grad-CAM heatmaps of their predictions (catdog.explain)."""
+    if not mistakes:
+        return mistakes
+    from catdog.explain.gradcam import GradCAM
+
+    heatmaps = GradCAM(model)(np.stack([m.image for m in mistakes])).heatmaps
+    return [dataclasses.replace(m, heatmap=heatmap) for m, heatmap in zip(mistakes, heatmaps, strict=True)]
 
 
 def labelled_images(data: str | os.PathLike, class_names: Sequence[str]) -> tuple[list[str], np.ndarray]:

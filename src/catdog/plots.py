@@ -20,15 +20,21 @@ from catdog import config, files
 
 History = Sequence[Mapping[str, float]]
 
+# Heatmaps over photos (see catdog.explain): how much of the overlay is heatmap colour, and which colours.
+OVERLAY_OPACITY = 0.45
+HEATMAP_COLORS = "jet"
+
 
 @dataclass(frozen=True)
 class Mistake:
-    """A wrongly classified image: pixels (S, S, 3, 0..255), true and predicted class, probability."""
+    """A wrongly classified image: pixels (S, S, 3, 0..255), true and predicted class,
+    probability, and the Grad-CAM heatmap (S, S, 0..1) of the prediction if there is one."""
 
     image: np.ndarray
     true: str
     predicted: str
     probability: float
+    heatmap: np.ndarray | None = None
 
 
 def training_curve(history: History, metric: str, path: str | Path, minimum: float | None = None,
@@ -71,15 +77,25 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str]
     return files.save_figure(fig, path)
 
 
+def overlay(photo: np.ndarray, heatmap: np.ndarray, opacity: float = OVERLAY_OPACITY) -> np.ndarray:
+    """`photo` (S, S, 3, 0..255) with `heatmap` (S, S, 0..1) laid over it in colour (red: most),
+    as uint8 RGB."""
+    from matplotlib import colormaps
+
+    colour = colormaps[HEATMAP_COLORS](np.clip(heatmap, 0, 1))[..., :3] * 255
+    return np.clip((1 - opacity) * np.asarray(photo, dtype="float32") + opacity * colour, 0, 255).astype("uint8")
+
+
 def misclassified(mistakes: Sequence[Mistake], path: str | Path, columns: int = 4) -> Path:
-    """A grid of wrongly classified images titled with the true class and the prediction."""
+    """A grid of wrongly classified images titled with the true class and the prediction,
+    each with its heatmap over it where it has one (see catdog.explain)."""
     rows = max(1, math.ceil(len(mistakes) / columns))
     fig = Figure(figsize=(2.6 * columns, 2.9 * rows))
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax in axes:
         ax.axis("off")
     for ax, m in zip(axes, mistakes, strict=False):
-        ax.imshow(np.clip(m.image, 0, 255).astype("uint8"))
+        ax.imshow(np.clip(m.image, 0, 255).astype("uint8") if m.heatmap is None else overlay(m.image, m.heatmap))
         ax.set_title(f"true: {m.true}\npredicted: {m.predicted} ({m.probability:.0%})", fontsize=9)
     if not mistakes:
         axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
@@ -107,6 +123,24 @@ def reliability(before, after, temperature: float, path: str | Path) -> Path:
     fig.axes[0].set_ylabel("accuracy")
     fig.axes[0].legend(loc="upper left", fontsize=8)
     return files.save_figure(fig, path)
+
+
+def explanation(explained, path: str | Path, kind: files.Kind = files.OWN_FILE) -> Path:
+    """One image explained (`catdog.explain.explainer.Explanation`): the photo, and beside it the
+    photo under the heatmap of the class it explains, titled with the label."""
+    title = f"{explained.label} ({explained.probability:.1%})"
+    if explained.in_distribution is False:
+        title += f", unlike the training images (score {explained.ood_score:.2f})"
+    fig = Figure(figsize=(7.2, 4.0))
+    photo_ax, heat_ax = fig.subplots(1, 2)
+    photo_ax.imshow(np.clip(explained.photo, 0, 255).astype("uint8"))
+    photo_ax.set_title(Path(explained.path).name, fontsize=9)
+    heat_ax.imshow(overlay(explained.photo, explained.heatmap))
+    heat_ax.set_title(f"what made it {explained.explained}", fontsize=9)
+    for ax in (photo_ax, heat_ax):
+        ax.axis("off")
+    fig.suptitle(title)
+    return files.save_figure(fig, path, kind)
 
 
 def compare_validation_accuracy(histories: Mapping[str, History], path: str | Path,

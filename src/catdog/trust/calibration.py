@@ -28,12 +28,16 @@ TINY = float(np.finfo("float32").tiny)
 _BETA_RANGE = (0.05, 20.0)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits, row by row, as float32."""
+    logits = np.asarray(logits, dtype="float64")
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (exp / exp.sum(axis=1, keepdims=True)).astype("float32")
+
+
 def scale(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     """Temperature-scaled probabilities: softmax(log(p) / T), row by row."""
-    logits = np.log(np.maximum(np.asarray(probabilities, dtype="float64"), TINY)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return (exp / exp.sum(axis=1, keepdims=True)).astype("float32")
+    return softmax(np.log(np.maximum(np.asarray(probabilities, dtype="float64"), TINY)) / temperature)
 
 
 def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> float:

@@ -1,0 +1,67 @@
+"""`catdog explain`: per image, a picture of why the model gave its label (Grad-CAM)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from catdog.cli.common import add_json_option, add_run_argument, info, print_json
+from catdog.errors import CatdogError
+
+DEFAULT_OUT = "explanations"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "explain",
+        help="draw why a trained run labels images as it does (Grad-CAM heatmaps)",
+        description="For each image (folders are searched recursively), write OUT/<name>.png: the photo, the photo "
+        "under a heatmap of the regions that drove the prediction (Grad-CAM on the last convolutional layer: red "
+        "raised the class's score most, blue not at all), and the label. A PNG that catdog wrote there before is "
+        "replaced; any other file is left alone.",
+    )
+    add_run_argument(parser)
+    parser.add_argument("sources", metavar="IMAGE_OR_FOLDER", nargs="+", help="image files or folders of images")
+    parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help="folder to write into (default: %(default)s)")
+    parser.add_argument("--class", dest="class_name", metavar="NAME",
+                        help="the class whose heatmap to draw (default: each image's predicted class)")
+    add_json_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from catdog.explain.explainer import Explainer, write
+
+    explainer = Explainer(args.run)
+    out = Path(args.out)
+    taken: set[str] = set()
+    written = skipped = 0
+
+    def skip(path: str, reason: str) -> None:
+        nonlocal skipped
+        skipped += 1
+        info(f"skipping {path}: {reason}")
+
+    for explanation in explainer.explain_paths(args.sources, args.class_name, on_skip=skip):
+        path = write(explanation, out / _free_name(Path(explanation.path).stem, taken))
+        written += 1
+        if args.json:
+            print_json({**explanation.to_dict(), "explanation": str(path)})
+        else:
+            unlike = ", unlike the training images" if explanation.in_distribution is False else ""
+            print(f"{path}: {explanation.label} ({explanation.probability:.1%}){unlike}; heatmap of "
+                  f"{explanation.explained}", flush=True)
+    if not written:
+        raise CatdogError(f"no image could be explained ({skipped} unreadable)" if skipped
+                          else "no image files found in the given paths")
+    return 0
+
+
+def _free_name(stem: str, taken: set[str]) -> str:
+    """`stem`.png, or `stem`-2.png and so on for a name already written by this command."""
+    name, n = f"{stem}.png", 1
+    while name in taken:
+        n += 1
+        name = f"{stem}-{n}.png"
+    taken.add(name)
+    return name
