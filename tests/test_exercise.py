@@ -44,6 +44,12 @@ def test_report_holds_every_figure_and_the_comparison(exercise):
         assert f"]({figure})" in md
     assert "| model | parameters | best validation | last validation | test | training time |" in md
     assert f"the best model is `{summary['best']}`" in md
+    best = summary["best"]
+    assert f"]({best}/reliability.png)" in md and f"]({best}/misclassified.png)" in md
+    metrics = json.loads((out / best / "metrics.json").read_text())
+    assert "## Can its predictions be trusted?" in md
+    assert f"expected calibration error of **{100 * metrics['calibration']['ece']:.1f} %** on the test split" in md
+    assert f"flags {100 * metrics['ood']['flagged']:.1f} % of the test photos" in md
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == md.count("![")
 

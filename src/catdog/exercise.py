@@ -291,6 +291,35 @@ def _comparison_blocks(summary: dict[str, Any], results: list[ModelResult], fold
         ),
         FigureRow([
             Figure(run / runs.CONFUSION_MATRIX_PLOT, f"`{best.preset}`: confusion matrix on the test split."),
-            Figure(run / runs.MISCLASSIFIED_PLOT, f"`{best.preset}`: misclassified test images."),
+            Figure(run / runs.MISCLASSIFIED_PLOT, f"`{best.preset}`: misclassified test images, under the heatmap of "
+                                                  "what drove the wrong prediction (Grad-CAM; red: most)."),
         ]),
+        *_trust_blocks(best.preset, run),
     ]
+
+
+def _trust_blocks(preset: str, run: Path) -> list[Block]:
+    """How far the best model's probabilities and its "none of these" can be trusted."""
+    metrics = runs.open_run(run).metrics or {}
+    calibration, ood = metrics.get("calibration"), metrics.get("ood")
+    if calibration is None:
+        return []
+    blocks: list[Block] = [
+        Heading("Can its predictions be trusted?"),
+        Paragraph(
+            f"A probability should be right as often as it says. Scaled by a temperature of "
+            f"{calibration['temperature']:.2f}, fitted on the validation split, `{preset}`'s probabilities have an "
+            f"expected calibration error of **{_pct(calibration['ece'])}** on the test split "
+            f"({_pct(calibration['ece_uncalibrated'])} unscaled; the mean gap between confidence and accuracy over "
+            f"{config.ECE_BINS} bins of confidence)."
+        ),
+        Figure(run / runs.RELIABILITY_PLOT, f"`{preset}`: reliability on the test split, before and after "
+                                            "temperature scaling."),
+    ]
+    if ood is not None:
+        blocks.append(Paragraph(
+            f"Photos unlike the training images are answered as such: the detector ({ood['method']}, on the "
+            f"features the classifier reads) flags {_pct(ood['flagged'])} of the test photos, for a threshold set "
+            f"to flag {_pct(ood['rate'])} of the validation photos."
+        ))
+    return blocks
