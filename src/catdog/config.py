@@ -22,8 +22,23 @@ FLAT_TEST_FRACTION = 0.15
 
 # Images with more pixels than this are skipped (scan) or refused (serve) rather than decoded.
 MAX_IMAGE_PIXELS = 40_000_000
-# The input pipeline keeps decoded images in memory (as uint8) when a split takes at most this much.
-MAX_CACHE_BYTES = 2 * 1024**3
+# Training keeps decoded images (as uint8) and frozen features in memory when a split takes at most
+# this much, and in files of the run's cache/ folder beyond it; `$CATDOG_CACHE_MEMORY_MB` changes it.
+CACHE_MEMORY_BYTES = 2 * 1024**3
+ENV_CACHE_MEMORY = "CATDOG_CACHE_MEMORY_MB"
+
+
+def cache_memory_bytes() -> int:
+    """The memory budget per split for decoded images and frozen features (see CACHE_MEMORY_BYTES)."""
+    text = os.environ.get(ENV_CACHE_MEMORY, "").strip()
+    if not text:
+        return CACHE_MEMORY_BYTES
+    try:
+        return int(float(text) * 1e6)
+    except ValueError:
+        from catdog.errors import CatdogError
+
+        raise CatdogError(f"${ENV_CACHE_MEMORY} must be a number of megabytes, got {text!r}") from None
 
 # `catdog serve`: where it listens, and what one request may send.
 SERVE_HOST = "127.0.0.1"

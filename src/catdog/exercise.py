@@ -68,6 +68,7 @@ def run_exercise(
     seed: int = config.SEED,
     backbone: str | None = None,
     weights: str | None = None,
+    strategy: str = "auto",
     out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the whole exercise into `out` and return its summary (also written to `summary.json`).
@@ -110,7 +111,7 @@ def run_exercise(
         run = _train_or_resume(
             preset.name, data_at(size), folder / preset.name, epochs=epochs, image_size=size,
             batch_size=batch_size, seed=seed, backbone=backbone if preset.pretrained else None,
-            weights=weights if preset.pretrained else None,
+            weights=weights if preset.pretrained else None, strategy=strategy,
         )
         results.append(_result(preset.name, run))
 
@@ -147,7 +148,7 @@ def _train_or_resume(preset: str, loaded, run: Path, **settings) -> Path:
         return run
     if (run / runs.CONFIG_FILE).is_file():
         logger.info(f"{preset}: resuming the interrupted run in {run}")
-        return training.resume(run, data=loaded)
+        return training.resume(run, data=loaded, strategy=settings["strategy"])
     return training.train(preset, loaded, out=run, **settings)
 
 

@@ -12,6 +12,8 @@ A run folder holds::
     logs/                TensorBoard logs
     checkpoint/          the last finished epoch and the best one, for `catdog train --resume`
                          (removed when the run is complete)
+    cache/               decoded images and frozen features that do not fit in memory, while
+                         training (removed when the run is complete)
     export/              exported models (see catdog.deploy.formats)
     .catdog.lock         held (flock) by the process writing the run
 
@@ -48,6 +50,7 @@ TRAINING_FILE = "training.json"
 LOCK_FILE = ".catdog.lock"
 LOGS_DIR = "logs"
 CHECKPOINT_DIR = "checkpoint"
+CACHE_DIR = "cache"
 EXPORT_DIR = "export"
 ACCURACY_PLOT = "accuracy.png"
 LOSS_PLOT = "loss.png"
@@ -67,6 +70,7 @@ class RunConfig:
 
     `stages` are the training stages (`catdog.training.recipe.Stage` as dicts), so that a
     resumed run follows its own schedule; `backbone` is None for models without one.
+    `strategy`, `replicas`, `workers` and `devices` say where it trained (the last session).
     """
 
     preset: str
@@ -83,6 +87,10 @@ class RunConfig:
     views: int = 1
     precision: str = "float32"
     jit_compile: bool = False
+    strategy: str = "none"
+    replicas: int = 1
+    workers: int = 1
+    devices: list[str] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION

@@ -41,6 +41,13 @@ def add_weights_option(parser: argparse.ArgumentParser) -> None:
                         "local copy for mobilenet_v2; none otherwise)")
 
 
+def add_strategy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strategy", default="auto", choices=("auto", "none", "mirrored", "multiworker"),
+                        help="where to train: none (one device), mirrored (every GPU, or the logical CPUs "
+                        "$CATDOG_CPU_DEVICES makes), multiworker (a cluster described by $TF_CONFIG), auto (mirrored "
+                        "with more than one GPU, else none); the batch size is the global batch (default: %(default)s)")
+
+
 def add_runtime_option(parser: argparse.ArgumentParser) -> None:
     from catdog.deploy.runtimes import AUTO, RUNTIMES
 

@@ -10,6 +10,7 @@ from catdog.cli.common import (
     add_data_option,
     add_json_option,
     add_seed_option,
+    add_strategy_option,
     add_weights_option,
     positive_int,
     print_json,
@@ -41,6 +42,7 @@ def register(subparsers) -> None:
     add_seed_option(parser)
     add_backbone_option(parser)
     add_weights_option(parser)
+    add_strategy_option(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/exercise-<timestamp>)")
     add_json_option(parser)
     parser.set_defaults(func=run)
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         backbone=args.backbone,
         weights=args.weights,
+        strategy=args.strategy,
         out=args.out,
     )
     if args.json:

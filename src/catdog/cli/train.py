@@ -10,6 +10,7 @@ from catdog.cli.common import (
     add_data_option,
     add_json_option,
     add_seed_option,
+    add_strategy_option,
     add_weights_option,
     option_name,
     positive_int,
@@ -57,6 +58,7 @@ def register(subparsers) -> None:
                         help="Keras dtype policy; auto: mixed_bfloat16 for the presets that train as well in it, on "
                         "CPUs with bfloat16 instructions, else float32 (default: auto)")
     parser.add_argument("--xla", action="store_true", help="compile training steps with XLA")
+    add_strategy_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if given:
             flags = ", ".join(option_name(args.command_parser, name) for name in given)
             raise CatdogError(f"--resume continues a run with its recorded settings; leave out {flags}")
-        folder = training.resume(args.resume, args.data)
+        folder = training.resume(args.resume, args.data, strategy=args.strategy)
     elif args.preset is None:
         raise CatdogError("name the model to train (--model NAME) or a run to resume (--resume RUN)")
     else:
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size or config.BATCH_SIZE, seed=args.seed, backbone=args.backbone,
             weights=args.weights, out=args.out, learning_rate=args.learning_rate,
             frozen_features=not args.end_to_end, views=args.views, precision=args.precision or "auto",
-            jit_compile=args.xla,
+            jit_compile=args.xla, strategy=args.strategy,
         )
     if args.json:
         print_json({"run": str(folder), **open_run(folder).metrics})

@@ -69,10 +69,18 @@ class Data:
     test: tf.data.Dataset
     skipped: list[tuple[str, str]]
     warnings: list[str]
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # how the pipelines were made
 
     @property
     def class_names(self) -> list[str]:
         return self.manifest.class_names
+
+    def with_cache_folder(self, folder: str | os.PathLike) -> Data:
+        """The same data, keeping in `folder` the decoded images of any split that is over the
+        memory budget; this same `Data` (and the images it holds in memory) if none is."""
+        if all(getattr(self, name).cache_place.path == "" for name in config.SPLITS):
+            return self
+        return load(self.root, manifest=self.manifest, **{**self.options, "cache": folder})
 
 
 def load(
@@ -82,13 +90,16 @@ def load(
     batch_size: int = config.BATCH_SIZE,
     seed: int = config.SEED,
     manifest: Manifest | None = None,
-    cache: bool = True,
+    cache: bool | str | os.PathLike = True,
+    memory_budget: int | None = None,
 ) -> Data:
     """Scan and split the data folder (or reuse `manifest`'s split) and build the three pipelines.
 
     `seed` fixes both the split and the training split's shuffling. With `manifest`
     (e.g. `Manifest.read` of a run's `splits.csv`), its files are used as listed,
-    relative to this data folder, and no scan is made.
+    relative to this data folder, and no scan is made. Decoded images are kept in memory
+    within `memory_budget` per split, beyond it in the folder `cache` if given (see
+    catdog.data.pipeline); the log says where.
     """
     from catdog.data.pipeline import make_dataset
 
@@ -110,11 +121,18 @@ def load(
             shuffle=name == TRAIN,
             seed=seed,
             cache=cache,
+            memory_budget=memory_budget,
+            name=name,
             class_names=manifest.class_names,
         )
         for name in config.SPLITS
     }
-    return Data(root, manifest, **datasets, skipped=skipped, warnings=warnings)
+    if cache is not False and (elsewhere := [name for name, d in datasets.items() if d.cache_place.path != ""]):
+        # In memory is the usual place; say where the others went.
+        logger.info("decoded images kept " + "; ".join(f"{name}: {datasets[name].cache_place.describe()}"
+                                                      for name in elsewhere))
+    options = {"image_size": image_size, "batch_size": batch_size, "seed": seed, "memory_budget": memory_budget}
+    return Data(root, manifest, **datasets, skipped=skipped, warnings=warnings, options=options)
 
 
 def summary(data: str | Path | None = None, *, seed: int = config.SEED) -> dict[str, Any]:

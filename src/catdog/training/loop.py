@@ -10,17 +10,21 @@ epoch to `history.csv`, so that `resume` continues an interrupted run from its l
 finished epoch. The best epoch by validation accuracy is kept as `model.keras`, which is
 then scored on the test split (catdog.evaluate).
 
-Models are built and fit inside one `tf.distribute` strategy's scope (`_strategy`): the one
-place that decides on which devices a run trains.
+Models are built and fit inside one `tf.distribute` strategy's scope, chosen by name
+(catdog.training.distribute: one device, every GPU, several workers), and recorded in the
+run's config.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -34,7 +38,7 @@ from catdog.data.splits import TRAIN
 from catdog.errors import CatdogError, ParameterError
 from catdog.models import create_model, default_image_size, get_preset, resolve_backbone, resolve_weights
 from catdog.runs import RunConfig
-from catdog.training import checks, recipe
+from catdog.training import checks, distribute, recipe
 from catdog.training.callbacks import (
     RunRecorder,
     TrainingStopped,
@@ -65,6 +69,7 @@ def train(
     views: int | None = None,
     precision: str = "auto",
     jit_compile: bool = False,
+    strategy: str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Path:
     """Train `preset` on `data` (a folder, or an already loaded `catdog.data.Data`) and return
@@ -77,6 +82,7 @@ def train(
     `catdog.models.resolve_weights`. `views`, `frozen_features`: see catdog.training.frozen.
     `precision`: a Keras dtype policy, or "auto" (see `recipe.resolve_precision`).
     `jit_compile` turns on XLA (several times slower for these models on CPU, measured).
+    `strategy`: where to train (see catdog.training.distribute); `batch_size` is the global batch.
     """
     spec = get_preset(preset)
     network = resolve_backbone(spec, backbone)
@@ -86,7 +92,10 @@ def train(
     learning_rate = checks.learning_rate(learning_rate or spec.learning_rate)
     image_size = checks.at_least_one("image_size", image_size or _image_size(data) or default_image_size(spec, network))
     resolved = resolve_weights(spec, network, weights)
-    run = runs.new_run_dir(spec.name, out)
+    placement = distribute.place(strategy)  # first: a multi-worker strategy must be set up before anything runs
+    if placement.workers > 1 and out is None:
+        raise ParameterError("out", "{name} is needed with the multiworker strategy: every worker names the same run")
+    run = runs.new_run_dir(spec.name, out) if placement.is_chief else _worker_folder()
 
     # The global seed before any dataset exists: tf.data derives its shuffling from it and the op's seed.
     keras.utils.set_random_seed(seed)
@@ -95,44 +104,59 @@ def train(
         preset=spec.name, class_names=data.class_names, image_size=image_size, data=str(Path(data.root).resolve()),
         backbone=network.name if network else None, epochs=epochs, batch_size=batch_size, seed=seed,
         weights=resolved or "none", learning_rate=learning_rate, frozen_features=frozen_features, views=views,
-        precision=recipe.resolve_precision(precision, spec), jit_compile=jit_compile,
+        precision=recipe.resolve_precision(precision, spec), jit_compile=_xla(jit_compile, placement),
         stages=[stage.to_dict() for stage in recipe.plan(spec, network, epochs, learning_rate)],
-        versions=runs.library_versions(),
+        versions=runs.library_versions(), **placement.record(),
     )
-    with _training_scope(settings):
+    with _training_scope(settings, placement):
         model = _build(settings)  # before anything is written: a setting the model cannot take fails here
-        with runs.locked(run):
+    with runs.locked(run):
+        if placement.is_chief:
             runs.new_run_dir(spec.name, run)  # again, now that no other process can write it
-            settings.write(run / runs.CONFIG_FILE)
-            data.manifest.write(run / runs.MANIFEST_FILE)
-            logger.info(f"training {spec.name} into {run}")
+        settings.write(run / runs.CONFIG_FILE)
+        data.manifest.write(run / runs.MANIFEST_FILE)
+        data = data.with_cache_folder(run / runs.CACHE_DIR)
+        logger.info(f"training {spec.name} into {run} ({_where(placement)})")
+        with _training_scope(settings, placement):
             _fit(run, model, settings, data, history=[], callbacks=callbacks)
+        if placement.is_chief:  # outside the strategy: evaluation needs no other worker
             return _finish(run, settings)
+    shutil.rmtree(run)  # a worker's own copy of the run
+    return Path(out)
 
 
-def resume(run: str | os.PathLike, data: str | os.PathLike | Data | None = None, *,
+def resume(run: str | os.PathLike, data: str | os.PathLike | Data | None = None, *, strategy: str = "auto",
            callbacks: Sequence[keras.callbacks.Callback] = ()) -> Path:
     """Complete an interrupted run with its own settings: train from its last finished epoch,
     or, if training had ended, write what is missing (the model from the best epoch's
     checkpoint, the figures, the test metrics).
 
     `data`: the data folder if it has moved since (the run's split is reused as recorded),
-    or the same data already loaded.
+    or the same data already loaded. `strategy`: where to train now (the machine may have
+    changed); recorded in the run's config.
     """
+    placement = distribute.place(strategy)
+    if placement.workers > 1:
+        raise ParameterError("strategy", "{name} multiworker cannot resume a run; resume it on one machine")
     opened = runs.open_run(run)
     settings, run = opened.config, opened.path
     with runs.locked(run):
         for folder in (run, run / runs.CHECKPOINT_DIR):
             if folder.is_dir():
                 files.sweep_temporary(folder)
+        shutil.rmtree(run / runs.CACHE_DIR, ignore_errors=True)  # a cache cut off mid-write is no cache
         history = opened.history
         trained = _training_ended(run, settings, history)
         if trained and _complete(run):
             raise CatdogError(f"run {run} has already finished its {len(history)} epochs")
         keras.utils.set_random_seed(settings.seed)
         data = _load_data(data or settings.data, settings.image_size, settings.batch_size, settings.seed,
-                          opened.manifest())
-        with _training_scope(settings):
+                          opened.manifest()).with_cache_folder(run / runs.CACHE_DIR)
+        if placement.record() != {key: getattr(settings, key) for key in placement.record()}:
+            settings = dataclasses.replace(settings, **placement.record(),
+                                           jit_compile=_xla(settings.jit_compile, placement))
+            settings.write(run / runs.CONFIG_FILE)
+        with _training_scope(settings, placement):
             model = _build(settings)
             _restore_best_model(run, model, history)
             if not trained:
@@ -164,22 +188,34 @@ def _load_data(data, image_size: int, batch_size: int, seed: int, manifest=None)
 
 
 @contextlib.contextmanager
-def _training_scope(settings: RunConfig):
+def _training_scope(settings: RunConfig, placement: distribute.Placement):
     """The run's dtype policy and distribution strategy, for building and fitting its model."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(settings.precision)
     try:
-        with _strategy().scope():
+        with placement.tf_strategy.scope():
             yield
     finally:
         keras.config.set_dtype_policy(previous)
 
 
-def _strategy():
-    """The `tf.distribute` strategy runs train under: the default (one device) for now."""
-    import tensorflow as tf
+def _xla(jit_compile: bool, placement: distribute.Placement) -> bool:
+    if jit_compile and placement.replicas > 1:
+        logger.warning("XLA is off: it cannot compile a step spread over several replicas")
+        return False
+    return jit_compile
 
-    return tf.distribute.get_strategy()
+
+def _where(placement: distribute.Placement) -> str:
+    if placement.replicas == 1:
+        return f"on {placement.devices[0]}"
+    workers = f" on {placement.workers} workers" if placement.workers > 1 else ""
+    return f"{placement.strategy}: {placement.replicas} replicas{workers} ({', '.join(placement.devices)})"
+
+
+def _worker_folder() -> Path:
+    """Where a worker that is not the chief writes its own, discarded copy of the run."""
+    return Path(tempfile.mkdtemp(prefix="catdog-worker-"))
 
 
 def _build(settings: RunConfig) -> keras.Model:
@@ -201,7 +237,8 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
     planned = stages(settings)
     frozen = None
     if settings.frozen_features and recipe.has_base(model):
-        frozen = FrozenFeatures(model, planned, data, settings.views, settings.batch_size, settings.seed)
+        frozen = FrozenFeatures(model, planned, data, settings.views, settings.batch_size, settings.seed,
+                                drop_remainder=settings.replicas > 1, cache_folder=run / runs.CACHE_DIR)
     steps = math.ceil(len(data.manifest.files(TRAIN)[0]) / settings.batch_size)
     try:
         for number, stage in enumerate(planned, 1):
@@ -218,7 +255,12 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
             if first > stage.start:  # interrupted inside this stage
                 top.optimizer.build(top.trainable_variables)
                 _load_checkpoint(top, state_checkpoint(run, number, first))
-            train_data, validation_data = frozen.datasets(stage) if frozen else (data.train, data.validation)
+            if frozen:
+                train_data, validation_data = frozen.datasets(stage)
+            else:  # several replicas: no last batch smaller than the replica count (see distribute.py)
+                train_data = data.train.rebatch(settings.batch_size, drop_remainder=True) if settings.replicas > 1 \
+                    else data.train
+                validation_data = data.validation
             on_terminal = sys.stderr.isatty()
             with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras prints progress on stdout
                 # The pipeline's batch count is unknown until the first epoch ends; Keras warns about that.
@@ -297,6 +339,7 @@ def _finish(run: Path, settings: RunConfig) -> Path:
     metrics = evaluate.evaluate(run)
     _record_outcome(run, history)
     remove_checkpoints(run)
+    shutil.rmtree(run / runs.CACHE_DIR, ignore_errors=True)
     with contextlib.suppress(OSError):  # only if empty: the folder may hold files catdog did not make
         (run / runs.CHECKPOINT_DIR).rmdir()
     logger.info(f"{settings.preset}: test accuracy {metrics['accuracy']:.4f} on {metrics['n']} images; "

@@ -68,12 +68,19 @@ def optimizer(preset: Preset, stage: Stage, steps_per_epoch: int) -> keras.optim
 
 
 def resolve_precision(precision: str, preset: Preset) -> str:
-    """A Keras dtype policy; "auto" is mixed bfloat16 for presets that train as well in it
-    on CPUs with bfloat16 instructions, else float32."""
+    """A Keras dtype policy. "auto" chooses by device: on GPUs, mixed bfloat16 from compute
+    capability 8.0 (Ampere) on, mixed float16 (with loss scaling, which Keras adds) on 7.x, and
+    float32 before; on CPUs, mixed bfloat16 for presets that train as well in it where the CPU
+    has bfloat16 instructions (measured: see `Preset.bfloat16`), else float32."""
+    from catdog.environment import gpu_compute_capability
+
     if precision not in PRECISIONS:
         raise ParameterError("precision", f"unknown {{name}} {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
+    capability = gpu_compute_capability()
+    if capability is not None:
+        return "mixed_bfloat16" if capability >= (8, 0) else "mixed_float16" if capability >= (7, 0) else "float32"
     return "mixed_bfloat16" if preset.bfloat16 and cpu_has_bfloat16() else "float32"
 
 
