@@ -24,8 +24,9 @@ import pytest
 import uvicorn
 
 from catdog.deploy import serve as serve_module
+from catdog.deploy.connections import Connections, LoopbackHostOnly, listening_socket, uvicorn_config
 from catdog.deploy.predict import Predictor
-from catdog.deploy.serve import Connections, Limits, LoopbackHostOnly, create_app, listening_socket, uvicorn_config
+from catdog.deploy.serve import Limits, create_app
 
 PHOTO = Path("validation") / "cats" / "cat.2002.jpg"
 

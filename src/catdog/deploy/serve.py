@@ -13,13 +13,16 @@ Endpoints::
 Errors are JSON, `{"detail": "<one sentence>"}`, and never stop the server:
 
     400  no file sent, more files than `max_files`, or a `Host` that is not a loopback name
-         on a connection to a loopback address (a defence against DNS rebinding)
+         on a connection to a loopback address (a defence against DNS rebinding); a request
+         head that is malformed or grows past `max_header_bytes` gets uvicorn's plain-text 400
     408  request headers not complete within `header_timeout_s` of connecting (or of the
          previous response), or no upload data for `body_timeout_s`; the connection is closed
     413  request body over `max_upload_bytes` (counted while it streams in), or images that
          together declare more than `max_request_pixels` pixels (read from their headers)
     422  an empty file, a file that is not an image, or one with more than `max_pixels` pixels
     503  more than `max_open` connections (the new one is closed)
+
+The limits on connections and the Host rule are in catdog.deploy.connections.
 
 The model is loaded once, in `create_app`. Uploads are checked from their headers first,
 then decoded one at a time in worker threads, at most `max_decoding` at once across all
@@ -34,38 +37,31 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
-import errno
-import http
 import io
-import ipaddress
-import json
 import logging
 import os
 import queue
-import socket
 import threading
 import warnings
 from dataclasses import dataclass
 from importlib import resources
 
-import h11
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from starlette.types import Message, Receive
 
 from catdog import __version__, config
 from catdog.data import images
+from catdog.deploy.connections import Connections, LoopbackHostOnly, listening_socket, uvicorn_config
 from catdog.deploy.predict import Predictor
-from catdog.errors import BadImageError, CatdogError, ParameterError
+from catdog.errors import BadImageError
 from catdog.runs import Run, open_run
 
 UPLOAD_FIELD = "files"
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 # After decoding an image this large, hand the memory it freed back to the system (see _trim).
 TRIM_AFTER_PIXELS = 4_000_000
 
@@ -82,16 +78,6 @@ class Limits:
     max_request_pixels: int = config.MAX_REQUEST_PIXELS
     max_decoding: int = config.MAX_CONCURRENT_DECODES
     body_timeout_s: float = config.SERVE_BODY_TIMEOUT_S
-
-
-@dataclass(frozen=True)
-class Connections:
-    """What the server holds open for its clients (see `uvicorn_config`)."""
-
-    max_open: int = config.SERVE_MAX_CONNECTIONS
-    header_timeout_s: float = config.SERVE_HEADER_TIMEOUT_S
-    keep_alive_s: int = config.SERVE_KEEP_ALIVE_S
-    max_header_bytes: int = config.SERVE_MAX_HEADER_BYTES
 
 
 class _BodyTooLarge(Exception):
@@ -167,55 +153,17 @@ _malloc_trim = _load_malloc_trim()
 
 
 def _trim() -> None:
-    """Give the memory freed by a large decode back to the system: glibc keeps freed blocks
-    of less than 32 MB (Pillow decodes into 16 MB blocks) in its per-thread arenas otherwise,
-    and the server's resident memory would stay at its peak after a burst."""
+    """Give the memory freed by a large decode back to the system.
+
+    Pillow (in `inspect_image`) decodes into 16 MB blocks, which glibc keeps in its per-thread
+    arenas once freed: after 4 threads checked 36-megapixel PNGs, resident memory stayed 400 MB
+    up, and `malloc_trim` brought it back. TensorFlow's decode is not affected by this: its
+    oneDNN allocator keeps a pool for reuse, which grows to the largest images decoded at once
+    (hence `max_decoding`); its system-allocator mode frees it, but made a MobileNetV2 batch
+    take 1.6 times as long.
+    """
     if _malloc_trim is not None:
         _malloc_trim(0)
-
-
-def _is_loopback_address(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host.partition("%")[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
-
-
-def _is_loopback_name(host_header: str) -> bool:
-    """Whether a `Host` header (with or without a port) names this machine's loopback."""
-    if host_header.startswith("["):
-        name = host_header[1:].partition("]")[0]
-    else:
-        name = host_header.partition(":")[0]
-    name = name.rstrip(".").lower()
-    return name == "localhost" or _is_loopback_address(name)
-
-
-class LoopbackHostOnly:
-    """ASGI middleware: a request that arrives on a loopback address must name a loopback
-    host (`localhost`, `127.0.0.1`, `[::1]`, any port) in its `Host` header, or get a 400.
-
-    A web page from elsewhere can make a browser send requests to 127.0.0.1 under its own
-    name (DNS rebinding); those carry that name in `Host`. Connections to other addresses
-    (a server listening on 0.0.0.0, reached from another machine) are not checked.
-    """
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        server = scope.get("server")
-        if scope["type"] == "http" and server and _is_loopback_address(str(server[0])):
-            host = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"host"), "")
-            if not _is_loopback_name(host):
-                detail = (f"Host {host!r} is not a loopback name: this server, on a loopback address, answers only "
-                          f"requests for {', '.join(LOOPBACK_NAMES)}")
-                await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 class Batcher:
@@ -379,119 +327,6 @@ def create_app(
     return app
 
 
-def _raw_response(status: int, detail: str) -> bytes:
-    """A whole HTTP/1.1 response with a JSON `detail`, closing the connection."""
-    body = json.dumps({"detail": detail}).encode()
-    head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
-    return head.encode() + body
-
-
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with what uvicorn (0.54) lacks: a cap on open connections
-    and a deadline for clients.
-
-    One connection more than `max_open` is answered 503 and closed at once. A connection has
-    `header_timeout_s` to send complete request headers, counted from connecting or from the
-    end of the previous response (uvicorn's keep-alive timer stops at the first byte, and
-    nothing else limits a client that never finishes its headers); it gets a 408 and is
-    closed. The same deadline covers the rest of a request body after the response has been
-    sent (a 413, say). While the app is reading a body, its own timeout applies.
-    """
-
-    max_open = config.SERVE_MAX_CONNECTIONS
-    header_timeout_s: float = config.SERVE_HEADER_TIMEOUT_S
-
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self._deadline: asyncio.TimerHandle | None = None
-        super().connection_made(transport)
-        if len(self.connections) > self.max_open:
-            transport.write(_raw_response(503, f"the server has {self.max_open} connections open: try again later"))
-            transport.close()
-            return
-        self._watch_client()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._watch_client()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._watch_client()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_watching()
-        super().connection_lost(exc)
-
-    def _waiting_for_client(self) -> bool:
-        their, ours = self.conn.their_state, self.conn.our_state
-        return their is h11.IDLE or (their is h11.SEND_BODY and ours in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED))
-
-    def _watch_client(self) -> None:
-        if self.transport.is_closing() or not self._waiting_for_client():
-            self._stop_watching()
-        elif self._deadline is None:
-            self._deadline = self.loop.call_later(self.header_timeout_s, self._client_too_slow)
-
-    def _stop_watching(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _client_too_slow(self) -> None:
-        self._deadline = None
-        if self.transport.is_closing() or not self._waiting_for_client():
-            return
-        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
-            detail = f"request headers not complete after {self.header_timeout_s:g} s"
-            self.transport.write(_raw_response(408, detail))
-        self.transport.close()
-
-
-def uvicorn_config(app: ASGIApp, connections: Connections = Connections(), **kwargs) -> uvicorn.Config:
-    """uvicorn's configuration for `app` with `connections`' limits (`kwargs` go to uvicorn.Config).
-
-    uvicorn's own settings: `timeout_keep_alive` (idle keep-alive connections), `limit_concurrency`
-    (503 to requests once that many connections or requests are open: one more than `max_open`,
-    so it only counts when requests outlive their connections) and `h11_max_incomplete_event_size`
-    (a longer request head is a 400). The rest is `GuardedH11Protocol`'s.
-    """
-    protocol = type("CatdogH11Protocol", (GuardedH11Protocol,),
-                    {"max_open": connections.max_open, "header_timeout_s": connections.header_timeout_s})
-    return uvicorn.Config(
-        app,
-        http=protocol,
-        limit_concurrency=connections.max_open + 1,
-        timeout_keep_alive=connections.keep_alive_s,
-        h11_max_incomplete_event_size=connections.max_header_bytes,
-        **kwargs,
-    )
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to `host`:`port` (uvicorn listens on it); a busy port or an address
-    this machine does not have raises `CatdogError` (a `ParameterError` for `port`)."""
-    if not 0 <= port <= 65535:
-        raise ParameterError("port", f"{{name}} must be 0 to 65535, got {port}")
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as e:
-        raise CatdogError(f"cannot listen on {host!r}: {e.strerror}") from None
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as e:
-        sock.close()
-        if e.errno == errno.EADDRINUSE:
-            raise ParameterError("port", f"{{name}} {port} is in use on {host}: stop what listens there, "
-                                         "or choose another port") from None
-        raise CatdogError(f"cannot listen on {host} port {port}: {e.strerror or e}") from None
-    return sock
-
-
 def serve(
     run: Run | str | os.PathLike,
     host: str = config.SERVE_HOST,
@@ -499,9 +334,10 @@ def serve(
     limits: Limits = Limits(),
     runtime: str = "auto",
     docs: bool = False,
-    connections: Connections = Connections(),
+    connections: Connections | None = None,
 ) -> None:
-    """Serve `run` with uvicorn until interrupted; the port is taken before the model is loaded."""
+    """Serve `run` with uvicorn until interrupted; the port is taken before the model is loaded.
+    `connections`: see catdog.deploy.connections (default: `Connections()`)."""
     run = run if isinstance(run, Run) else open_run(run)
     sock = listening_socket(host, port)
     try:
@@ -509,6 +345,6 @@ def serve(
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         logger.info(f"serving {run.path.name} at http://{shown}:{bound_port}/ (Ctrl+C stops)")
-        uvicorn.Server(uvicorn_config(app, connections)).run(sockets=[sock])
+        uvicorn.Server(uvicorn_config(app, connections or Connections())).run(sockets=[sock])
     finally:
         sock.close()
