@@ -406,12 +406,14 @@ def test_the_host_rule_follows_the_address_the_request_came_in_on():
 def test_a_port_out_of_range_is_a_one_line_usage_error(tiny_run, capsys, port, message):
     from catdog.cli import main
 
-    with pytest.raises(SystemExit) as exit_:
-        main(["serve", str(tiny_run), "--port", port])
+    try:
+        code = main(["serve", str(tiny_run), "--port", port])
+    except SystemExit as e:  # argparse's own error(), where the CLI does not catch it
+        code = e.code
 
-    assert exit_.value.code == 2
+    assert code == 2
     err = capsys.readouterr().err
-    assert err.splitlines()[-1] == f"catdog serve: error: {message}"
+    assert f"error: {message}" in err.splitlines()[-1]
     assert "Traceback" not in err
 
 
