@@ -45,6 +45,20 @@ SERVE_HOST = "127.0.0.1"
 SERVE_PORT = 8000
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_FILES = 32
+# All the images of one request together, from their headers (before anything is decoded):
+# eight 12-megapixel photos, or two at the per-image limit.
+MAX_REQUEST_PIXELS = 100_000_000
+# Uploads decoded at the same time, across all requests (decoding is CPU- and memory-bound).
+MAX_CONCURRENT_DECODES = max(1, min(4, os.cpu_count() or 1))
+# Open connections; one more is closed at once (uvicorn answers requests beyond it with 503).
+SERVE_MAX_CONNECTIONS = 512
+# Seconds a connection has to send complete request headers, from connecting or from the end
+# of the previous response; and the longest silence while it sends a request body.
+SERVE_HEADER_TIMEOUT_S = 10
+SERVE_BODY_TIMEOUT_S = 30
+# Seconds an idle keep-alive connection stays open (uvicorn's default); largest request head.
+SERVE_KEEP_ALIVE_S = 5
+SERVE_MAX_HEADER_BYTES = 16 * 1024
 
 # The seed documents' data set.
 SEED_DATASET_NAME = "cats_and_dogs_filtered"
