@@ -110,6 +110,13 @@ def cache_dir() -> Path:
     return keras_home() / "datasets"
 
 
+def scan_cache_dir() -> Path:
+    """Where scans remember what they checked: `$CATDOG_HOME/scans`, else `~/.cache/catdog/scans`."""
+    if home := os.environ.get(ENV_HOME):
+        return Path(home).expanduser() / "scans"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "catdog" / "scans"
+
+
 def keras_weights_dir() -> Path:
     """Where Keras keeps the pretrained weights it downloads (`~/.keras/models`)."""
     return keras_home() / "models"

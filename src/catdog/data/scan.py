@@ -7,22 +7,22 @@ Two layouts are accepted, told apart by a `train/` folder at the top:
 
 Class names are the class folders' names, sorted, as in
 `keras.utils.image_dataset_from_directory`; images may sit in subfolders of a class
-folder. Every file is checked with `catdog.images.inspect_image`; those that cannot be
-used are skipped with their reason, and problems with the layout itself (a missing
-folder, fewer than two classes, an empty class) raise `CatdogError`.
+folder. Every file is checked with `catdog.data.images.inspect_image`, in parallel and once
+while it does not change (catdog.data.scan_cache); those that cannot be used are skipped
+with their reason, and problems with the layout itself (a missing folder, fewer than two
+classes, an empty class) raise `CatdogError`.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from catdog import config
-from catdog.data.images import ImageInfo, inspect_image
-from catdog.errors import BadImageError, CatdogError
+from catdog.data.scan_cache import check_files
+from catdog.errors import CatdogError
 
 SEED_LAYOUT = "seed"
 FLAT_LAYOUT = "flat"
@@ -77,8 +77,7 @@ def scan(root: str | Path, max_pixels: int = config.MAX_IMAGE_PIXELS) -> Scan:
         for class_name in class_names_here
         for path in found.files(root / (folder or "") / class_name)
     ]
-    with ThreadPoolExecutor() as pool:
-        results = list(pool.map(lambda c: _check(c[0], max_pixels), candidates))
+    results = check_files(root, [path for path, _, _ in candidates], max_pixels)
 
     images, warnings = [], []
     for (path, class_name, folder), result in zip(candidates, results, strict=True):
@@ -166,14 +165,6 @@ def _hidden(name: str) -> str | None:
     if name == MACOS_METADATA:
         return "macOS archive metadata"
     return None
-
-
-def _check(path: Path, max_pixels: int) -> ImageInfo | str:
-    """The image's details, or the reason it cannot be used."""
-    try:
-        return inspect_image(path, max_pixels)
-    except BadImageError as e:
-        return e.reason
 
 
 def _check_classes(root: Path, classes_by_folder: dict[str | None, list[str]]) -> list[str]:
