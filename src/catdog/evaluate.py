@@ -50,7 +50,7 @@ def _evaluate(run: runs.Run, data: str | os.PathLike | None, batch_size: int) ->
         paths = manifest.files(TEST)[0]
         if not paths:
             raise CatdogError(f"run {run.path} has no test split to evaluate on")
-        dataset = load(manifest.root, image_size=run.image_size, batch_size=batch_size, manifest=manifest).test
+        dataset = load(run.config.data, image_size=run.image_size, batch_size=batch_size, manifest=manifest).test
         source, folder = "test split", run.path
     else:
         paths, labels = labelled_images(data, run.class_names)

@@ -15,7 +15,8 @@ def add_data_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         metavar="DIR",
-        help=f"folder of labelled images (default: ${config.ENV_DATA}, else the cached seed data set)",
+        help=f"folder of labelled images, or a pack (catdog data pack) at a path or URL (default: "
+        f"${config.ENV_DATA}, else the cached seed data set)",
     )
 
 

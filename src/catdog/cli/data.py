@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from catdog import config
-from catdog.cli.common import add_data_option, add_json_option, add_seed_option, info, print_json
+from catdog.cli.common import add_data_option, add_json_option, add_seed_option, info, positive_int, print_json
 from catdog.errors import ParameterError
 
 
 def register(subparsers) -> None:
     data = subparsers.add_parser(
         "data",
-        help="fetch, describe, show or split a data set",
-        description="Fetch the seed data set, or describe, show or split a folder of labelled images.",
+        help="fetch, describe, show, split or pack a data set",
+        description="Fetch the seed data set, or describe, show, split or pack a folder of labelled images.",
     )
     commands = data.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
@@ -61,6 +61,18 @@ def register(subparsers) -> None:
     _add_data_options(split)
     split.add_argument("--out", metavar="FILE.csv", required=True, help="manifest to write")
     split.set_defaults(func=run_split, needs_tensorflow=False)
+
+    pack = commands.add_parser(
+        "pack",
+        help="write the checked, split data set as TFRecord shards",
+        description="Check every image and split the data set as `catdog train` would, then write the files as "
+        "TFRecord shards with their manifest into a folder that --data accepts wherever it is (a local folder, "
+        "gs://...): training streams the shards, and under the multiworker strategy each worker reads its own.",
+    )
+    _add_data_options(pack)
+    pack.add_argument("--out", metavar="DEST", required=True, help="folder to write the pack into (new, or a pack)")
+    pack.add_argument("--shards", type=positive_int, default=4, help="shards per split, at most (default: %(default)s)")
+    pack.set_defaults(func=run_pack)
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -142,6 +154,13 @@ def run_split(args: argparse.Namespace) -> int:
     counts = manifest.counts()
     info(", ".join(f"{split}: {sum(counts[split].values())}" for split in config.SPLITS) + " images")
     _mention_skipped(found.skipped)
+    return 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from catdog.data.pack import pack
+
+    print(pack(args.data, args.out, seed=args.seed, shards=args.shards))
     return 0
 
 

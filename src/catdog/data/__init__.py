@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catdog import config
+from catdog.data.pack import Pack, is_remote, open_pack
 from catdog.data.scan import Scan
 from catdog.data.scan import scan as _scan  # not `scan`: that name is the module
 from catdog.data.splits import TEST, TRAIN, Manifest, split
@@ -53,16 +54,21 @@ def resolve_data_dir(data: str | Path | None = None) -> Path:
 
 
 def scan_and_split(data: str | Path | None = None, *, seed: int = config.SEED) -> tuple[Scan, Manifest]:
-    """Check every image under the data folder, then split the usable ones."""
+    """Check every image under the data folder, then split the usable ones (a pack: as packed)."""
+    if data is not None and (packed := open_pack(data)) is not None:
+        return packed.as_scan(), packed.manifest
+    if data is not None and is_remote(data):
+        raise CatdogError(f"{data} is not a catdog pack; data at a URL must be packed first (catdog data pack)")
     found = _scan(resolve_data_dir(data))
     return found, split(found, seed)
 
 
 @dataclass
 class Data:
-    """A data set ready to train on: one `tf.data` dataset of (images, labels) batches per split."""
+    """A data set ready to train on: one `tf.data` dataset of (images, labels) batches per split.
+    `root` is the data folder, or the pack's location (a folder or a URL)."""
 
-    root: Path
+    root: Path | str
     manifest: Manifest
     train: tf.data.Dataset
     validation: tf.data.Dataset
@@ -103,6 +109,11 @@ def load(
     """
     from catdog.data.pipeline import make_dataset
 
+    options = {"image_size": image_size, "batch_size": batch_size, "seed": seed, "memory_budget": memory_budget}
+    if data is not None and (packed := open_pack(data)) is not None:
+        return _load_pack(packed, cache=cache, **options)
+    if data is not None and is_remote(data):
+        raise CatdogError(f"{data} is not a catdog pack; data at a URL must be packed first (catdog data pack)")
     root = resolve_data_dir(data)
     if manifest is None:
         found, manifest = scan_and_split(root, seed=seed)
@@ -131,8 +142,21 @@ def load(
         # In memory is the usual place; say where the others went.
         logger.info("decoded images kept " + "; ".join(f"{name}: {datasets[name].cache_place.describe()}"
                                                       for name in elsewhere))
-    options = {"image_size": image_size, "batch_size": batch_size, "seed": seed, "memory_budget": memory_budget}
     return Data(root, manifest, **datasets, skipped=skipped, warnings=warnings, options=options)
+
+
+def _load_pack(packed: Pack, *, image_size: int, batch_size: int, seed: int, cache, memory_budget) -> Data:
+    from catdog.data.pipeline import make_record_dataset
+
+    datasets = {
+        name: make_record_dataset(packed.shards(name), packed.count(name), image_size, batch_size,
+                                  shuffle=name == TRAIN, seed=seed, cache=cache, memory_budget=memory_budget,
+                                  name=name, class_names=packed.class_names)
+        for name in config.SPLITS
+    }
+    options = {"image_size": image_size, "batch_size": batch_size, "seed": seed, "memory_budget": memory_budget}
+    return Data(packed.location, packed.manifest, **datasets, skipped=list(packed.skipped),
+                warnings=list(packed.warnings), options=options)
 
 
 def summary(data: str | Path | None = None, *, seed: int = config.SEED) -> dict[str, Any]:

@@ -81,28 +81,65 @@ def make_dataset(
     """
     import tensorflow as tf
 
+    source = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(list(paths), dtype=tf.string), np.asarray(labels, dtype="int32"))
+    )
+    return _batches(source, len(paths), lambda path: decode(os.fsdecode(path), image_size), image_size, batch_size,
+                    shuffle=shuffle, seed=seed, cache=cache, memory_budget=memory_budget, name=name,
+                    class_names=class_names)
+
+
+def make_record_dataset(
+    shards: Sequence[str],
+    count: int,
+    image_size: int = config.IMAGE_SIZE,
+    batch_size: int = config.BATCH_SIZE,
+    *,
+    shuffle: bool,
+    seed: int = config.SEED,
+    cache: bool | str | os.PathLike = True,
+    memory_budget: int | None = None,
+    name: str = "images",
+    class_names: Sequence[str] | None = None,
+) -> tf.data.Dataset:
+    """`make_dataset` for a packed data set: the `count` images of TFRecord `shards` (at any path
+    TensorFlow's file systems read), in order, each an encoded image and its class index (see
+    catdog.data.pack). The images decode as files do, to the same pixels."""
+    import tensorflow as tf
+
+    features = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, features)
+        return example["image"], tf.cast(example["label"], tf.int32)
+
+    source = tf.data.TFRecordDataset(list(shards)).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    return _batches(source, count, lambda contents: decode(bytes(contents), image_size), image_size, batch_size,
+                    shuffle=shuffle, seed=seed, cache=cache, memory_budget=memory_budget, name=name,
+                    class_names=class_names)
+
+
+def _batches(source, n: int, read, image_size: int, batch_size: int, *, shuffle: bool, seed: int,
+             cache, memory_budget: int | None, name: str, class_names: Sequence[str] | None) -> tf.data.Dataset:
+    """Batches of (images, labels) from `source`, a dataset of (something `read` decodes, label)."""
+    import tensorflow as tf
+
     autotune = tf.data.AUTOTUNE
-    n = len(paths)
     place = cache_place(n, image_size, name, cache, memory_budget)
     cache = place.path is not None
     if place.path:
         Path(place.path).parent.mkdir(parents=True, exist_ok=True)
 
-    def decode_file(path: bytes) -> np.ndarray:
-        return decode(os.fsdecode(path), image_size)
-
-    def load(path, label):
+    def load(item, label):
         # Pillow releases the GIL while it decodes and resizes, so parallel calls use every core.
-        image = tf.numpy_function(decode_file, [path], tf.uint8, stateful=False)
+        image = tf.numpy_function(read, [item], tf.uint8, stateful=False)
         image.set_shape((image_size, image_size, 3))
         return image, label
 
     def reshuffle(dataset):
         return dataset.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
 
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(list(paths), dtype=tf.string), np.asarray(labels, dtype="int32"))
-    )
+    dataset = source
     if shuffle and not cache:
         dataset = reshuffle(dataset)  # file names are cheap to shuffle; images are not
     dataset = dataset.map(load, num_parallel_calls=autotune).ignore_errors(log_warning=True)

@@ -90,6 +90,11 @@ class Manifest:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise CatdogError(f"manifest {path} does not exist") from None
+        return cls.parse(text, root, path)
+
+    @classmethod
+    def parse(cls, text: str, root: str | Path, path: str | Path = "manifest") -> Manifest:
+        """A manifest from its text (`path` names it in errors)."""
         reader = csv.reader(io.StringIO(text))
         if tuple(next(reader, ())) != HEADER:
             raise CatdogError(f"{path} is not a catdog manifest: its first line must be {','.join(HEADER)}")
@@ -100,7 +105,7 @@ class Manifest:
         return cls(Path(root), rows, class_names)
 
 
-def _parse_row(path: Path, line: int, fields: list[str]) -> Row:
+def _parse_row(path: str | Path, line: int, fields: list[str]) -> Row:
     if len(fields) != len(HEADER):
         raise CatdogError(f"{path}, line {line}: expected {len(HEADER)} fields ({','.join(HEADER)}), "
                           f"found {len(fields)}")

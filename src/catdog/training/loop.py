@@ -34,6 +34,7 @@ import keras
 
 from catdog import config, files, runs
 from catdog.data import Data, load
+from catdog.data.pack import is_remote
 from catdog.data.splits import TRAIN
 from catdog.errors import CatdogError, ParameterError
 from catdog.models import create_model, default_image_size, get_preset, resolve_backbone, resolve_weights
@@ -101,7 +102,7 @@ def train(
     keras.utils.set_random_seed(seed)
     data = _load_data(data, image_size, batch_size, seed)
     settings = RunConfig(
-        preset=spec.name, class_names=data.class_names, image_size=image_size, data=str(Path(data.root).resolve()),
+        preset=spec.name, class_names=data.class_names, image_size=image_size, data=_location(data.root),
         backbone=network.name if network else None, epochs=epochs, batch_size=batch_size, seed=seed,
         weights=resolved or "none", learning_rate=learning_rate, frozen_features=frozen_features, views=views,
         precision=recipe.resolve_precision(precision, spec), jit_compile=_xla(jit_compile, placement),
@@ -171,6 +172,11 @@ def stages(settings: RunConfig) -> list[recipe.Stage]:
         return [recipe.Stage.from_dict(stage) for stage in settings.stages]
     spec = get_preset(settings.preset)
     return recipe.plan(spec, resolve_backbone(spec, settings.backbone), settings.epochs, settings.learning_rate)
+
+
+def _location(root: Path | str) -> str:
+    """Where the data are, as recorded: a local folder in full, a pack's URL as it is."""
+    return os.fspath(root) if is_remote(root) else str(Path(root).resolve())
 
 
 def _image_size(data) -> int | None:
