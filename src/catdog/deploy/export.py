@@ -79,12 +79,12 @@ def export(
 
 
 def _export(run: Run, spec: Format, out: Path, quantize: bool, check_images) -> ExportReport:
-    from catdog.models.inference import exportable
+    from catdog.models.inference import exportable, mixed_precision
 
     trained = run.load_model()
     model = exportable(trained)
     # A mixed-precision model is exported in float32 and checked against its float32 self.
-    reference = trained if trained.dtype_policy.name == "float32" else model
+    reference = model if mixed_precision(trained) else trained
     pixels, images_from = parity_images(run, check_images)
     tolerance = spec.tolerance(quantize)
     with atomic_path(out, spec.kind) as tmp:
