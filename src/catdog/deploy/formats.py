@@ -206,13 +206,15 @@ def _is_catdog_onnx(path: Path) -> bool:
 
 
 def load_onnx(path: Path) -> ModelFunction:
-    """An onnxruntime session on the CPU, as a function of a pixel batch."""
+    """An onnxruntime session, as a function of a pixel batch."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     # Idle workers would otherwise spin, taking the cores that decode the next batch.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # A GPU when onnxruntime-gpu sees one (Ray's actors on a GPU node), else the CPU.
+    providers = [p for p in ("CUDAExecutionProvider",) if p in onnxruntime.get_available_providers()]
+    session = onnxruntime.InferenceSession(str(path), options, providers=[*providers, "CPUExecutionProvider"])
     (image_input,) = session.get_inputs()
     return lambda pixels: session.run(None, {image_input.name: pixels})[0]
 
