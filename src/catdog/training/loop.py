@@ -231,7 +231,10 @@ def _build(settings: RunConfig) -> keras.Model:
     except ValueError as e:  # Keras' own shape checks: an image size the network cannot take
         raise ParameterError("image_size", f"model {settings.preset!r} cannot be built for {{name}} "
                                            f"{settings.image_size}: {str(e).splitlines()[0]}") from None
-    checks.fits_in_memory(model, settings.preset, settings.image_size, settings.batch_size)
+    unfrozen = [stage.unfreeze_from for stage in stages(settings) if stage.unfreeze_from is not None]
+    frozen = settings.frozen_features and recipe.has_base(model)
+    trained_from = (str(unfrozen[0]) if unfrozen else "") if frozen else None
+    checks.fits_in_memory(model, settings.preset, settings.image_size, settings.batch_size, trained_from)
     return model
 
 
