@@ -125,6 +125,12 @@ def scanning(n_files: int) -> dict:
     return result
 
 
+def _machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "a CPU")
+    return f"{os.cpu_count()} cores ({model})"
+
+
 def s(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
@@ -138,7 +144,8 @@ def render(results: dict) -> str:
                      s(epochs[0]), fastest, f"{100 * row['test_accuracy']:.1f} %"])
     p, scan = results["prediction"], results["scanning"]
     blocks = [
-        f"# Scaling out, measured\n\n{results['when']}, {results['machine']}. Command: `{results['command']}`.",
+        f"# Scaling out, measured\n\n{results['when']}, {results['machine']}, load average "
+        f"{results['load_average']}. Command: `{results['command']}`.",
         "## Two logical CPU replicas against one device\n\n`catdog train --model PRESET --epochs "
         f"{results['epochs']} --data DATA --strategy none`, and with `CATDOG_CPU_DEVICES=2 ... --strategy mirrored`"
         " (global batch 32, split 16 + 16). On 2 cores two replicas share the same cores: no gain is expected.",
@@ -169,13 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=positive_int, default=100_000)
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
-    import platform
-
-    results = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{os.cpu_count()} cores, {platform.processor()}",
-               "command": "python benchmarks/scale.py " + " ".join(argv or sys.argv[1:]), "epochs": args.epochs}
+    results = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine(),
+               "command": " ".join(["python benchmarks/scale.py", *(argv or sys.argv[1:])]), "epochs": args.epochs}
+    results["load_at_start"] = f"{os.getloadavg()[0]:.1f}"
     results["scanning"] = scanning(args.files)
     results["prediction"] = prediction(args.data, args.weights, args.predict_images)
     results["replicas"] = replicas(args.data, args.weights, args.epochs)
+    results["load_average"] = f"{results.pop('load_at_start')} at the start, {os.getloadavg()[0]:.1f} at the end"
     files.write_json(BENCH_DIR / "scale.json", results)
     files.write_text(BENCH_DIR / "scale.md", render(results))
     print(BENCH_DIR / "scale.md")
