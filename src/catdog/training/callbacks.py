@@ -16,8 +16,11 @@ rebuilt from the best epoch's weights (see catdog.training.loop).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +40,43 @@ class TrainingStopped(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class _Interrupts:
+    """Ctrl-C during training, never lost. Python raises `KeyboardInterrupt` wherever the main
+    thread is when the signal arrives; inside a finalizer (a weakref callback the garbage
+    collector runs, frequent while TensorFlow traces) it prints "Exception ignored" and drops it.
+    So the handler also records the signal, and `RunRecorder` raises it again at the next batch."""
+
+    pending = False
+
+    @classmethod
+    @contextlib.contextmanager
+    def caught(cls):
+        if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+            yield
+            return
+        cls.pending = False
+        previous = signal.signal(signal.SIGINT, cls._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            cls.pending = False
+
+    @classmethod
+    def _handle(cls, signum, frame):
+        cls.pending = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def raise_pending(cls) -> None:
+        if cls.pending:
+            raise KeyboardInterrupt
+
+
+catch_interrupts = _Interrupts.caught
+raise_pending_interrupt = _Interrupts.raise_pending
 
 
 def state_checkpoint(run: Path, stage: int, epoch: int) -> Path:
@@ -67,10 +107,12 @@ class RunRecorder(keras.callbacks.Callback):
         self.started = self.started or time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
+        _Interrupts.raise_pending()
         if logs and not math.isfinite(float(logs.get("loss", 0.0))):
             raise TrainingStopped(f"the training loss became {logs['loss']} in epoch {len(self.history) + 1}")
 
     def on_epoch_end(self, epoch, logs=None):
+        _Interrupts.raise_pending()
         number = epoch + 1
         if not all(math.isfinite(float(logs[key])) for key in ("loss", "val_loss")):
             raise TrainingStopped(f"the loss became {logs['loss']} (validation: {logs['val_loss']}) in epoch {number}")

@@ -44,7 +44,9 @@ from catdog.training.callbacks import (
     RunRecorder,
     TrainingStopped,
     best_checkpoint,
+    catch_interrupts,
     checkpoint_epoch,
+    raise_pending_interrupt,
     remove_checkpoints,
     save_model,
     state_checkpoint,
@@ -242,47 +244,9 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
     """Fit `model` stage by stage from epoch `len(history)`, recording every epoch (see
     catdog.training.callbacks). The checkpoint of a stage is the state of the part of the
     model it trains; resuming loads those of the stages already (or partly) done."""
-    preset = get_preset(settings.preset)
-    planned = stages(settings)
-    frozen = None
-    if settings.frozen_features and recipe.has_base(model):
-        frozen = FrozenFeatures(model, planned, data, settings.views, settings.batch_size, settings.seed,
-                                drop_remainder=settings.replicas > 1, cache_folder=run / runs.CACHE_DIR)
-    steps = math.ceil(len(data.manifest.files(TRAIN)[0]) / settings.batch_size)
     try:
-        for number, stage in enumerate(planned, 1):
-            started = time.perf_counter()  # the first epoch's time includes computing frozen features
-            recipe.set_trainable(model, stage)
-            top = frozen.top(stage) if frozen else model
-            if stage.end <= len(history):  # done before an interruption
-                _load_checkpoint(top, state_checkpoint(run, number, stage.end))
-                continue
-            top.compile(optimizer=recipe.optimizer(preset, stage, steps),
-                        loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
-                        jit_compile=settings.jit_compile)
-            first = max(len(history), stage.start)
-            if first > stage.start:  # interrupted inside this stage
-                top.optimizer.build(top.trainable_variables)
-                _load_checkpoint(top, state_checkpoint(run, number, first))
-            if frozen:
-                train_data, validation_data = frozen.datasets(stage)
-            else:  # several replicas: no last batch smaller than the replica count (see distribute.py)
-                train_data = data.train.rebatch(settings.batch_size, drop_remainder=True) if settings.replicas > 1 \
-                    else data.train
-                validation_data = data.validation
-            on_terminal = sys.stderr.isatty()
-            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras prints progress on stdout
-                # The pipeline's batch count is unknown until the first epoch ends; Keras warns about that.
-                warnings.filterwarnings("ignore", "Your input ran out of data")
-                top.fit(
-                    train_data, validation_data=validation_data, initial_epoch=first, epochs=stage.end,
-                    shuffle=False, verbose=1 if on_terminal else 0,
-                    callbacks=[
-                        RunRecorder(run, model, number, history, settings.epochs, started, print_lines=not on_terminal),
-                        keras.callbacks.TensorBoard(log_dir=str(run / runs.LOGS_DIR)),
-                        *callbacks,
-                    ],
-                )
+        with catch_interrupts():
+            _fit_stages(run, model, settings, data, history, callbacks)
     except TrainingStopped as e:
         _record_outcome(run, history, stopped=e.reason)
         if not history:
@@ -292,6 +256,51 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
     except KeyboardInterrupt:
         logger.info(f"interrupted after epoch {len(history)}; continue with: catdog train --resume {run}")
         raise
+
+
+def _fit_stages(run: Path, model: keras.Model, settings: RunConfig, data: Data, history: list[dict],
+                callbacks) -> None:
+    preset = get_preset(settings.preset)
+    planned = stages(settings)
+    frozen = None
+    if settings.frozen_features and recipe.has_base(model):
+        frozen = FrozenFeatures(model, planned, data, settings.views, settings.batch_size, settings.seed,
+                                drop_remainder=settings.replicas > 1, cache_folder=run / runs.CACHE_DIR)
+    steps = math.ceil(len(data.manifest.files(TRAIN)[0]) / settings.batch_size)
+    for number, stage in enumerate(planned, 1):
+        started = time.perf_counter()  # the first epoch's time includes computing frozen features
+        recipe.set_trainable(model, stage)
+        top = frozen.top(stage) if frozen else model
+        if stage.end <= len(history):  # done before an interruption
+            _load_checkpoint(top, state_checkpoint(run, number, stage.end))
+            continue
+        top.compile(optimizer=recipe.optimizer(preset, stage, steps),
+                    loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
+                    jit_compile=settings.jit_compile)
+        first = max(len(history), stage.start)
+        if first > stage.start:  # interrupted inside this stage
+            top.optimizer.build(top.trainable_variables)
+            _load_checkpoint(top, state_checkpoint(run, number, first))
+        if frozen:
+            train_data, validation_data = frozen.datasets(stage)
+        else:  # several replicas: no last batch smaller than the replica count (see distribute.py)
+            train_data = data.train.rebatch(settings.batch_size, drop_remainder=True) if settings.replicas > 1 \
+                else data.train
+            validation_data = data.validation
+        on_terminal = sys.stderr.isatty()
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras prints progress on stdout
+            # The pipeline's batch count is unknown until the first epoch ends; Keras warns about that.
+            warnings.filterwarnings("ignore", "Your input ran out of data")
+            top.fit(
+                train_data, validation_data=validation_data, initial_epoch=first, epochs=stage.end,
+                shuffle=False, verbose=1 if on_terminal else 0,
+                callbacks=[
+                    RunRecorder(run, model, number, history, settings.epochs, started, print_lines=not on_terminal),
+                    keras.callbacks.TensorBoard(log_dir=str(run / runs.LOGS_DIR)),
+                    *callbacks,
+                ],
+            )
+    raise_pending_interrupt()  # a Ctrl-C dropped after the last batch
 
 
 def _load_checkpoint(model: keras.Model, path: Path) -> None:
