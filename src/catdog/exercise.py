@@ -51,6 +51,9 @@ class ModelResult:
     test_n: int
     image_size: int
     training_seconds: float
+    test_balanced_accuracy: float | None = None  # None in summaries written before they were measured
+    test_macro_f1: float | None = None
+    test_top_5_accuracy: float | None = None  # with more than 5 classes
 
 
 def new_exercise_dir(out: str | Path | None = None) -> Path:
@@ -69,8 +72,12 @@ def run_exercise(
     backbone: str | None = None,
     weights: str | None = None,
     out: str | Path | None = None,
+    class_weight: str = config.CLASS_WEIGHT,
 ) -> dict[str, Any]:
     """Run the whole exercise into `out` and return its summary (also written to `summary.json`).
+
+    `data`: a folder, or a `catdog.data.Source` (labels from a CSV file, small classes left out);
+    `class_weight`: see `catdog.training.recipe.class_weights`.
 
     `backbone` and `weights` apply to the pretrained presets only (see
     `catdog.models.resolve_weights`);
@@ -93,7 +100,7 @@ def run_exercise(
     folder = new_exercise_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
     found, manifest = catdog_data.scan_and_split(data, seed=seed)
-    catdog_data.log_problems(found)
+    catdog_data.log_problems(found, manifest)
     dataset_summary = catdog_data.describe(found, manifest, seed=seed)
     loaded: dict[int, catdog_data.Data] = {}
 
@@ -110,7 +117,7 @@ def run_exercise(
         run = _train_or_resume(
             preset.name, data_at(size), folder / preset.name, epochs=epochs, image_size=size,
             batch_size=batch_size, seed=seed, backbone=backbone if preset.pretrained else None,
-            weights=weights if preset.pretrained else None,
+            weights=weights if preset.pretrained else None, class_weight=class_weight,
         )
         results.append(_result(preset.name, run))
 
@@ -121,7 +128,8 @@ def run_exercise(
     )
     summary = {
         "data": dataset_summary,
-        "settings": {"image_size": image_size, "batch_size": batch_size, "seed": seed, "epochs": epochs},
+        "settings": {"image_size": image_size, "batch_size": batch_size, "seed": seed, "epochs": epochs,
+                     "class_weight": class_weight},
         "models": [asdict(r) for r in results],
         "best": max(results, key=_rank).preset,
         "report": str(folder / "report.html"),
@@ -174,6 +182,9 @@ def _result(preset: str, run: Path) -> ModelResult:
         test_n=metrics["n"],
         image_size=opened.image_size,
         training_seconds=sum(row["seconds"] for row in history),
+        test_balanced_accuracy=metrics.get("balanced_accuracy"),
+        test_macro_f1=metrics.get("macro_f1"),
+        test_top_5_accuracy=metrics.get("top_5_accuracy"),
     )
 
 
@@ -218,10 +229,7 @@ def _data_blocks(data: dict[str, Any], folder: Path) -> list[Block]:
             "The exact files are listed in each model's `splits.csv`."
         ),
         Table(["split", *classes, "total"], rows),
-        Paragraph(
-            f"The baseline, always guessing the most frequent training class (`{data['baseline_class']}`), "
-            f"scores **{_pct(data['baseline_accuracy'])}** on the test split: every model must beat it."
-        ),
+        *_baseline_blocks(data),
     ]
     if data["skipped"]:
         blocks.append(Paragraph(f"{len(data['skipped'])} files were skipped:"))
@@ -232,6 +240,41 @@ def _data_blocks(data: dict[str, Any], folder: Path) -> list[Block]:
         Figure(folder / SAMPLES_PLOT, "Random training images of each class."),
         Figure(folder / AUGMENTATION_PLOT, "Data augmentation: one image, randomly flipped and rotated."),
     ]
+    return blocks
+
+
+def _baseline_blocks(data: dict[str, Any]) -> list[Block]:
+    """The baseline, and what the counts warn of: imbalance, classes a held-out split lacks."""
+    sentences = []
+    if data.get("baseline_accuracy") is not None:
+        sentences.append(f"The baseline, always guessing the most frequent training class (`{data['baseline_class']}`),"
+                         f" scores **{_pct(data['baseline_accuracy'])}** on the test split: every model must beat it.")
+    if data.get("baseline_balanced_accuracy") is not None:
+        sentences.append(f"Its balanced accuracy (the mean recall of the classes) is "
+                         f"{_pct(data['baseline_balanced_accuracy'])}.")
+    if data.get("imbalance", 1) > config.IMBALANCE_RATIO:
+        sentences.append(f"The classes are imbalanced: the largest has {data['imbalance']:.1f}x the training images "
+                         "of the smallest, so balanced accuracy says more than accuracy.")
+    for split, names in data.get("missing", {}).items():
+        if names:
+            listed = ", ".join(f"`{n}`" for n in names[:20]) + (f", and {len(names) - 20} more" * (len(names) > 20))
+            sentences.append(f"{len(names)} classes are too small to spare a {split} image: {listed}.")
+    return [Paragraph(" ".join(sentences))] if sentences else []
+
+
+def _class_metric_blocks(result: ModelResult, run: Path) -> list[Block]:
+    """Balanced accuracy and macro F1 (and top-5 accuracy for many classes) of the chosen model,
+    with the pairs of classes it confuses most."""
+    if result.test_balanced_accuracy is None:
+        return []
+    figures = [f"balanced accuracy **{_pct(result.test_balanced_accuracy)}**", f"macro F1 {_pct(result.test_macro_f1)}"]
+    if result.test_top_5_accuracy is not None:
+        figures.append(f"top-5 accuracy {_pct(result.test_top_5_accuracy)}")
+    blocks: list[Block] = [Paragraph(f"Over its classes: {', '.join(figures)}.")]
+    confused = (runs.read_json(run / runs.METRICS_FILE) or {}).get("most_confused") or []
+    if confused:
+        blocks.append(Table(["true class", "predicted as", "test images"],
+                            [[f"`{c['true']}`", f"`{c['predicted']}`", str(c["count"])] for c in confused]))
     return blocks
 
 
@@ -289,6 +332,7 @@ def _comparison_blocks(summary: dict[str, Any], results: list[ModelResult], fold
             f"Chosen by validation accuracy, the best model is `{best.preset}`: **{_pct(best.test_accuracy)}** "
             f"on {best.test_n} test images that took no part in training or model selection."
         ),
+        *_class_metric_blocks(best, run),
         FigureRow([
             Figure(run / runs.CONFUSION_MATRIX_PLOT, f"`{best.preset}`: confusion matrix on the test split."),
             Figure(run / runs.MISCLASSIFIED_PLOT, f"`{best.preset}`: misclassified test images."),

@@ -83,6 +83,7 @@ class RunConfig:
     views: int = 1
     precision: str = "float32"
     jit_compile: bool = False
+    class_weight: str = "none"  # runs recorded before class weights trained without them
     stages: list[dict[str, Any]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION

@@ -7,10 +7,12 @@ import argparse
 from catdog import config
 from catdog.cli.common import (
     add_backbone_option,
+    add_class_weight_option,
     add_data_option,
     add_json_option,
     add_seed_option,
     add_weights_option,
+    data_source,
     positive_int,
     print_json,
 )
@@ -42,6 +44,7 @@ def register(subparsers) -> None:
     add_backbone_option(parser)
     add_weights_option(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/exercise-<timestamp>)")
+    add_class_weight_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from catdog.exercise import run_exercise
 
     summary = run_exercise(
-        args.data,
+        data_source(args),
         models=[name.strip() for name in args.models.split(",") if name.strip()],
         epochs=args.epochs,
         image_size=args.image_size,
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         backbone=args.backbone,
         weights=args.weights,
         out=args.out,
+        class_weight=args.class_weight or config.CLASS_WEIGHT,
     )
     if args.json:
         print_json(summary)
