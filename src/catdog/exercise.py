@@ -1,11 +1,12 @@
 """The seed documents' whole exercise in one call: `catdog run`.
 
 In the seed's order: a data summary with the baseline, the sample grid, the augmentation
-preview, each model trained and scored on the test split, then a comparison of the models,
-all gathered into `report.html` and `report.md` in one folder::
+preview, an audit of the data (`catdog.audit`: leaks, suspected label errors, outliers),
+each model trained and scored on the test split, then a comparison of the models, all
+gathered into `report.html` and `report.md` in one folder::
 
     exercise/
-        report.html  report.md  summary.json
+        report.html  report.md  summary.json  audit.json  audit.html
         samples.png  augmentation.png  validation_accuracy.png
         scratch/  augmented/  ...    one run folder per model (see catdog.runs)
 
@@ -111,6 +112,10 @@ def run_exercise(
         return loaded[size]
 
     _write_previews(manifest, folder, seed=seed)
+    from catdog.audit.report import audit_for_report
+
+    audit = audit_for_report(data, (found, manifest), folder, seed=seed, backbone=backbone, weights=weights,
+                             batch_size=batch_size)
     results = []
     for preset in presets:
         size = image_size or catdog_models.default_image_size(preset, catdog_models.resolve_backbone(preset, backbone))
@@ -130,6 +135,7 @@ def run_exercise(
         "data": dataset_summary,
         "settings": {"image_size": image_size, "batch_size": batch_size, "seed": seed, "epochs": epochs,
                      "class_weight": class_weight},
+        "audit": audit,
         "models": [asdict(r) for r in results],
         "best": max(results, key=_rank).preset,
         "report": str(folder / "report.html"),
@@ -200,7 +206,9 @@ def _sentence_case(text: str) -> str:
 
 
 def report_blocks(summary: dict[str, Any], folder: Path) -> list[Block]:
-    """The report, in the order of the seed documents."""
+    """The report, in the order of the seed documents, with the audit of the data after its summary."""
+    from catdog.audit.report import audit_blocks
+
     data = summary["data"]
     results = [ModelResult(**row) for row in summary["models"]]
     blocks: list[Block] = [
@@ -210,6 +218,7 @@ def report_blocks(summary: dict[str, Any], folder: Path) -> list[Block]:
             "Every number below was measured in this run."
         ),
         *_data_blocks(data, folder),
+        *audit_blocks(summary.get("audit")),
     ]
     for number, result in enumerate(results, 1):
         blocks += _model_blocks(number, result)
