@@ -28,6 +28,9 @@ NEAR_DUPLICATE_COSINE = 0.9
 # `catdog audit` lists an image as an outlier when its mean distance to its nearest neighbours (in
 # the backbone's features) is at least this many times the data set's median of that distance.
 OUTLIER_DISTANCE_RATIO = 1.5
+# ... and judges labels only where the other images predict an image's class at least this often
+# (out-of-fold accuracy): below it, every label looks doubtful.
+LABEL_CHECK_MIN_ACCURACY = 0.5
 # A warning when the largest class has more than this many times the images of the smallest.
 IMBALANCE_RATIO = 3.0
 # How training weighs the classes' losses: none, balanced (each class as much in total), or auto

@@ -161,3 +161,8 @@ def test_a_clean_folder_passes_fail_on_and_an_audit_is_replaced_only_by_an_audit
 def test_random_weights_are_refused_in_one_line(tiny_dataset, capsys):
     one_line_error(capsys, main(["audit", "--data", str(tiny_dataset), "--weights", "none"]),
                    "--weights none: comparing images needs the backbone's pretrained weights")
+
+
+def test_an_against_folder_that_is_not_there_is_a_one_line_error(tiny_dataset, tmp_path, capsys):
+    one_line_error(capsys, main(["audit", "--data", str(tiny_dataset), "--against", str(tmp_path / "nowhere")]),
+                   f"--against: {tmp_path / 'nowhere'} is not a folder")

@@ -68,14 +68,20 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
     duplicates = _duplicates(data_files + other_files, names, splits, hashes, features, n)
 
     labels = np.array([manifest.class_names.index(image.class_name) for image in found.images])
+    check = find_label_issues(features[:n], labels, len(manifest.class_names), seed)
     label_issues = [Suspect(names[issue.index], manifest.class_names[labels[issue.index]],
                             manifest.class_names[issue.suggested], round(issue.score, 4), issue.confident)
-                    for issue in find_label_issues(features[:n], labels, len(manifest.class_names), seed)]
+                    for issue in check.issues]
     scores = outlier_scores(features[:n])
     outliers = [Outlier(names[i], round(float(scores[i]), 3)) for i in np.argsort(-scores, kind="stable")
                 if scores[i] >= config.OUTLIER_DISTANCE_RATIO]
 
     summary = describe_data(found, manifest, seed=seed)
+    if not check.judged and check.accuracy is not None:
+        summary["warnings"].append(
+            f"labels not judged: the other images predict an image's class only {check.accuracy:.1%} of the time "
+            f"(out of fold), below the {config.LABEL_CHECK_MIN_ACCURACY:.0%} needed to judge labels by")
+        logger.warning(summary["warnings"][-1])
     result = AuditResult(
         data=str(shown), layout=found.layout, seed=seed, classes=manifest.class_names, images=n,
         against=[{"folder": str(other["folder"]), "images": len(other["files"]), "skipped": other["skipped"]}
@@ -89,6 +95,7 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
             "label_issues": f"confident learning (cleanlab) on the probabilities of a {FOLDS}-fold out-of-fold "
                             "logistic regression, and every out-of-fold prediction of another class",
             "outlier_distance_ratio": config.OUTLIER_DISTANCE_RATIO,
+            "out_of_fold_accuracy": None if check.accuracy is None else round(check.accuracy, 4),
         },
         skipped=summary["skipped"], warnings=summary["warnings"],
     )

@@ -43,6 +43,10 @@ def audit_for_report(data, scanned: tuple[Scan, Manifest], folder: Path, *, seed
     return result.to_json()
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _cannot_check(backbone: str | None, weights) -> str | None:
     """Why label errors and outliers cannot be looked for here, or None."""
     from catdog.audit.features import FEATURE_PRESET
@@ -86,6 +90,8 @@ def audit_blocks(audit: dict[str, Any] | None) -> list[Block]:
         blocks.append(Paragraph(f"Label errors and outliers were not looked for: {audit['not_checked']}."))
         return blocks
     issues, outliers = audit["label_issues"], audit["outliers"]
+    not_judged = [warning for warning in audit["warnings"] if warning.startswith("labels not judged")]
+    blocks += [Paragraph(_sentence(warning) + ".") for warning in not_judged]
     blocks.append(Paragraph(
         f"**{len(issues)} suspected label errors**, found by confident learning on what the other images "
         "predict for each (the score is 1 minus the probability they give its label)"

@@ -95,6 +95,8 @@ def format_audit(result) -> str:
     lines += ["", f"outliers: {len(result.outliers)} (score: distance to its nearest images over the usual)"]
     lines += [f"  {o.path} ({o.score:.2f})" for o in result.outliers[:LISTED]]
     lines += _more(result.outliers)
+    if result.warnings:
+        lines += ["", "warnings:", *(f"  {warning}" for warning in result.warnings)]
     return "\n".join(lines)
 
 

@@ -124,6 +124,11 @@ def _labelled_candidates(root: Path, labels: LabelsFile, found: _Found) -> list[
     """(file, class, no folder) for every file `labels` gives a class; the rest is skipped."""
     files = [found.relative(path) for path in found.files(root)]
     labelled = read_labels(labels, root, files)
+    listed = [(entry, reason) for entry, reason in labelled.skipped if not reason.startswith("not listed")]
+    if not labelled.labels and listed:
+        entry, reason = listed[0]
+        raise CatdogError(f"no entry of labels file {labels.path} names a usable file under {root} (the first: "
+                          f"{entry}: {reason}); its paths are relative to the data folder")
     found.skipped += labelled.skipped
     return [(root / path, label, None) for path, label in sorted(labelled.labels.items())]
 
