@@ -212,7 +212,7 @@ def report_blocks(summary: dict[str, Any], folder: Path) -> list[Block]:
     data = summary["data"]
     results = [ModelResult(**row) for row in summary["models"]]
     blocks: list[Block] = [
-        Heading(f"Image classification: {', '.join(data['classes'])}", 1),
+        Heading(f"Image classification: {_class_list(data['classes'])}", 1),
         Paragraph(
             f"Data: `{data['root']}` ({data['layout']} layout), seed {data['seed']}. "
             "Every number below was measured in this run."
@@ -226,10 +226,24 @@ def report_blocks(summary: dict[str, Any], folder: Path) -> list[Block]:
     return blocks
 
 
+# Up to this many classes they are named in the title and have a column each in the counts.
+FEW_CLASSES = 6
+
+
+def _class_list(classes: list[str]) -> str:
+    return ", ".join(classes) if len(classes) <= FEW_CLASSES else f"{len(classes)} classes"
+
+
+def _counts_table(splits: dict[str, dict[str, int]], classes: list[str]) -> Table:
+    """Images per split and class: a column per class, or for many classes a row per class."""
+    if len(classes) <= FEW_CLASSES:
+        return Table(["split", *classes, "total"], [[split, *(str(counts[c]) for c in classes),
+                                                     str(sum(counts.values()))] for split, counts in splits.items()])
+    return Table(["class", *splits, "total"], [[f"`{c}`", *(str(splits[s][c]) for s in splits),
+                                               str(sum(splits[s][c] for s in splits))] for c in classes])
+
+
 def _data_blocks(data: dict[str, Any], folder: Path) -> list[Block]:
-    classes = data["classes"]
-    rows = [[split, *(str(counts[c]) for c in classes), str(sum(counts.values()))]
-            for split, counts in data["splits"].items()]
     blocks: list[Block] = [
         Heading("The data"),
         Paragraph(
@@ -237,7 +251,7 @@ def _data_blocks(data: dict[str, Any], folder: Path) -> list[Block]:
             "disjoint (the seed's test split was re-drawn on every pass and overlapped validation). "
             "The exact files are listed in each model's `splits.csv`."
         ),
-        Table(["split", *classes, "total"], rows),
+        _counts_table(data["splits"], data["classes"]),
         *_baseline_blocks(data),
     ]
     if data["skipped"]:

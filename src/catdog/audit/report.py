@@ -92,10 +92,11 @@ def audit_blocks(audit: dict[str, Any] | None) -> list[Block]:
     issues, outliers = audit["label_issues"], audit["outliers"]
     not_judged = [warning for warning in audit["warnings"] if warning.startswith("labels not judged")]
     blocks += [Paragraph(_sentence(warning) + ".") for warning in not_judged]
-    blocks.append(Paragraph(
-        f"**{len(issues)} suspected label errors**, found by confident learning on what the other images "
-        "predict for each (the score is 1 minus the probability they give its label)"
-        + (f"; the {min(LISTED, len(issues))} most suspicious:" if issues else ".")))
+    if not not_judged:
+        blocks.append(Paragraph(
+            f"**{len(issues)} suspected label errors**, found by confident learning on what the other images "
+            "predict for each (the score is 1 minus the probability they give its label)"
+            + (f"; the {min(LISTED, len(issues))} most suspicious:" if issues else ".")))
     if issues:
         blocks.append(Table(["file", "label", "looks like", "score"],
                             [[f"`{i['path']}`", f"`{i['label']}`", f"`{i['suggested']}`", f"{i['score']:.2f}"]
@@ -104,6 +105,6 @@ def audit_blocks(audit: dict[str, Any] | None) -> list[Block]:
                             "their nearest images over the usual)" + (":" if outliers else ".")))
     if outliers:
         blocks.append(Table(["file", "score"], [[f"`{o['path']}`", f"{o['score']:.2f}"] for o in outliers[:LISTED]]))
-    blocks.append(Paragraph(f"Every finding, with thumbnails: `{HTML_FILE}` (and `{JSON_FILE}`); "
-                            f"`catdog audit --data {audit['data']}` runs it again."))
+    blocks.append(Paragraph(f"Every finding, with thumbnails: `{HTML_FILE}` (and `{JSON_FILE}`); `catdog audit` "
+                            "runs the audit again on its own."))
     return blocks

@@ -3,10 +3,10 @@ cropped or brightened.
 
 Two fingerprints find them, chosen by measurement (benchmarks/audit.md):
 
-- `perceptual_hash`, computed while a scan checks each file (it costs a few percent of
-  the scan): pHash, the 64 signs of the lowest 8x8 frequencies of the discrete cosine
-  transform of the image at 32x32 in grey, against their median (the algorithm of
-  `imagehash.phash`, written out here because it is a matrix product, and that package
+- `perceptual_hash`, computed while a scan checks each file (from the small decode the
+  check makes anyway): pHash, the 64 signs of the lowest 8x8 frequencies of the discrete
+  cosine transform of the image at 32x32 in grey, against their median (the algorithm of
+  `imagehash.phash`, written out here because it is one matrix product, and that package
   would bring SciPy and PyWavelets into every install). It finds re-encoded, resized and
   brightened copies; a crop of a few percent moves it by more bits.
 - the backbone's embedding (`catdog.audit`), which finds crops as well, at the cost of
@@ -32,6 +32,8 @@ NEAR = "near"
 _HASH_SIZE = 8
 _HASH_INPUT = 4 * _HASH_SIZE  # pixels per side of the grey image the transform sees
 _DCT = np.cos(np.pi * np.arange(_HASH_SIZE)[:, None] * (2 * np.arange(_HASH_INPUT)[None, :] + 1) / (2 * _HASH_INPUT))
+# The lowest 8x8 frequencies of a 32x32 image (flattened by rows) in one product: D @ image @ D.T, flattened.
+_DCT_2D = np.kron(_DCT, _DCT).astype(np.float32)
 # Tiles of the pair matrix: 2048 x 2048 float32 similarities (16 MB) or uint64 hash differences (32 MB).
 _TILE = 2048
 
@@ -46,11 +48,12 @@ class DuplicateGroup:
 
 
 def perceptual_hash(image: Image.Image) -> int:
-    """The 64-bit pHash of an image (any mode): similar photos differ in few bits."""
-    grey = np.asarray(image.convert("L").resize((_HASH_INPUT, _HASH_INPUT), Image.Resampling.LANCZOS), "float64")
-    low = _DCT @ grey @ _DCT.T
-    bits = np.packbits((low > np.median(low)).ravel())
-    return int.from_bytes(bits.tobytes(), "big")
+    """The 64-bit pHash of an image (any mode): similar photos differ in few bits. (Scaled down
+    with Pillow's bilinear filter, which averages over the area it shrinks, as decoding does.)"""
+    grey = image.convert("L").resize((_HASH_INPUT, _HASH_INPUT), Image.Resampling.BILINEAR)
+    low = _DCT_2D @ np.asarray(grey, dtype=np.float32).ravel()
+    middle = np.partition(low, (31, 32))[31:33].mean()  # the median of the 64
+    return int.from_bytes(np.packbits(low > middle).tobytes(), "big")
 
 
 def file_digest(path) -> str:
