@@ -20,6 +20,24 @@ SEED_TEST_FRACTION = 0.2
 FLAT_VALIDATION_FRACTION = 0.15
 FLAT_TEST_FRACTION = 0.15
 
+# Two images are the same photo when their perceptual hashes differ in at most this many of 64 bits
+# (scan), or when the backbone's embeddings have at least this cosine similarity (audit); both
+# chosen by measurement on copies of the seed photos (benchmarks/audit.md).
+NEAR_DUPLICATE_HASH_BITS = 8
+NEAR_DUPLICATE_COSINE = 0.9
+# `catdog audit` lists an image as an outlier when its mean distance to its nearest neighbours (in
+# the backbone's features) is at least this many times the data set's median of that distance.
+OUTLIER_DISTANCE_RATIO = 1.5
+# ... and judges labels only where the other images predict an image's class at least this often
+# (out-of-fold accuracy): below it, every label looks doubtful.
+LABEL_CHECK_MIN_ACCURACY = 0.5
+# A warning when the largest class has more than this many times the images of the smallest.
+IMBALANCE_RATIO = 3.0
+# How training weighs the classes' losses: none, balanced (each class as much in total), or auto
+# (balanced beyond IMBALANCE_RATIO); the default chosen by measurement (README, "Your own data").
+CLASS_WEIGHTS = ("none", "balanced", "auto")
+CLASS_WEIGHT = "auto"
+
 # Images with more pixels than this are skipped (scan) or refused (serve) rather than decoded.
 MAX_IMAGE_PIXELS = 40_000_000
 # Training keeps decoded images (as uint8) and frozen features in memory when a split takes at most

@@ -1,11 +1,12 @@
 """The seed documents' whole exercise in one call: `catdog run`.
 
 In the seed's order: a data summary with the baseline, the sample grid, the augmentation
-preview, each model trained and scored on the test split, then a comparison of the models,
-all gathered into `report.html` and `report.md` in one folder::
+preview, an audit of the data (`catdog.audit`: leaks, suspected label errors, outliers),
+each model trained and scored on the test split, then a comparison of the models, all
+gathered into `report.html` and `report.md` in one folder::
 
     exercise/
-        report.html  report.md  summary.json
+        report.html  report.md  summary.json  audit.json  audit.html
         samples.png  augmentation.png  validation_accuracy.png
         scratch/  augmented/  ...    one run folder per model (see catdog.runs)
 
@@ -51,6 +52,9 @@ class ModelResult:
     test_n: int
     image_size: int
     training_seconds: float
+    test_balanced_accuracy: float | None = None  # None in summaries written before they were measured
+    test_macro_f1: float | None = None
+    test_top_5_accuracy: float | None = None  # with more than 5 classes
 
 
 def new_exercise_dir(out: str | Path | None = None) -> Path:
@@ -70,8 +74,12 @@ def run_exercise(
     weights: str | None = None,
     strategy: str = "auto",
     out: str | Path | None = None,
+    class_weight: str = config.CLASS_WEIGHT,
 ) -> dict[str, Any]:
     """Run the whole exercise into `out` and return its summary (also written to `summary.json`).
+
+    `data`: a folder, or a `catdog.data.Source` (labels from a CSV file, small classes left out);
+    `class_weight`: see `catdog.training.recipe.class_weights`.
 
     `backbone` and `weights` apply to the pretrained presets only (see
     `catdog.models.resolve_weights`);
@@ -94,7 +102,7 @@ def run_exercise(
     folder = new_exercise_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
     found, manifest = catdog_data.scan_and_split(data, seed=seed)
-    catdog_data.log_problems(found)
+    catdog_data.log_problems(found, manifest)
     dataset_summary = catdog_data.describe(found, manifest, seed=seed)
     loaded: dict[int, catdog_data.Data] = {}
 
@@ -105,13 +113,17 @@ def run_exercise(
         return loaded[size]
 
     _write_previews(manifest, folder, seed=seed)
+    from catdog.audit.report import audit_for_report
+
+    audit = audit_for_report(data, (found, manifest), folder, seed=seed, backbone=backbone, weights=weights,
+                             batch_size=batch_size)
     results = []
     for preset in presets:
         size = image_size or catdog_models.default_image_size(preset, catdog_models.resolve_backbone(preset, backbone))
         run = _train_or_resume(
             preset.name, data_at(size), folder / preset.name, epochs=epochs, image_size=size,
             batch_size=batch_size, seed=seed, backbone=backbone if preset.pretrained else None,
-            weights=weights if preset.pretrained else None, strategy=strategy,
+            weights=weights if preset.pretrained else None, class_weight=class_weight, strategy=strategy,
         )
         results.append(_result(preset.name, run))
 
@@ -122,7 +134,9 @@ def run_exercise(
     )
     summary = {
         "data": dataset_summary,
-        "settings": {"image_size": image_size, "batch_size": batch_size, "seed": seed, "epochs": epochs},
+        "settings": {"image_size": image_size, "batch_size": batch_size, "seed": seed, "epochs": epochs,
+                     "class_weight": class_weight},
+        "audit": audit,
         "models": [asdict(r) for r in results],
         "best": max(results, key=_rank).preset,
         "report": str(folder / "report.html"),
@@ -175,6 +189,9 @@ def _result(preset: str, run: Path) -> ModelResult:
         test_n=metrics["n"],
         image_size=opened.image_size,
         training_seconds=sum(row["seconds"] for row in history),
+        test_balanced_accuracy=metrics.get("balanced_accuracy"),
+        test_macro_f1=metrics.get("macro_f1"),
+        test_top_5_accuracy=metrics.get("top_5_accuracy"),
     )
 
 
@@ -190,16 +207,19 @@ def _sentence_case(text: str) -> str:
 
 
 def report_blocks(summary: dict[str, Any], folder: Path) -> list[Block]:
-    """The report, in the order of the seed documents."""
+    """The report, in the order of the seed documents, with the audit of the data after its summary."""
+    from catdog.audit.report import audit_blocks
+
     data = summary["data"]
     results = [ModelResult(**row) for row in summary["models"]]
     blocks: list[Block] = [
-        Heading(f"Image classification: {', '.join(data['classes'])}", 1),
+        Heading(f"Image classification: {_class_list(data['classes'])}", 1),
         Paragraph(
             f"Data: `{data['root']}` ({data['layout']} layout), seed {data['seed']}. "
             "Every number below was measured in this run."
         ),
         *_data_blocks(data, folder),
+        *audit_blocks(summary.get("audit")),
     ]
     for number, result in enumerate(results, 1):
         blocks += _model_blocks(number, result)
@@ -207,10 +227,24 @@ def report_blocks(summary: dict[str, Any], folder: Path) -> list[Block]:
     return blocks
 
 
+# Up to this many classes they are named in the title and have a column each in the counts.
+FEW_CLASSES = 6
+
+
+def _class_list(classes: list[str]) -> str:
+    return ", ".join(classes) if len(classes) <= FEW_CLASSES else f"{len(classes)} classes"
+
+
+def _counts_table(splits: dict[str, dict[str, int]], classes: list[str]) -> Table:
+    """Images per split and class: a column per class, or for many classes a row per class."""
+    if len(classes) <= FEW_CLASSES:
+        return Table(["split", *classes, "total"], [[split, *(str(counts[c]) for c in classes),
+                                                     str(sum(counts.values()))] for split, counts in splits.items()])
+    return Table(["class", *splits, "total"], [[f"`{c}`", *(str(splits[s][c]) for s in splits),
+                                               str(sum(splits[s][c] for s in splits))] for c in classes])
+
+
 def _data_blocks(data: dict[str, Any], folder: Path) -> list[Block]:
-    classes = data["classes"]
-    rows = [[split, *(str(counts[c]) for c in classes), str(sum(counts.values()))]
-            for split, counts in data["splits"].items()]
     blocks: list[Block] = [
         Heading("The data"),
         Paragraph(
@@ -218,11 +252,8 @@ def _data_blocks(data: dict[str, Any], folder: Path) -> list[Block]:
             "disjoint (the seed's test split was re-drawn on every pass and overlapped validation). "
             "The exact files are listed in each model's `splits.csv`."
         ),
-        Table(["split", *classes, "total"], rows),
-        Paragraph(
-            f"The baseline, always guessing the most frequent training class (`{data['baseline_class']}`), "
-            f"scores **{_pct(data['baseline_accuracy'])}** on the test split: every model must beat it."
-        ),
+        _counts_table(data["splits"], data["classes"]),
+        *_baseline_blocks(data),
     ]
     if data["skipped"]:
         blocks.append(Paragraph(f"{len(data['skipped'])} files were skipped:"))
@@ -233,6 +264,41 @@ def _data_blocks(data: dict[str, Any], folder: Path) -> list[Block]:
         Figure(folder / SAMPLES_PLOT, "Random training images of each class."),
         Figure(folder / AUGMENTATION_PLOT, "Data augmentation: one image, randomly flipped and rotated."),
     ]
+    return blocks
+
+
+def _baseline_blocks(data: dict[str, Any]) -> list[Block]:
+    """The baseline, and what the counts warn of: imbalance, classes a held-out split lacks."""
+    sentences = []
+    if data.get("baseline_accuracy") is not None:
+        sentences.append(f"The baseline, always guessing the most frequent training class (`{data['baseline_class']}`),"
+                         f" scores **{_pct(data['baseline_accuracy'])}** on the test split: every model must beat it.")
+    if data.get("baseline_balanced_accuracy") is not None:
+        sentences.append(f"Its balanced accuracy (the mean recall of the classes) is "
+                         f"{_pct(data['baseline_balanced_accuracy'])}.")
+    if data.get("imbalance", 1) > config.IMBALANCE_RATIO:
+        sentences.append(f"The classes are imbalanced: the largest has {data['imbalance']:.1f}x the training images "
+                         "of the smallest, so balanced accuracy says more than accuracy.")
+    for split, names in data.get("missing", {}).items():
+        if names:
+            listed = ", ".join(f"`{n}`" for n in names[:20]) + (f", and {len(names) - 20} more" * (len(names) > 20))
+            sentences.append(f"{len(names)} classes are too small to spare a {split} image: {listed}.")
+    return [Paragraph(" ".join(sentences))] if sentences else []
+
+
+def _class_metric_blocks(result: ModelResult, run: Path) -> list[Block]:
+    """Balanced accuracy and macro F1 (and top-5 accuracy for many classes) of the chosen model,
+    with the pairs of classes it confuses most."""
+    if result.test_balanced_accuracy is None:
+        return []
+    figures = [f"balanced accuracy **{_pct(result.test_balanced_accuracy)}**", f"macro F1 {_pct(result.test_macro_f1)}"]
+    if result.test_top_5_accuracy is not None:
+        figures.append(f"top-5 accuracy {_pct(result.test_top_5_accuracy)}")
+    blocks: list[Block] = [Paragraph(f"Over its classes: {', '.join(figures)}.")]
+    confused = (runs.read_json(run / runs.METRICS_FILE) or {}).get("most_confused") or []
+    if confused:
+        blocks.append(Table(["true class", "predicted as", "test images"],
+                            [[f"`{c['true']}`", f"`{c['predicted']}`", str(c["count"])] for c in confused]))
     return blocks
 
 
@@ -290,6 +356,7 @@ def _comparison_blocks(summary: dict[str, Any], results: list[ModelResult], fold
             f"Chosen by validation accuracy, the best model is `{best.preset}`: **{_pct(best.test_accuracy)}** "
             f"on {best.test_n} test images that took no part in training or model selection."
         ),
+        *_class_metric_blocks(best, run),
         FigureRow([
             Figure(run / runs.CONFUSION_MATRIX_PLOT, f"`{best.preset}`: confusion matrix on the test split."),
             Figure(run / runs.MISCLASSIFIED_PLOT, f"`{best.preset}`: misclassified test images."),

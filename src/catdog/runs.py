@@ -87,6 +87,7 @@ class RunConfig:
     views: int = 1
     precision: str = "float32"
     jit_compile: bool = False
+    class_weight: str = "none"  # runs recorded before class weights trained without them
     strategy: str = "none"
     replicas: int = 1
     workers: int = 1

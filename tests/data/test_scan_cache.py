@@ -19,9 +19,9 @@ def counted(monkeypatch):
     reads = []
     real = scan_cache.inspect_image
 
-    def inspect(path, max_pixels):
+    def inspect(path, max_pixels, **options):
         reads.append(os.fspath(path))
-        return real(path, max_pixels)
+        return real(path, max_pixels, **options)
 
     monkeypatch.setattr(scan_cache, "inspect_image", inspect)
     return reads
@@ -35,6 +35,9 @@ def test_a_second_scan_reads_only_what_changed(tiny_dataset, counted, tmp_path, 
 
     again = scan(tiny_dataset)
     assert counted == [] and again.images == first.images and again.skipped == first.skipped
+    # The perceptual hashes that group duplicates come from the cache as they were computed.
+    assert [i.phash for i in again.images] == [i.phash for i in first.images]
+    assert all(isinstance(i.phash, int) for i in again.images)
 
     changed = tiny_dataset / "cats" / "cats.3.jpg"
     changed.write_bytes(b"no longer a photo")
@@ -47,6 +50,14 @@ def test_a_second_scan_reads_only_what_changed(tiny_dataset, counted, tmp_path, 
     # The cache lives in catdog's own folder, never in the data folder.
     assert scan_cache.database(tiny_dataset).is_relative_to(tmp_path / "home")
     assert not [p for p in tiny_dataset.rglob("*") if p.suffix == ".sqlite"]
+
+
+def test_a_scan_that_needs_hashes_reads_files_cached_without_them(tiny_dataset, counted, tmp_path, monkeypatch):
+    monkeypatch.setenv("CATDOG_HOME", str(tmp_path / "home"))
+    scan(tiny_dataset, find_duplicates=False)
+    counted.clear()
+    assert all(image.phash is not None for image in scan(tiny_dataset).images)
+    assert len(counted) == 24
 
 
 def test_a_different_pixel_limit_checks_again(tiny_dataset, counted, tmp_path, monkeypatch):

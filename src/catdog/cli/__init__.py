@@ -19,7 +19,7 @@ from catdog import __version__, environment
 from catdog.cli.common import option_name
 from catdog.errors import CatdogError, ParameterError
 
-COMMAND_MODULES = ("data", "models", "train", "evaluate", "predict", "serve", "export", "run")
+COMMAND_MODULES = ("data", "audit", "models", "train", "evaluate", "predict", "serve", "export", "run")
 
 
 class Parser(argparse.ArgumentParser):

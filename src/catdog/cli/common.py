@@ -6,18 +6,57 @@ import argparse
 import json
 import math
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from catdog import config
 
+if TYPE_CHECKING:
+    from catdog.data import Source
 
-def add_data_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data",
-        metavar="DIR",
-        help=f"folder of labelled images, or a pack (catdog data pack) at a path or URL (default: "
-        f"${config.ENV_DATA}, else the cached seed data set)",
-    )
+DATA_HELP = (f"folder of labelled images, or a pack (catdog data pack) at a path or URL (default: ${config.ENV_DATA}, "
+             "else the cached seed data set)")
+
+
+def add_data_option(parser: argparse.ArgumentParser, *, help: str = DATA_HELP, min_images: bool = True) -> None:
+    """--data, and how to read it: --labels (with its column names) and, if `min_images`, --min-images."""
+    parser.add_argument("--data", metavar="DIR", help=help)
+    parser.add_argument("--labels", metavar="FILE.csv",
+                        help="the classes of the images under --data, from a CSV file with a header: one row per "
+                        "image, its path relative to --data (an entry without an extension names the one image "
+                        "file of that name) and its class (default: the class folders name the classes)")
+    parser.add_argument("--path-column", metavar="NAME",
+                        help="--labels: the column of the paths (default: path)")
+    parser.add_argument("--label-column", metavar="NAME",
+                        help="--labels: the column of the classes (default: label)")
+    if min_images:
+        parser.add_argument("--min-images", type=positive_int, metavar="K",
+                            help="leave out the classes with fewer than K usable images, with a warning "
+                            "(default: keep every class; a small class trains first, then validation and test "
+                            "take what it can spare)")
+
+
+def data_source(args: argparse.Namespace) -> Source:
+    """The data set the options of `add_data_option` name."""
+    from catdog.data import Source
+    from catdog.data.labels import LABEL_COLUMN, PATH_COLUMN, LabelsFile
+    from catdog.errors import CatdogError
+
+    labels = None
+    if args.labels:
+        labels = LabelsFile(Path(args.labels).expanduser(), args.path_column or PATH_COLUMN,
+                            args.label_column or LABEL_COLUMN)
+    elif args.path_column or args.label_column:
+        raise CatdogError("--path-column and --label-column name columns of --labels; give --labels FILE.csv too")
+    return Source(args.data, labels, getattr(args, "min_images", None))
+
+
+def add_class_weight_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--class-weight", choices=config.CLASS_WEIGHTS,
+                        help="how the classes weigh in the loss: none; balanced (each class as much in total, so a "
+                        f"small class is not ignored); auto: balanced when the largest class has more than "
+                        f"{config.IMBALANCE_RATIO:g}x the training images of the smallest, else none "
+                        f"(default: {config.CLASS_WEIGHT})")
 
 
 def add_run_argument(parser: argparse.ArgumentParser) -> None:

@@ -7,11 +7,13 @@ import argparse
 from catdog import config
 from catdog.cli.common import (
     add_backbone_option,
+    add_class_weight_option,
     add_data_option,
     add_json_option,
     add_seed_option,
     add_strategy_option,
     add_weights_option,
+    data_source,
     positive_int,
     print_json,
 )
@@ -44,6 +46,7 @@ def register(subparsers) -> None:
     add_weights_option(parser)
     add_strategy_option(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/exercise-<timestamp>)")
+    add_class_weight_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from catdog.exercise import run_exercise
 
     summary = run_exercise(
-        args.data,
+        data_source(args),
         models=[name.strip() for name in args.models.split(",") if name.strip()],
         epochs=args.epochs,
         image_size=args.image_size,
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         strategy=args.strategy,
         out=args.out,
+        class_weight=args.class_weight or config.CLASS_WEIGHT,
     )
     if args.json:
         print_json(summary)

@@ -7,11 +7,13 @@ import argparse
 from catdog import config
 from catdog.cli.common import (
     add_backbone_option,
+    add_class_weight_option,
     add_data_option,
     add_json_option,
     add_seed_option,
     add_strategy_option,
     add_weights_option,
+    data_source,
     option_name,
     positive_int,
     positive_number,
@@ -21,7 +23,8 @@ from catdog.errors import CatdogError
 
 # The options that describe a new run; `--resume` continues one with its recorded settings.
 NEW_RUN_OPTIONS = ("preset", "epochs", "image_size", "batch_size", "backbone", "weights", "out", "learning_rate",
-                   "views", "end_to_end", "precision", "xla")
+                   "views", "end_to_end", "precision", "xla", "class_weight", "labels", "path_column",
+                   "label_column", "min_images")
 
 
 def register(subparsers) -> None:
@@ -58,6 +61,7 @@ def register(subparsers) -> None:
                         help="Keras dtype policy; auto: mixed_bfloat16 for the presets that train as well in it, on "
                         "CPUs with bfloat16 instructions, else float32 (default: auto)")
     parser.add_argument("--xla", action="store_true", help="compile training steps with XLA")
+    add_class_weight_option(parser)
     add_strategy_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run)
@@ -77,11 +81,11 @@ def run(args: argparse.Namespace) -> int:
         raise CatdogError("name the model to train (--model NAME) or a run to resume (--resume RUN)")
     else:
         folder = training.train(
-            args.preset, args.data, epochs=args.epochs, image_size=args.image_size,
+            args.preset, data_source(args), epochs=args.epochs, image_size=args.image_size,
             batch_size=args.batch_size or config.BATCH_SIZE, seed=args.seed, backbone=args.backbone,
             weights=args.weights, out=args.out, learning_rate=args.learning_rate,
             frozen_features=not args.end_to_end, views=args.views, precision=args.precision or "auto",
-            jit_compile=args.xla, strategy=args.strategy,
+            jit_compile=args.xla, class_weight=args.class_weight or config.CLASS_WEIGHT, strategy=args.strategy,
         )
     if args.json:
         print_json({"run": str(folder), **open_run(folder).metrics})

@@ -4,9 +4,10 @@ Every scan checks every image (catdog.data.images.inspect_image): it reads the w
 What it found is kept in a small SQLite database per data folder, in catdog's own cache
 folder (`$CATDOG_HOME/scans`, else `~/.cache/catdog/scans`; never in the data folder),
 keyed by the file's path, size and modification time, and by the pixel limit the check
-used. A second scan of an unchanged folder then only lists it and reads those records;
-a file that changed is checked again. Checks run in a pool of threads: Pillow releases
-the GIL while it decodes, so they use every core.
+used (with the perceptual hash, when a scan asks for it). A second scan of an unchanged
+folder then only lists it and reads those records; a file that changed is checked again.
+Checks run in a pool of threads: Pillow releases the GIL while it decodes, so they use
+every core.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from catdog.errors import BadImageError
 
 Result = ImageInfo | str  # what a check found: the image's details, or why it cannot be used
 
+# The table's name carries its version: a cache written by an older catdog is not read.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS checked (
+CREATE TABLE IF NOT EXISTS checked_v2 (
     path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, max_pixels INTEGER,
-    format TEXT, width INTEGER, height INTEGER, extension_mismatch INTEGER, reason TEXT
+    format TEXT, width INTEGER, height INTEGER, extension_mismatch INTEGER, reason TEXT,
+    phash TEXT
 )
 """
 
@@ -38,18 +41,21 @@ def database(root: Path) -> Path:
     return config.scan_cache_dir() / f"{key}.sqlite"
 
 
-def check_files(root: Path, paths: Sequence[Path], max_pixels: int, use_cache: bool = True) -> list[Result]:
-    """What `inspect_image` finds for each of `paths` (under `root`), from the cache where the
-    file has not changed, else by checking it (in parallel) and recording the result."""
+def check_files(root: Path, paths: Sequence[Path], max_pixels: int, use_cache: bool = True, *,
+                fingerprint: bool = False) -> list[Result]:
+    """What `inspect_image` finds for each of `paths` (under `root`), with the perceptual hash
+    if `fingerprint`: from the cache where the file has not changed (and the record has what
+    is asked for), else by checking it (in parallel) and recording the result."""
     stats = [_stat(path) for path in paths]
     known: dict[str, Result] = {}
     connection = _open(root) if use_cache else None
     try:
         if connection is not None:
-            known = _lookup(connection, root, paths, stats, max_pixels)
+            known = _lookup(connection, root, paths, stats, max_pixels, fingerprint)
         missing = [i for i, path in enumerate(paths) if _key(root, path) not in known]
         with ThreadPoolExecutor() as pool:
-            found = dict(zip(missing, pool.map(lambda i: _check(paths[i], max_pixels), missing), strict=True))
+            checked = pool.map(lambda i: _check(paths[i], max_pixels, fingerprint), missing)
+            found = dict(zip(missing, checked, strict=True))
         if connection is not None and missing:
             _record(connection, root, [(paths[i], stats[i], found[i]) for i in missing], max_pixels)
     finally:
@@ -58,9 +64,9 @@ def check_files(root: Path, paths: Sequence[Path], max_pixels: int, use_cache: b
     return [found[i] if i in found else known[_key(root, path)] for i, path in enumerate(paths)]
 
 
-def _check(path: Path, max_pixels: int) -> Result:
+def _check(path: Path, max_pixels: int, fingerprint: bool) -> Result:
     try:
-        return inspect_image(path, max_pixels)
+        return inspect_image(path, max_pixels, fingerprint=fingerprint)
     except BadImageError as e:
         return e.reason
 
@@ -89,16 +95,20 @@ def _open(root: Path) -> sqlite3.Connection | None:
         return None
 
 
-def _lookup(connection: sqlite3.Connection, root: Path, paths: Sequence[Path], stats, max_pixels: int
-            ) -> dict[str, Result]:
+def _lookup(connection: sqlite3.Connection, root: Path, paths: Sequence[Path], stats, max_pixels: int,
+            fingerprint: bool) -> dict[str, Result]:
     wanted = {_key(root, path): stat for path, stat in zip(paths, stats, strict=True) if stat is not None}
     known: dict[str, Result] = {}
     try:
         rows = connection.execute("SELECT path, size, mtime_ns, max_pixels, format, width, height, "
-                                  "extension_mismatch, reason FROM checked")
-        for key, size, mtime_ns, pixels, fmt, width, height, mismatch, reason in rows:
-            if wanted.get(key) == (size, mtime_ns) and pixels == max_pixels:
-                known[key] = reason if reason is not None else ImageInfo(fmt, width, height, bool(mismatch))
+                                  "extension_mismatch, reason, phash FROM checked_v2")
+        for key, size, mtime_ns, pixels, fmt, width, height, mismatch, reason, phash in rows:
+            if wanted.get(key) != (size, mtime_ns) or pixels != max_pixels:
+                continue
+            if reason is not None:
+                known[key] = reason
+            elif phash is not None or not fingerprint:
+                known[key] = ImageInfo(fmt, width, height, bool(mismatch), int(phash, 16) if phash else None)
     except sqlite3.Error:  # a damaged cache is no cache
         return {}
     return known
@@ -110,10 +120,11 @@ def _record(connection: sqlite3.Connection, root: Path, checked, max_pixels: int
         if stat is None:
             continue
         info = result if isinstance(result, ImageInfo) else None
+        phash = f"{info.phash:016x}" if info and info.phash is not None else None  # 64 bits: over SQLite's int
         rows.append((_key(root, path), *stat, max_pixels, info and info.format, info and info.width,
-                     info and info.height, info and int(info.extension_mismatch), None if info else result))
+                     info and info.height, info and int(info.extension_mismatch), None if info else result, phash))
     try:
         with connection:
-            connection.executemany("INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            connection.executemany("INSERT OR REPLACE INTO checked_v2 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     except sqlite3.Error:  # a full or read-only disk: the scan is right, only not remembered
         pass

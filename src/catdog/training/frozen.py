@@ -63,6 +63,15 @@ def separating_tensor(base: keras.Model, first_trained: str):
     raise ValueError(f"{base.name} cannot be cut below layer {first_trained}")
 
 
+def pooled_bottom(model: keras.Model) -> keras.Model:
+    """The frozen bottom of a pretrained model up to its pooled backbone features (1280 per
+    image for MobileNetV2): what `transfer` trains its head on, and what `catdog audit` compares
+    images by."""
+    preprocess, base, pool = (model.get_layer(name) for name in (PREPROCESS, BASE, POOL))
+    pixels = keras.Input(model.input_shape[1:])
+    return keras.Model(pixels, pool(base(preprocess(pixels), training=False)))
+
+
 class FrozenFeatures:
     """The frozen bottom of a pretrained model, run once per image, and each stage's top.
 
@@ -82,7 +91,7 @@ class FrozenFeatures:
         unfreeze = [unfreeze_index(base, s.unfreeze_from) for s in stages if s.unfreeze_from is not None]
         pixels = keras.Input(model.input_shape[1:])
         if not unfreeze:
-            self.bottom = keras.Model(pixels, self.pool(base(preprocess(pixels), training=False)))
+            self.bottom = pooled_bottom(model)
             self.upper = None
         else:
             cut = separating_tensor(base, base.layers[min(unfreeze)].name)

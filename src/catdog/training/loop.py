@@ -72,11 +72,13 @@ def train(
     views: int | None = None,
     precision: str = "auto",
     jit_compile: bool = False,
+    class_weight: str = config.CLASS_WEIGHT,
     strategy: str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Path:
-    """Train `preset` on `data` (a folder, or an already loaded `catdog.data.Data`) and return
-    the run folder, complete with model, history, figures and test metrics.
+    """Train `preset` on `data` (a folder, a `catdog.data.Source`, or an already loaded
+    `catdog.data.Data`) and return the run folder, complete with model, history, figures and
+    test metrics.
 
     `epochs` and `image_size` default to the preset's (20 epochs and 160 px for the seed's
     models, the backbone's size for the pretrained ones, 60 epochs at 128 px for `cnn`); a
@@ -85,6 +87,7 @@ def train(
     `catdog.models.resolve_weights`. `views`, `frozen_features`: see catdog.training.frozen.
     `precision`: a Keras dtype policy, or "auto" (see `recipe.resolve_precision`).
     `jit_compile` turns on XLA (several times slower for these models on CPU, measured).
+    `class_weight`: how the classes' losses are weighed (see `recipe.class_weights`).
     `strategy`: where to train (see catdog.training.distribute); `batch_size` is the global batch.
     """
     spec = get_preset(preset)
@@ -93,6 +96,7 @@ def train(
     batch_size = checks.at_least_one("batch_size", batch_size)
     views = checks.at_least_one("views", spec.views if views is None else views)
     learning_rate = checks.learning_rate(learning_rate or spec.learning_rate)
+    class_weight = recipe.check_class_weight(class_weight)
     image_size = checks.at_least_one("image_size", image_size or _image_size(data) or default_image_size(spec, network))
     resolved = resolve_weights(spec, network, weights)
     placement = distribute.place(strategy)  # first: a multi-worker strategy must be set up before anything runs
@@ -108,6 +112,7 @@ def train(
         backbone=network.name if network else None, epochs=epochs, batch_size=batch_size, seed=seed,
         weights=resolved or "none", learning_rate=learning_rate, frozen_features=frozen_features, views=views,
         precision=recipe.resolve_precision(precision, spec), jit_compile=_xla(jit_compile, placement),
+        class_weight=class_weight,
         stages=[stage.to_dict() for stage in recipe.plan(spec, network, epochs, learning_rate)],
         versions=runs.library_versions(), **placement.record(),
     )
@@ -267,6 +272,10 @@ def _fit_stages(run: Path, model: keras.Model, settings: RunConfig, data: Data, 
         frozen = FrozenFeatures(model, planned, data, settings.views, settings.batch_size, settings.seed,
                                 drop_remainder=settings.replicas > 1, cache_folder=run / runs.CACHE_DIR)
     steps = math.ceil(len(data.manifest.files(TRAIN)[0]) / settings.batch_size)
+    class_weight = recipe.class_weights(settings.class_weight, list(data.manifest.counts()[TRAIN].values()))
+    if class_weight:
+        logger.info(f"class weights ({settings.class_weight}): from {min(class_weight.values()):.2f} "
+                    f"to {max(class_weight.values()):.2f}")
     for number, stage in enumerate(planned, 1):
         started = time.perf_counter()  # the first epoch's time includes computing frozen features
         recipe.set_trainable(model, stage)
@@ -293,7 +302,7 @@ def _fit_stages(run: Path, model: keras.Model, settings: RunConfig, data: Data, 
             warnings.filterwarnings("ignore", "Your input ran out of data")
             top.fit(
                 train_data, validation_data=validation_data, initial_epoch=first, epochs=stage.end,
-                shuffle=False, verbose=1 if on_terminal else 0,
+                shuffle=False, verbose=1 if on_terminal else 0, class_weight=class_weight,
                 callbacks=[
                     RunRecorder(run, model, number, history, settings.epochs, started, print_lines=not on_terminal),
                     keras.callbacks.TensorBoard(log_dir=str(run / runs.LOGS_DIR)),

@@ -9,13 +9,14 @@ changed since.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 
-from catdog.config import PRECISIONS
+from catdog.config import CLASS_WEIGHTS, IMBALANCE_RATIO, PRECISIONS
 from catdog.errors import ParameterError
 from catdog.models import BASE, Backbone, Preset
 
@@ -82,6 +83,25 @@ def resolve_precision(precision: str, preset: Preset) -> str:
     if capability is not None:
         return "mixed_bfloat16" if capability >= (8, 0) else "mixed_float16" if capability >= (7, 0) else "float32"
     return "mixed_bfloat16" if preset.bfloat16 and cpu_has_bfloat16() else "float32"
+
+
+def check_class_weight(class_weight: str) -> str:
+    if class_weight not in CLASS_WEIGHTS:
+        raise ParameterError("class_weight", f"unknown {{name}} {class_weight!r}; choose one of: "
+                                             f"{', '.join(CLASS_WEIGHTS)}")
+    return class_weight
+
+
+def class_weights(class_weight: str, counts: Sequence[int]) -> dict[int, float] | None:
+    """The loss weight of each class index, for training on `counts` images per class; None
+    for equal weights. "balanced" weighs each class's examples by n / (k x count), so every
+    class weighs as much in total (scikit-learn's "balanced"); "auto" is "balanced" when the
+    largest class has more than `IMBALANCE_RATIO` times the images of the smallest."""
+    check_class_weight(class_weight)
+    counts = [max(1, count) for count in counts]
+    if class_weight == "none" or (class_weight == "auto" and max(counts) <= IMBALANCE_RATIO * min(counts)):
+        return None
+    return {i: sum(counts) / (len(counts) * count) for i, count in enumerate(counts)}
 
 
 def cpu_has_bfloat16() -> bool:
