@@ -216,6 +216,8 @@ class Run:
         the run's config: one output per class, inputs of the recorded image size."""
         import keras
 
+        import catdog.models.layers  # noqa: F401  (registers catdog's own layers, which models may hold)
+
         if not self.model_path.is_file():
             raise CatdogError(
                 f"run folder {self.path} has no {MODEL_FILE}; it has not finished an epoch "

@@ -32,6 +32,12 @@ class Preset:
     views of each training image for frozen-feature training (see catdog.training.frozen).
     `bfloat16`: trains as well in mixed bfloat16 precision, which `precision="auto"` then
     uses on CPUs with bfloat16 instructions. `image_size` None means the backbone's.
+
+    Regularisers for training from scratch (see catdog.training.recipe): `label_smoothing`;
+    `mixup` and `cutmix`, the Beta distribution's parameter of MixUp and CutMix on the
+    training batches (0: off; with both, each batch gets one of the two);
+    `weight_averaging`, the momentum of an exponential moving average of the weights, which
+    validation and the saved model use (None: off).
     """
 
     name: str
@@ -47,6 +53,10 @@ class Preset:
     head_epochs_share: float = 0.5
     views: int = 1
     bfloat16: bool = False
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    weight_averaging: float | None = None
     image_size: int | None = config.IMAGE_SIZE
     epochs: int = config.EPOCHS
 

@@ -211,14 +211,15 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
             if stage.end <= len(history):  # done before an interruption
                 _load_checkpoint(top, state_checkpoint(run, number, stage.end))
                 continue
-            top.compile(optimizer=recipe.optimizer(preset, stage, steps),
-                        loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
-                        jit_compile=settings.jit_compile)
+            top.compile(optimizer=recipe.optimizer(preset, stage, steps), loss=recipe.loss(preset),
+                        metrics=["accuracy"], jit_compile=settings.jit_compile)
             first = max(len(history), stage.start)
             if first > stage.start:  # interrupted inside this stage
                 top.optimizer.build(top.trainable_variables)
                 _load_checkpoint(top, state_checkpoint(run, number, first))
-            train_data, validation_data = frozen.datasets(stage) if frozen else (data.train, data.validation)
+            train_data, validation_data = recipe.batches(
+                preset, *(frozen.datasets(stage) if frozen else (data.train, data.validation)),
+                num_classes=len(settings.class_names), seed=settings.seed)
             on_terminal = sys.stderr.isatty()
             with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras prints progress on stdout
                 # The pipeline's batch count is unknown until the first epoch ends; Keras warns about that.
@@ -227,6 +228,7 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
                     train_data, validation_data=validation_data, initial_epoch=first, epochs=stage.end,
                     shuffle=False, verbose=1 if on_terminal else 0,
                     callbacks=[
+                        *recipe.callbacks(preset),
                         RunRecorder(run, model, number, history, settings.epochs, started, print_lines=not on_terminal),
                         keras.callbacks.TensorBoard(log_dir=str(run / runs.LOGS_DIR)),
                         *callbacks,
