@@ -21,12 +21,14 @@ def register(subparsers) -> None:
                         help="images per model call (default: %(default)s)")
     add_runtime_option(parser)
     add_json_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, needs_tensorflow=False)
 
 
 def run(args: argparse.Namespace) -> int:
+    from catdog.cli.common import import_tensorflow_if_needed
     from catdog.deploy.predict import Predictor
 
+    import_tensorflow_if_needed(args.run, args.runtime)
     predictor = Predictor(args.run, runtime=args.runtime)
     info(f"running {predictor.model_path} with {predictor.runtime}")
     skipped = 0

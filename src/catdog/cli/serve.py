@@ -24,12 +24,14 @@ def register(subparsers) -> None:
     parser.add_argument("--max-files", type=positive_int, default=config.MAX_UPLOAD_FILES,
                         help="most images in one request (default: %(default)s)")
     add_runtime_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, needs_tensorflow=False)
 
 
 def run(args: argparse.Namespace) -> int:
+    from catdog.cli.common import import_tensorflow_if_needed
     from catdog.deploy.serve import Limits, serve
 
+    import_tensorflow_if_needed(args.run, args.runtime)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
                     max_files=args.max_files)
     info(f"loading {args.run}; the page will be at http://{args.host}:{args.port}/")
