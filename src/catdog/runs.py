@@ -66,7 +66,8 @@ class RunConfig:
     """Everything a run was trained with, as recorded in its `config.json`.
 
     `stages` are the training stages (`catdog.training.recipe.Stage` as dicts), so that a
-    resumed run follows its own schedule; `backbone` is None for models without one.
+    resumed run follows its own schedule; `backbone` is None for models without one;
+    `patience` ends training early (see `catdog.models.Preset`), None never.
     """
 
     preset: str
@@ -84,6 +85,7 @@ class RunConfig:
     precision: str = "float32"
     jit_compile: bool = False
     stages: list[dict[str, Any]] = field(default_factory=list)
+    patience: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 

@@ -60,6 +60,14 @@ def run_tflite(path: Path, pixels: np.ndarray) -> np.ndarray:
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
 
+def run_openvino(path: Path, pixels: np.ndarray) -> np.ndarray:
+    import openvino
+
+    model = openvino.Core().read_model(str(path / "model.xml"))
+    model.reshape([len(pixels), *pixels.shape[1:]])
+    return openvino.Core().compile_model(model, "CPU")(pixels)[0]
+
+
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 @pytest.mark.parametrize(
     "format, quantize, name, runtime",
@@ -68,6 +76,7 @@ def run_tflite(path: Path, pixels: np.ndarray) -> np.ndarray:
         ("tflite", False, "model.tflite", run_tflite),
         ("tflite", True, "model_int8.tflite", run_tflite),
         ("onnx", False, "model.onnx", run_onnx),
+        ("openvino", False, "openvino", run_openvino),
     ],
 )
 def test_each_format_runs_without_catdog_and_matches_keras(
@@ -79,7 +88,7 @@ def test_each_format_runs_without_catdog_and_matches_keras(
     assert report.path == out and out.exists()
     assert report.size_bytes > 1000
     assert report.quantized is quantize
-    assert report.tolerance == (QUANTIZED_TOLERANCE if quantize else FLOAT_TOLERANCE)
+    assert report.tolerance == (QUANTIZED_TOLERANCE if quantize or format == "openvino" else FLOAT_TOLERANCE)
     assert 0 <= report.max_difference <= report.tolerance
     assert (report.images, report.images_from) == (3, "the given images")
     assert not list(tmp_path.glob(".*.tmp")), "the temporary folder is cleaned up"
@@ -230,6 +239,6 @@ def test_a_quantized_export_that_loses_accuracy_is_not_written(run_with_splits, 
     from catdog.deploy import export as export_module
 
     monkeypatch.setattr(export_module, "MAX_ACCURACY_DROP", -0.01)  # as if it had lost a point
-    with pytest.raises(CatdogError, match=r"the quantized onnx model scores .* on the test split .* not written"):
+    with pytest.raises(CatdogError, match=r"the exported onnx model scores .* on the test split .* not written"):
         export(run_with_splits, "onnx", quantize=True)
     assert not (run_with_splits / "export" / "model_int8.onnx").exists()

@@ -222,3 +222,15 @@ def test_training_and_prediction_see_the_same_pixels(seed_data):
     (batch, _), = make_dataset(paths, [0] * len(paths), 224, batch_size=len(paths), shuffle=False).take(1)
     np.testing.assert_array_equal(batch.numpy(), images.load_images(paths, 224))
     np.testing.assert_array_equal(batch.numpy()[0], images.decode(paths[0], 224))
+
+
+def test_auto_prefers_an_openvino_export_to_an_onnx_one(exported_run, tmp_path, photos):
+    run = tmp_path / "both"
+    shutil.copytree(exported_run, run)
+    export(run, "openvino")
+
+    with_openvino = Predictor(run)
+    assert (with_openvino.runtime, with_openvino.model_path) == ("openvino", run / "export" / "openvino")
+    expected = list(Predictor(run, runtime="keras").predict_paths(photos))
+    for a, b in zip(with_openvino.predict_paths(photos), expected, strict=True):
+        assert list(a["probabilities"].values()) == pytest.approx(list(b["probabilities"].values()), abs=0.1)

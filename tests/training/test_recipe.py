@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from catdog import runs
 from catdog.data import load
+from catdog.errors import CatdogError, ParameterError
 from catdog.evaluate import score
 from catdog.models import presets
 from catdog.models.inference import numpy_function
@@ -102,3 +103,27 @@ def test_class_index_presets_keep_their_batches_and_sparse_loss(colours):
                                                                                             data.validation)
     assert isinstance(recipe.loss(preset), keras.losses.SparseCategoricalCrossentropy)
     assert recipe.callbacks(preset) == []
+
+
+def test_training_stops_when_validation_stalls_keeps_the_best_epoch_and_says_why(colours, tmp_path, monkeypatch):
+    # At this rate the weights cannot move, so validation never improves after the first epoch.
+    with_preset(monkeypatch, "scratch", learning_rate=1e-12)
+    run = train("scratch", colours, epochs=10, image_size=32, batch_size=8, seed=1, out=tmp_path / "run", patience=2)
+
+    assert [row["epoch"] for row in runs.read_history(run / runs.HISTORY_FILE)] == [1, 2, 3]
+    outcome = runs.read_json(run / runs.TRAINING_FILE)
+    assert outcome["best_epoch"] == 1 and outcome["epochs"] == 3
+    assert outcome["stopped"] == "validation had not improved for 2 epochs since the best, epoch 1"
+    assert runs.open_run(run).config.patience == 2
+    assert (run / runs.METRICS_FILE).is_file() and not (run / runs.CHECKPOINT_DIR).exists()
+    with pytest.raises(CatdogError, match="already finished"):
+        resume(run)  # an early stop ends the run: resuming trains no further
+
+
+def test_patience_zero_runs_every_epoch_and_negative_is_refused(colours, tmp_path, monkeypatch):
+    with_preset(monkeypatch, "scratch", learning_rate=1e-12, patience=1)
+    run = train("scratch", colours, epochs=3, image_size=32, batch_size=8, seed=1, out=tmp_path / "run", patience=0)
+    assert len(runs.read_history(run / runs.HISTORY_FILE)) == 3
+    assert runs.read_json(run / runs.TRAINING_FILE)["stopped"] is None
+    with pytest.raises(ParameterError, match="patience must be 0"):
+        train("scratch", colours, epochs=3, out=tmp_path / "other", patience=-1)

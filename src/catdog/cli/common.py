@@ -90,6 +90,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def add_patience_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--patience", type=non_negative_int, metavar="N",
+                        help="end training once validation accuracy has not improved for N epochs (of the last "
+                        "stage), keeping the best epoch; 0 runs every epoch (default: the preset's; see `catdog "
+                        "models`)")
+
+
 def positive_number(text: str) -> float:
     try:
         value = float(text)

@@ -9,6 +9,7 @@ from catdog.cli.common import (
     add_backbone_option,
     add_data_option,
     add_json_option,
+    add_patience_option,
     add_seed_option,
     add_weights_option,
     positive_int,
@@ -42,6 +43,7 @@ def register(subparsers) -> None:
     add_backbone_option(parser)
     add_weights_option(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/exercise-<timestamp>)")
+    add_patience_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         backbone=args.backbone,
         weights=args.weights,
         out=args.out,
+        patience=args.patience,
     )
     if args.json:
         print_json(summary)

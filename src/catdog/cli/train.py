@@ -9,6 +9,7 @@ from catdog.cli.common import (
     add_backbone_option,
     add_data_option,
     add_json_option,
+    add_patience_option,
     add_seed_option,
     add_weights_option,
     option_name,
@@ -20,7 +21,7 @@ from catdog.errors import CatdogError
 
 # The options that describe a new run; `--resume` continues one with its recorded settings.
 NEW_RUN_OPTIONS = ("preset", "epochs", "image_size", "batch_size", "backbone", "weights", "out", "learning_rate",
-                   "views", "end_to_end", "precision", "xla")
+                   "views", "end_to_end", "precision", "xla", "patience")
 
 
 def register(subparsers) -> None:
@@ -57,6 +58,7 @@ def register(subparsers) -> None:
                         help="Keras dtype policy; auto: mixed_bfloat16 for the presets that train as well in it, on "
                         "CPUs with bfloat16 instructions, else float32 (default: auto)")
     parser.add_argument("--xla", action="store_true", help="compile training steps with XLA")
+    add_patience_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size or config.BATCH_SIZE, seed=args.seed, backbone=args.backbone,
             weights=args.weights, out=args.out, learning_rate=args.learning_rate,
             frozen_features=not args.end_to_end, views=args.views, precision=args.precision or "auto",
-            jit_compile=args.xla,
+            jit_compile=args.xla, patience=args.patience,
         )
     if args.json:
         print_json({"run": str(folder), **open_run(folder).metrics})

@@ -8,8 +8,8 @@ Prediction and serving run a model only through `load`, which picks what runs it
   (`--quantize`) first where it has one, with that format's runtime;
 - "auto" (the default): the first export of `AUTO_PREFERENCE` that the run has written
   since its model was last saved and whose runtime is installed, else Keras. On a 2-core
-  CPU onnxruntime runs MobileNetV2 at 224 px about twice as fast on the int8 export as on
-  the float one (benchmarks/results.md).
+  CPU with bfloat16 instructions, OpenVINO runs MobileNetV2 at 224 px in about half the
+  time onnxruntime takes (benchmarks/results.md).
 
 `choose` says what `load` would run without loading it, so that a caller imports
 TensorFlow only when the choice needs it (`needs_tensorflow`).
@@ -29,7 +29,7 @@ from catdog.runs import Run
 AUTO = "auto"
 KERAS = "keras"
 RUNTIMES = (AUTO, KERAS, *FORMATS)
-AUTO_PREFERENCE = ("onnx",)
+AUTO_PREFERENCE = ("openvino", "onnx")
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,27 @@ class TrainingStopped(Exception):
         self.reason = reason
 
 
+class ValidationStalled(TrainingStopped):
+    """Training ended early, as planned: validation stopped improving (see `StopWhenStalled`)."""
+
+
+class StopWhenStalled(keras.callbacks.Callback):
+    """Ends training once the best epoch (`runs.best_epoch`: validation accuracy, then loss) is
+    `patience` epochs behind, counting only epochs after `stage_start` (the epochs finished
+    before the stage it watches). Placed after `RunRecorder`, it raises `ValidationStalled`
+    once the epoch is recorded, so that the run keeps its best epoch and its reason."""
+
+    def __init__(self, history: list[dict], patience: int, stage_start: int):
+        super().__init__()
+        self.history, self.patience, self.stage_start = history, patience, stage_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        best = int(runs.best_epoch(self.history)["epoch"])
+        waited = len(self.history) - max(best, self.stage_start)
+        if waited >= self.patience:
+            raise ValidationStalled(f"validation had not improved for {waited} epochs since the best, epoch {best}")
+
+
 def state_checkpoint(run: Path, stage: int, epoch: int) -> Path:
     return run / runs.CHECKPOINT_DIR / f"stage-{stage}-epoch-{epoch}.weights.h5"
 

@@ -37,7 +37,9 @@ from catdog.runs import RunConfig
 from catdog.training import checks, recipe
 from catdog.training.callbacks import (
     RunRecorder,
+    StopWhenStalled,
     TrainingStopped,
+    ValidationStalled,
     best_checkpoint,
     checkpoint_epoch,
     remove_checkpoints,
@@ -65,6 +67,7 @@ def train(
     views: int | None = None,
     precision: str = "auto",
     jit_compile: bool = False,
+    patience: int | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Path:
     """Train `preset` on `data` (a folder, or an already loaded `catdog.data.Data`) and return
@@ -77,6 +80,7 @@ def train(
     `catdog.models.resolve_weights`. `views`, `frozen_features`: see catdog.training.frozen.
     `precision`: a Keras dtype policy, or "auto" (see `recipe.resolve_precision`).
     `jit_compile` turns on XLA (several times slower for these models on CPU, measured).
+    `patience`: see `catdog.models.Preset` (None: the preset's; 0: run every epoch).
     """
     spec = get_preset(preset)
     network = resolve_backbone(spec, backbone)
@@ -97,6 +101,7 @@ def train(
         weights=resolved or "none", learning_rate=learning_rate, frozen_features=frozen_features, views=views,
         precision=recipe.resolve_precision(precision, spec), jit_compile=jit_compile,
         stages=[stage.to_dict() for stage in recipe.plan(spec, network, epochs, learning_rate)],
+        patience=checks.patience(spec.patience if patience is None else patience),
         versions=runs.library_versions(),
     )
     with _training_scope(settings):
@@ -230,6 +235,8 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
                     callbacks=[
                         *recipe.callbacks(preset),
                         RunRecorder(run, model, number, history, settings.epochs, started, print_lines=not on_terminal),
+                        *([StopWhenStalled(history, settings.patience, stage.start)]
+                          if settings.patience and number == len(planned) else []),
                         keras.callbacks.TensorBoard(log_dir=str(run / runs.LOGS_DIR)),
                         *callbacks,
                     ],
@@ -239,7 +246,8 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
         if not history:
             raise CatdogError(f"{e.reason}; no epoch finished, so there is no model to keep "
                               "(try a lower learning rate)") from None
-        logger.warning(f"{e.reason}: training stopped; keeping the best of the {len(history)} finished epochs")
+        log = logger.info if isinstance(e, ValidationStalled) else logger.warning
+        log(f"{e.reason}: training stopped; keeping the best of the {len(history)} finished epochs")
     except KeyboardInterrupt:
         logger.info(f"interrupted after epoch {len(history)}; continue with: catdog train --resume {run}")
         raise
