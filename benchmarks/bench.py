@@ -235,7 +235,7 @@ def bench_predict(run: Path, folder: Path, one: Path, work: Path, env) -> dict:
                                   stdout=work / f"{label}.jsonl", log=work / f"{label}.log", env=env)
                      for label, source in ((name, folder), (f"{name}-one", one)))
 
-    info(f"catdog predict, {images} images, with onnxruntime and with Keras")
+    info(f"catdog predict, {images} images, with the export and with Keras")
     sides = {"catdog_": folder_and_one("predict"), "keras_": folder_and_one("predict-keras", "--runtime", "keras")}
     info(f"one-at-a-time loop, {images} images")
     loop = run_measured([sys.executable, str(BENCH_DIR / "predict_loop.py"), str(run), str(folder),
@@ -462,7 +462,7 @@ def prediction_blocks(predict: dict) -> list:
     return [
         Paragraph(f"The `{PREDICT_ROW}` run above ({predict.get('image_size'):.0f} px) on {predict['images']:.0f} "
                   f"JPEGs, each side a fresh process. `{predict.get('export')}` took "
-                  f"{fmt(predict.get('export_seconds'), 's')} first;{accuracy} `catdog predict` then runs that export "
+                  f"{fmt(predict.get('export_seconds'), 's')} first.{accuracy} `catdog predict` then runs that export "
                   "with its own runtime, its default for a run with one."),
         record_table("method", records, PREDICT_COLUMNS),
         Paragraph(f"`catdog serve RUN` answered its first `POST /predict` (one image) "
@@ -847,11 +847,13 @@ def main(argv: list[str] | None = None) -> int:
         write_results(results, args.out)
 
     try:
+        # First the whole exercise, then the repeats, which end with the longest row (`cnn`).
+        results["exercise"] = run_exercise(plan.data, args.run_epochs, work / "run", work / "run.log", plan.env)
+        save()
         for n in range(1, args.repeat + 1):
             info(f"repeat {n} of {args.repeat}")
             results["repeats"].append({})
             run_repeat(args, plan, work / f"r{n}", results["repeats"][-1], save)
-        results["exercise"] = run_exercise(plan.data, args.run_epochs, work / "run", work / "run.log", plan.env)
     except KeyboardInterrupt:
         results["stopped_during"] = LAST_STEP[0]
         save()
