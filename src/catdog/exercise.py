@@ -55,6 +55,10 @@ class ModelResult:
     test_balanced_accuracy: float | None = None  # None in summaries written before they were measured
     test_macro_f1: float | None = None
     test_top_5_accuracy: float | None = None  # with more than 5 classes
+    epochs: int = 0
+    planned_epochs: int = 0
+    # Why training ended before `planned_epochs` (validation stopped improving), if it did.
+    stopped: str | None = None
 
 
 def new_exercise_dir(out: str | Path | None = None) -> Path:
@@ -75,6 +79,7 @@ def run_exercise(
     strategy: str = "auto",
     out: str | Path | None = None,
     class_weight: str = config.CLASS_WEIGHT,
+    patience: int | None = None,
 ) -> dict[str, Any]:
     """Run the whole exercise into `out` and return its summary (also written to `summary.json`).
 
@@ -84,7 +89,9 @@ def run_exercise(
     `backbone` and `weights` apply to the pretrained presets only (see
     `catdog.models.resolve_weights`);
     `epochs` and `image_size` default to each preset's own (20 epochs and 160 px for the
-    seed's models). Every model sees the same split of the files, whatever its image size.
+    seed's models), `patience` too (see `catdog.models.Preset`). Every model sees the same
+    split of the files, whatever its image size, and the models of one image size share
+    one set of decoded images (see `catdog.data.pipeline`).
     """
     from catdog import data as catdog_data
     from catdog import models as catdog_models
@@ -124,6 +131,7 @@ def run_exercise(
             preset.name, data_at(size), folder / preset.name, epochs=epochs, image_size=size,
             batch_size=batch_size, seed=seed, backbone=backbone if preset.pretrained else None,
             weights=weights if preset.pretrained else None, class_weight=class_weight, strategy=strategy,
+            patience=patience,
         )
         results.append(_result(preset.name, run))
 
@@ -135,7 +143,7 @@ def run_exercise(
     summary = {
         "data": dataset_summary,
         "settings": {"image_size": image_size, "batch_size": batch_size, "seed": seed, "epochs": epochs,
-                     "class_weight": class_weight},
+                     "class_weight": class_weight, "patience": patience},
         "audit": audit,
         "models": [asdict(r) for r in results],
         "best": max(results, key=_rank).preset,
@@ -176,6 +184,7 @@ def _result(preset: str, run: Path) -> ModelResult:
     history = runs.read_history(run / runs.HISTORY_FILE)
     best = runs.best_epoch(history)
     metrics = opened.metrics or {}
+    outcome = runs.read_json(run / runs.TRAINING_FILE) or {}
     return ModelResult(
         preset=preset,
         run=str(run),
@@ -192,6 +201,9 @@ def _result(preset: str, run: Path) -> ModelResult:
         test_balanced_accuracy=metrics.get("balanced_accuracy"),
         test_macro_f1=metrics.get("macro_f1"),
         test_top_5_accuracy=metrics.get("top_5_accuracy"),
+        epochs=len(history),
+        planned_epochs=opened.config.epochs,
+        stopped=outcome.get("stopped"),
     )
 
 
@@ -324,6 +336,8 @@ def _model_blocks(number: int, r: ModelResult) -> list[Block]:
             f"Training accuracy ended at {_pct(r.last_accuracy)}, {100 * gap:.0f} points above validation: "
             "the model overfits."
         )
+    if r.stopped:
+        sentences.append(f"Training stopped after epoch {r.epochs} of {r.planned_epochs}: {r.stopped}.")
     sentences.append(
         f"The best epoch's model scores **{_pct(r.test_accuracy)}** on the {r.test_n} test images."
     )
@@ -339,17 +353,27 @@ def _model_blocks(number: int, r: ModelResult) -> list[Block]:
     ]
 
 
+def _epochs(r: ModelResult) -> str:
+    """Epochs run, of those planned when training stopped early (old summaries: run only)."""
+    return f"{r.epochs} of {r.planned_epochs}" if r.stopped else str(r.epochs or "")
+
+
 def _comparison_blocks(summary: dict[str, Any], results: list[ModelResult], folder: Path) -> list[Block]:
     best = next(r for r in results if r.preset == summary["best"])
     run = Path(best.run)
     rows = [
-        [f"`{r.preset}`", f"{r.parameters:,}", _pct(r.best_val_accuracy), _pct(r.last_val_accuracy),
+        [f"`{r.preset}`", f"{r.parameters:,}", _epochs(r), _pct(r.best_val_accuracy), _pct(r.last_val_accuracy),
          _pct(r.test_accuracy), f"{r.training_seconds:.0f} s"]
         for r in results
     ]
+    stopped = [r.preset for r in results if r.stopped]
+    early = (f"Training stops once validation accuracy has stopped improving, keeping the best epoch "
+             f"(stopped early: {', '.join(f'`{name}`' for name in stopped)}); the seed trains every model for all "
+             "its epochs." if stopped else "Every model trained for all its epochs.")
     return [
         Heading("Comparison"),
-        Table(["model", "parameters", "best validation", "last validation", "test", "training time"], rows),
+        Table(["model", "parameters", "epochs", "best validation", "last validation", "test", "training time"], rows),
+        Paragraph(early),
         Figure(folder / COMPARISON_PLOT, "Validation accuracy by epoch, with the assignment's minimum lines."),
         Heading("Score on test data"),
         Paragraph(

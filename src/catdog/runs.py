@@ -69,7 +69,8 @@ class RunConfig:
     """Everything a run was trained with, as recorded in its `config.json`.
 
     `stages` are the training stages (`catdog.training.recipe.Stage` as dicts), so that a
-    resumed run follows its own schedule; `backbone` is None for models without one.
+    resumed run follows its own schedule; `backbone` is None for models without one;
+    `patience` ends training early (see `catdog.models.Preset`), None never.
     `strategy`, `replicas`, `workers` and `devices` say where it trained (the last session).
     """
 
@@ -93,6 +94,7 @@ class RunConfig:
     workers: int = 1
     devices: list[str] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)
+    patience: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
@@ -224,6 +226,8 @@ class Run:
         """The trained Keras model (compiled state is not needed to predict), checked against
         the run's config: one output per class, inputs of the recorded image size."""
         import keras
+
+        import catdog.models.layers  # noqa: F401  (registers catdog's own layers, which models may hold)
 
         if not self.model_path.is_file():
             raise CatdogError(

@@ -97,10 +97,22 @@ def add_runtime_option(parser: argparse.ArgumentParser) -> None:
         default=AUTO,
         help=(
             "what runs the model: keras, or an export's own runtime (onnx: onnxruntime on the run's ONNX export "
-            "from `catdog export RUN --format onnx`, faster on a CPU); auto takes onnx when the run has an export "
-            "newer than its model (default: %(default)s)"
+            "from `catdog export RUN --format onnx [--quantize]`, its int8 one first, faster on a CPU); auto takes "
+            "onnx when the run has an export newer than its model (default: %(default)s)"
         ),
     )
+
+
+def import_tensorflow_if_needed(run: str, runtime: str) -> None:
+    """Import TensorFlow, quietly, if running `run` with `runtime` needs it: with an ONNX export,
+    `predict` and `serve` start without it, seconds sooner (images are decoded by Pillow)."""
+    from catdog.cli import import_tensorflow_quietly
+    from catdog.deploy import runtimes
+    from catdog.runs import open_run
+
+    chosen, _ = runtimes.choose(open_run(run), runtime)
+    if runtimes.needs_tensorflow(chosen):
+        import_tensorflow_quietly()
 
 
 def option_name(parser: argparse.ArgumentParser, dest: str) -> str | None:
@@ -123,6 +135,23 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def add_patience_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--patience", type=non_negative_int, metavar="N",
+                        help="end training once validation accuracy has not improved for N epochs (of the last "
+                        "stage), keeping the best epoch; 0 runs every epoch (default: the preset's; see `catdog "
+                        "models`)")
 
 
 def positive_number(text: str) -> float:

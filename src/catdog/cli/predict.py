@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from catdog import config
-from catdog.cli.common import add_json_option, add_run_argument, add_runtime_option, info, positive_int, print_json
+from catdog.cli.common import (
+    add_json_option,
+    add_run_argument,
+    add_runtime_option,
+    import_tensorflow_if_needed,
+    info,
+    positive_int,
+    print_json,
+)
 from catdog.errors import CatdogError
 
 
@@ -28,7 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="FILE", help="write the predictions to FILE.jsonl or FILE.parquet "
                         "(one file) instead of printing them")
     add_json_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, needs_tensorflow=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,10 +48,12 @@ def run(args: argparse.Namespace) -> int:
         info(f"skipping {path}: {reason}")
 
     if args.engine == "ray":
+        from catdog.cli import import_tensorflow_quietly
         from catdog.deploy import batch
 
         if args.runtime not in ("auto", "onnx"):
             raise CatdogError(f"the ray engine runs the run's ONNX export; leave out --runtime {args.runtime}")
+        import_tensorflow_quietly()  # the export is written first if the run has none
         info(f"predicting on Ray{f' at {args.address}' if args.address else ''}")
         predictions = batch.predict(args.run, args.sources, address=args.address, batch_size=args.batch_size,
                                     on_skip=skip)
@@ -52,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
         if args.address:
             raise CatdogError("--address names a Ray cluster: use it with --engine ray")
+        import_tensorflow_if_needed(args.run, args.runtime)
         predictor = Predictor(args.run, runtime=args.runtime)
         info(f"running {predictor.model_path} with {predictor.runtime}")
         predictions = predictor.predict_paths(args.sources, batch_size=args.batch_size, on_skip=skip)

@@ -10,6 +10,7 @@ from catdog.cli.common import (
     add_class_weight_option,
     add_data_option,
     add_json_option,
+    add_patience_option,
     add_seed_option,
     add_strategy_option,
     add_weights_option,
@@ -47,6 +48,7 @@ def register(subparsers) -> None:
     add_strategy_option(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/exercise-<timestamp>)")
     add_class_weight_option(parser)
+    add_patience_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         out=args.out,
         class_weight=args.class_weight or config.CLASS_WEIGHT,
+        patience=args.patience,
     )
     if args.json:
         print_json(summary)

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                         help="serve the interactive API docs at /docs and /redoc (their pages load scripts "
                         "from a CDN; off by default)")
     add_runtime_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, needs_tensorflow=False)
 
 
 def port_number(text: str) -> int:
@@ -45,8 +45,10 @@ def port_number(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from catdog.cli.common import import_tensorflow_if_needed
     from catdog.deploy.serve import Limits, serve
 
+    import_tensorflow_if_needed(args.run, args.runtime)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
                     max_files=args.max_files, max_request_pixels=args.max_request_pixels)
     info(f"loading {args.run}")

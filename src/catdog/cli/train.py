@@ -10,6 +10,7 @@ from catdog.cli.common import (
     add_class_weight_option,
     add_data_option,
     add_json_option,
+    add_patience_option,
     add_seed_option,
     add_strategy_option,
     add_weights_option,
@@ -23,7 +24,7 @@ from catdog.errors import CatdogError
 
 # The options that describe a new run; `--resume` continues one with its recorded settings.
 NEW_RUN_OPTIONS = ("preset", "epochs", "image_size", "batch_size", "backbone", "weights", "out", "learning_rate",
-                   "views", "end_to_end", "precision", "xla", "class_weight", "labels", "path_column",
+                   "views", "end_to_end", "precision", "xla", "patience", "class_weight", "labels", "path_column",
                    "label_column", "min_images")
 
 
@@ -63,6 +64,7 @@ def register(subparsers) -> None:
     parser.add_argument("--xla", action="store_true", help="compile training steps with XLA")
     add_class_weight_option(parser)
     add_strategy_option(parser)
+    add_patience_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -85,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size or config.BATCH_SIZE, seed=args.seed, backbone=args.backbone,
             weights=args.weights, out=args.out, learning_rate=args.learning_rate,
             frozen_features=not args.end_to_end, views=args.views, precision=args.precision or "auto",
-            jit_compile=args.xla, class_weight=args.class_weight or config.CLASS_WEIGHT, strategy=args.strategy,
+            jit_compile=args.xla, patience=args.patience, class_weight=args.class_weight or config.CLASS_WEIGHT,
+            strategy=args.strategy,
         )
     if args.json:
         print_json({"run": str(folder), **open_run(folder).metrics})

@@ -27,6 +27,13 @@ def at_least_one(parameter: str, value: int) -> int:
     return value
 
 
+def patience(value: int | None) -> int | None:
+    """Epochs without improvement before training ends; 0 and None mean never."""
+    if value is not None and value < 0:
+        raise ParameterError("patience", f"{{name}} must be 0 (run every epoch) or more, got {value}")
+    return value or None
+
+
 def learning_rate(rate: float) -> float:
     if not (math.isfinite(rate) and rate > 0):
         raise ParameterError("learning_rate", f"{{name}} must be a finite number above 0, got {rate}")

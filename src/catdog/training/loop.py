@@ -42,7 +42,9 @@ from catdog.runs import RunConfig
 from catdog.training import checks, distribute, recipe
 from catdog.training.callbacks import (
     RunRecorder,
+    StopWhenStalled,
     TrainingStopped,
+    ValidationStalled,
     best_checkpoint,
     catch_interrupts,
     checkpoint_epoch,
@@ -74,6 +76,7 @@ def train(
     jit_compile: bool = False,
     class_weight: str = config.CLASS_WEIGHT,
     strategy: str = "auto",
+    patience: int | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Path:
     """Train `preset` on `data` (a folder, a `catdog.data.Source`, or an already loaded
@@ -89,6 +92,7 @@ def train(
     `jit_compile` turns on XLA (several times slower for these models on CPU, measured).
     `class_weight`: how the classes' losses are weighed (see `recipe.class_weights`).
     `strategy`: where to train (see catdog.training.distribute); `batch_size` is the global batch.
+    `patience`: see `catdog.models.Preset` (None: the preset's; 0: run every epoch).
     """
     spec = get_preset(preset)
     network = resolve_backbone(spec, backbone)
@@ -114,6 +118,7 @@ def train(
         precision=recipe.resolve_precision(precision, spec), jit_compile=_xla(jit_compile, placement),
         class_weight=class_weight,
         stages=[stage.to_dict() for stage in recipe.plan(spec, network, epochs, learning_rate)],
+        patience=checks.patience(spec.patience if patience is None else patience),
         versions=runs.library_versions(), **placement.record(),
     )
     with _training_scope(settings, placement):
@@ -257,7 +262,8 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
         if not history:
             raise CatdogError(f"{e.reason}; no epoch finished, so there is no model to keep "
                               "(try a lower learning rate)") from None
-        logger.warning(f"{e.reason}: training stopped; keeping the best of the {len(history)} finished epochs")
+        log = logger.info if isinstance(e, ValidationStalled) else logger.warning
+        log(f"{e.reason}: training stopped; keeping the best of the {len(history)} finished epochs")
     except KeyboardInterrupt:
         logger.info(f"interrupted after epoch {len(history)}; continue with: catdog train --resume {run}")
         raise
@@ -283,9 +289,8 @@ def _fit_stages(run: Path, model: keras.Model, settings: RunConfig, data: Data, 
         if stage.end <= len(history):  # done before an interruption
             _load_checkpoint(top, state_checkpoint(run, number, stage.end))
             continue
-        top.compile(optimizer=recipe.optimizer(preset, stage, steps),
-                    loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
-                    jit_compile=settings.jit_compile)
+        top.compile(optimizer=recipe.optimizer(preset, stage, steps), loss=recipe.loss(preset),
+                    metrics=["accuracy"], jit_compile=settings.jit_compile)
         first = max(len(history), stage.start)
         if first > stage.start:  # interrupted inside this stage
             top.optimizer.build(top.trainable_variables)
@@ -296,6 +301,8 @@ def _fit_stages(run: Path, model: keras.Model, settings: RunConfig, data: Data, 
             train_data = data.train.rebatch(settings.batch_size, drop_remainder=True) if settings.replicas > 1 \
                 else data.train
             validation_data = data.validation
+        train_data, validation_data = recipe.batches(preset, train_data, validation_data,
+                                                     num_classes=len(settings.class_names), seed=settings.seed)
         on_terminal = sys.stderr.isatty()
         with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras prints progress on stdout
             # The pipeline's batch count is unknown until the first epoch ends; Keras warns about that.
@@ -304,7 +311,10 @@ def _fit_stages(run: Path, model: keras.Model, settings: RunConfig, data: Data, 
                 train_data, validation_data=validation_data, initial_epoch=first, epochs=stage.end,
                 shuffle=False, verbose=1 if on_terminal else 0, class_weight=class_weight,
                 callbacks=[
+                    *recipe.callbacks(preset),
                     RunRecorder(run, model, number, history, settings.epochs, started, print_lines=not on_terminal),
+                    *([StopWhenStalled(history, settings.patience, stage.start)]
+                      if settings.patience and number == len(planned) else []),
                     keras.callbacks.TensorBoard(log_dir=str(run / runs.LOGS_DIR)),
                     *callbacks,
                 ],

@@ -1,9 +1,10 @@
-"""The recipe: training stages, optimizer and schedule, and numeric precision.
+"""The recipe: training stages, optimizer and schedule, loss and batches, and numeric precision.
 
 A run trains in one stage, or for a fine-tuning preset in two: the head alone on the frozen
 backbone, then the backbone's top layers too at a lower rate. The stages are recorded in
 the run's config, so that a resumed run follows its own schedule even if the preset's has
-changed since.
+changed since. A preset's regularisers (label smoothing, MixUp and CutMix, an average of
+the weights) are applied here, each by Keras' own implementation.
 """
 
 from __future__ import annotations
@@ -56,16 +57,69 @@ def plan(preset: Preset, backbone: Backbone | None, epochs: int, learning_rate: 
 
 def optimizer(preset: Preset, stage: Stage, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """Adam (AdamW with the preset's weight decay) at the stage's rate, constant or on a cosine
-    schedule with a short warm-up."""
+    schedule with a short warm-up, keeping a moving average of the weights if the preset
+    averages them (see `callbacks`)."""
     rate = stage.learning_rate
     if preset.schedule == "cosine":
         total = steps_per_epoch * (stage.end - stage.start)
         warmup = min(steps_per_epoch, total // 10)
         rate = keras.optimizers.schedules.CosineDecay(rate / 10, decay_steps=max(total - warmup, 1),
                                                       warmup_target=rate, warmup_steps=warmup)
+    averaging = {"use_ema": True, "ema_momentum": preset.weight_averaging} if preset.weight_averaging else {}
     if preset.weight_decay:
-        return keras.optimizers.AdamW(rate, weight_decay=preset.weight_decay)
-    return keras.optimizers.Adam(rate)
+        return keras.optimizers.AdamW(rate, weight_decay=preset.weight_decay, **averaging)
+    return keras.optimizers.Adam(rate, **averaging)
+
+
+def callbacks(preset: Preset) -> list[keras.callbacks.Callback]:
+    """The preset's own callbacks: validation on the averaged weights, if it averages them
+    (the run's recorder then saves those as the model; see catdog.training.callbacks)."""
+    return [keras.callbacks.SwapEMAWeights()] if preset.weight_averaging else []
+
+
+def one_hot_labels(preset: Preset) -> bool:
+    """Whether the preset trains on one-hot labels (smoothed or mixed) rather than class indices."""
+    return bool(preset.label_smoothing or preset.mixup or preset.cutmix)
+
+
+def loss(preset: Preset) -> keras.losses.Loss:
+    """Cross-entropy, on class indices or, for a preset that smooths or mixes labels, one-hot."""
+    if one_hot_labels(preset):
+        return keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
+def batches(preset: Preset, train, validation, num_classes: int, seed: int) -> tuple:
+    """The training and validation datasets as the preset's loss takes them: labels one-hot
+    where `one_hot_labels`, and each training batch mixed by MixUp or CutMix where the
+    preset mixes (both: one or the other, at random, per batch)."""
+    if not one_hot_labels(preset):
+        return train, validation
+    import tensorflow as tf
+
+    def one_hot(images, labels):
+        return images, tf.one_hot(labels, num_classes)
+
+    # In float32 whatever the run's precision: they work on the pipeline's float32 batches.
+    mixers = ([keras.layers.MixUp(preset.mixup, seed=seed, dtype="float32")] if preset.mixup else []) + (
+        [keras.layers.CutMix(preset.cutmix, seed=seed + 1, dtype="float32")] if preset.cutmix else [])
+
+    def mix(images, labels):
+        def mixed(mixer):
+            def call():
+                out = mixer({"images": images, "labels": labels})
+                return out["images"], out["labels"]
+            return call
+
+        if len(mixers) == 1:
+            return mixed(mixers[0])()
+        choice = tf.random.uniform((), maxval=len(mixers), dtype=tf.int32, seed=seed)
+        return tf.switch_case(choice, [mixed(mixer) for mixer in mixers])
+
+    train = train.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
+    if mixers:
+        train = train.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+    return train, validation.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def resolve_precision(precision: str, preset: Preset) -> str:
