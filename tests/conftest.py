@@ -212,3 +212,13 @@ def server(tmp_path):
     yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory):
+    """A flat data set of two colours, 12 images each: 8 train, 2 validation and 2 test per class."""
+    root = tmp_path_factory.mktemp("colours")
+    for label, color in (("red", (210, 60, 40)), ("blue", (40, 80, 210))):
+        for i in range(12):
+            write_image(root / label / f"{i}.jpg", color=color, seed=i)
+    return root

@@ -20,18 +20,6 @@ from catdog.models.inference import numpy_function
 from catdog.models.layers import FusedBatchNormalization
 from catdog.training import recipe, resume, train
 
-from conftest import write_image
-
-
-@pytest.fixture(scope="module")
-def colours(tmp_path_factory):
-    """A flat data set of two colours, 12 images each: 8 train, 2 validation and 2 test per class."""
-    root = tmp_path_factory.mktemp("colours")
-    for label, color in (("red", (210, 60, 40)), ("blue", (40, 80, 210))):
-        for i in range(12):
-            write_image(root / label / f"{i}.jpg", color=color, seed=i)
-    return root
-
 
 def with_preset(monkeypatch, name: str, **changes) -> presets.Preset:
     """Preset `name` with `changes`, in place of the registered one for the test."""

@@ -23,18 +23,6 @@ from catdog.training.frozen import FrozenFeatures, separating_tensor
 from catdog.training.loop import stages
 from catdog.training.recipe import plan
 
-from conftest import write_image
-
-
-@pytest.fixture(scope="module")
-def colours(tmp_path_factory):
-    """A flat data set of two colours, 12 images each: 8 train, 2 validation and 2 test per class."""
-    root = tmp_path_factory.mktemp("colours")
-    for label, color in (("red", (210, 60, 40)), ("blue", (40, 80, 210))):
-        for i in range(12):
-            write_image(root / label / f"{i}.jpg", color=color, seed=i)
-    return root
-
 
 @pytest.fixture(scope="module")
 def scratch_run(colours, tmp_path_factory):
