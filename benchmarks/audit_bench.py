@@ -330,8 +330,9 @@ def render(results: dict) -> str:
         r = results["scan"]
         blocks += [Heading("Scanning with fingerprints"),
                    Paragraph("`catdog.data.scan.scan` of the seed data (2,999 photos, page cache warm, scan "
-                             f"cache empty: every file read), {r['repeats']} times each, alternating: median {r['without']:.2f} s without "
-                             f"fingerprints (today's scan), {r['with']:.2f} s with them, **{r['overhead']:+.1%}** "
+                             f"cache empty: every file read), {r['repeats']} times each, alternating: median "
+                             f"{r['without']:.2f} s without fingerprints (today's scan), {r['with']:.2f} s with them, "
+                             f"**{r['overhead']:+.1%}** "
                              f"(target: at most +20 %); load {r['load_at_start']}.")]
     if "copies" in results:
         r = results["copies"]
