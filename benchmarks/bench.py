@@ -3,9 +3,10 @@
 
 Each repeat trains every catdog preset with `catdog train` (the whole command is timed),
 trains the seed's four models with `seed_recipe.py` and scores them on catdog's leak-free
-test split, and times `catdog predict` over a folder of JPEGs against a loop calling
-`model.predict` on one image at a time. Once, it measures the peak memory of `catdog run`
-with every preset. It writes `results.md` and `results.json` beside this file, with
+test split, and times `catdog predict` over a folder of JPEGs (after the export the README
+recommends) against a loop calling `model.predict` on one image at a time, and how soon
+`catdog serve` answers. Once, it times `catdog run` at its defaults (the whole exercise),
+with its peak memory. It writes `results.md` and `results.json` beside this file, with
 medians over the repeats, the ratios to the seed, and each target of the issue passed or not.
 This driver stays light (no TensorFlow): everything it measures runs in a child process.
 
@@ -50,20 +51,26 @@ QUICK_EPOCHS = 2
 QUICK_PER_CLASS = {"train": 100, "validation": 50}
 QUICK_PREDICT_IMAGES = 100
 PREDICT_IMAGES = 1000
-RUN_MEMORY_EPOCHS = 2
+# The export the README tells users to make before predicting.
+EXPORT_OPTIONS = ("--format", "openvino")
+SERVE_TIMEOUT = 120.0
 
 
 class Target(NamedTuple):
     """One of the issue's targets: a figure of the summary against what it needs."""
 
     name: str
-    # A path into the medians: `catdog.ROW.KEY`, `seed.MODEL.KEY`, `predict.KEY`, `run.KEY` (the
-    # `catdog run` step), with the keys of results.json; or the ratio of two paths, `A / B`.
+    # A path into the medians: `catdog.ROW.KEY`, `seed.MODEL.KEY`, `seed_total.KEY` (the four
+    # models together), `predict.KEY`, `run.KEY` (the `catdog run` step; `run.models.PRESET.KEY`
+    # for its models), with the keys of results.json; or the ratio `A / B` or difference `A - B`.
     figure: str
     direction: str  # "<=": the figure must not exceed `needed`; ">=": it must reach it
     needed: float
     unit: str  # how `fmt` shows the figure: % s x /s B (see `FORMATS`)
 
+
+# The models of `catdog run` at its defaults and the seed model each stands for.
+EXERCISE_PAIRS = (("scratch", "1"), ("augmented", "2"), ("preprocessed", "3"), ("transfer", "4"), ("finetune", "4"))
 
 # The issue's targets, in the order results.md lists them: adding a target is adding a row.
 TARGETS = [
@@ -86,11 +93,19 @@ TARGETS = [
            "catdog.preprocessed.epoch_fastest / seed.3.epoch_fastest", "<=", 0.6, "x"),
     Target("cnn: test accuracy", "catdog.cnn.test_accuracy", ">=", 0.85, "%"),
     Target("cnn: command time", "catdog.cnn.command_seconds", "<=", 30 * 60, "s"),
+    Target("`catdog run` at its defaults: command time / the seed's four models' fit",
+           "run.command_seconds / seed_total.fit_seconds", "<=", 0.5, "x"),
+    *[Target(f"`catdog run`: {preset} test accuracy / seed model {model}'s",
+             f"run.models.{preset}.test_accuracy / seed.{model}.test_accuracy", ">=", 1.0, "x")
+      for preset, model in EXERCISE_PAIRS],
     Target("predict: speed-up over the one-at-a-time loop", "predict.speedup", ">=", 3.0, "x"),
     Target("predict: images/s, whole command", "predict.catdog_images_per_second", ">=", 200.0, "/s"),
     Target("predict: images/s, steady (start-up left out)", "predict.catdog_steady_images_per_second",
            ">=", 200.0, "/s"),
-    Target("memory: `catdog run` with every preset, peak RSS", "run.peak_rss_bytes", "<=", 4e9, "B"),
+    Target("predict: the export's test accuracy below the Keras model's",
+           "predict.keras_test_accuracy - predict.export_test_accuracy", "<=", 0.005, "%"),
+    Target("serve: first answer after start", "predict.serve_first_answer_seconds", "<=", 5.0, "s"),
+    Target("memory: `catdog run` at its defaults, peak RSS", "run.peak_rss_bytes", "<=", 4e9, "B"),
 ]
 
 # catdog against the seed: (preset, seed model, what is compared, the key of both figures or of each).
@@ -114,8 +129,8 @@ class Job:
 # Each seed model runs with the catdog presets paired with it, in this order (the targets that
 # matter most first), so a run cut short still holds whole comparisons.
 SEED_PAIRS = {"4": ("transfer", "finetune"), "1": ("scratch",), "2": ("augmented",), "3": ("preprocessed",)}
-# Prediction is timed on `transfer` at 160 px, the size the issue's prediction target names.
-PREDICT_JOB = Job("transfer-160", "transfer", ["--image-size", "160"])
+# Prediction and serving are timed on this row's run: `transfer` at its defaults (224 px).
+PREDICT_ROW = "transfer"
 
 
 # Measuring ----------------------------------------------------------------------------
@@ -199,16 +214,20 @@ def count_predictions(path: Path) -> int:
 def bench_predict(run: Path, folder: Path, one: Path, work: Path, env) -> dict:
     """`catdog predict` over `folder` against the one-image-at-a-time loop, each a fresh process.
 
-    The run is first exported to ONNX (timed), so `catdog predict` runs it with onnxruntime,
-    its default for a run with an export; `--runtime keras` is timed too. A second `catdog
-    predict` on a folder of one image gives the command's fixed cost (start-up and model
-    loading), so its steady rate can be told apart from its total.
+    The run is first exported as the README tells users to (`EXPORT_OPTIONS`, timed; the
+    export reports its test accuracy and the Keras model's), so `catdog predict` runs it
+    with onnxruntime, its default for a run with one; `--runtime keras` is timed too. A
+    second `catdog predict` on a folder of one image gives the command's fixed cost
+    (start-up and model loading), so its steady rate can be told apart from its total.
+    Last, `catdog serve` is started and timed until it answers a prediction.
     """
     images = len(image_files(folder))
-    info("catdog export --format onnx")
-    exported = run_measured(catdog_command("export", str(run), "--format", "onnx"), log=work / "export.log", env=env)
+    info(f"catdog export {' '.join(EXPORT_OPTIONS)}")
+    exported = run_measured(catdog_command("export", str(run), *EXPORT_OPTIONS, "--json"),
+                            stdout=work / "export.json", log=work / "export.log", env=env)
     if exported.returncode:
         return {"error": f"catdog export failed; see {work / 'export.log'}"}
+    report = json.loads((work / "export.json").read_text())
 
     def folder_and_one(name: str, *options: str) -> tuple:
         """`catdog predict` timed on the whole folder, then on the folder of one image."""
@@ -216,7 +235,7 @@ def bench_predict(run: Path, folder: Path, one: Path, work: Path, env) -> dict:
                                   stdout=work / f"{label}.jsonl", log=work / f"{label}.log", env=env)
                      for label, source in ((name, folder), (f"{name}-one", one)))
 
-    info(f"catdog predict, {images} images, with onnxruntime and with Keras")
+    info(f"catdog predict, {images} images, with the export and with Keras")
     sides = {"catdog_": folder_and_one("predict"), "keras_": folder_and_one("predict-keras", "--runtime", "keras")}
     info(f"one-at-a-time loop, {images} images")
     loop = run_measured([sys.executable, str(BENCH_DIR / "predict_loop.py"), str(run), str(folder),
@@ -229,6 +248,9 @@ def bench_predict(run: Path, folder: Path, one: Path, work: Path, env) -> dict:
                              f"see {work / name}.log"}
     loop_result = json.loads((work / "loop.json").read_text())
     record = {"images": images, "image_size": open_run(run).image_size, "export_seconds": exported.seconds,
+              "export": shown(catdog_command("export", "RUN", *EXPORT_OPTIONS)), "export_path": report["path"],
+              "export_test_accuracy": report.get("test_accuracy"),
+              "keras_test_accuracy": report.get("keras_test_accuracy"),
               "loop_seconds": loop.seconds, "loop_images_per_second": images / loop.seconds,
               "loop_fixed_seconds": loop.seconds - loop_result["loop_seconds"],
               "loop_steady_images_per_second": loop_result["images_per_second"],
@@ -239,19 +261,60 @@ def bench_predict(run: Path, folder: Path, one: Path, work: Path, env) -> dict:
                    f"{prefix}fixed_seconds": single.seconds,
                    f"{prefix}steady_images_per_second": (images - 1) / steady if steady > 0 else None,
                    f"{prefix}peak_rss_bytes": full.peak_rss_bytes}
-    return record | {"speedup": loop.seconds / record["catdog_seconds"]}
+    info("catdog serve, until it answers")
+    return record | {"speedup": loop.seconds / record["catdog_seconds"],
+                     "serve_first_answer_seconds": first_answer(run, image_files(one)[0], work / "serve.log", env)}
 
 
-def run_memory(data: Path, epochs: int, out: Path, log: Path, env) -> dict:
-    """Peak resident memory of `catdog run` with every preset."""
-    command = catdog_command("run", "--data", str(data), "--models", ",".join(PRESETS), "--epochs", str(epochs),
-                             "--out", str(out))
+def first_answer(run: Path, image: Path, log: Path, env) -> float | None:
+    """Seconds from starting `catdog serve RUN` to its first answer to `POST /predict` with
+    `image` (asked again every 50 ms until it answers); None if it never does."""
+    import socket
+    import subprocess
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{image.name}\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + image.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with open(log, "w") as messages:
+        started = time.perf_counter()
+        server = subprocess.Popen(catdog_command("serve", str(run), "--port", str(port)), env=env,
+                                  stdout=messages, stderr=subprocess.STDOUT)
+        try:
+            while server.poll() is None and time.perf_counter() - started < SERVE_TIMEOUT:
+                try:
+                    with urllib.request.urlopen(request, timeout=SERVE_TIMEOUT) as answer:
+                        if answer.status == 200 and b"label" in answer.read():
+                            return time.perf_counter() - started
+                except (urllib.error.URLError, ConnectionError):
+                    time.sleep(0.05)
+            return None
+        finally:
+            server.terminate()
+            server.wait()
+
+
+def run_exercise(data: Path, epochs: int | None, out: Path, log: Path, env) -> dict:
+    """`catdog run` at its defaults (or with `epochs`): the whole command timed, its peak
+    memory, and each model's figures from its summary.json."""
+    command = catdog_command("run", "--data", str(data), "--out", str(out))
+    command += ["--epochs", str(epochs)] if epochs is not None else []
     shutil.rmtree(out, ignore_errors=True)
-    info(f"catdog run, every preset, {epochs} epochs")
+    info("catdog run" + (f", {epochs} epochs" if epochs else ", at its defaults"))
     measured = run_measured(command, log=log, env=env)
-    record = {"command": shown(command), "epochs": epochs, "seconds": measured.seconds,
+    record = {"command": shown(command), "command_seconds": measured.seconds,
               "peak_rss_bytes": measured.peak_rss_bytes, "log": str(log)}
-    return record | ({"error": f"exit status {measured.returncode}; see {log}"} if measured.returncode else {})
+    if measured.returncode:
+        return record | {"error": f"exit status {measured.returncode}; see {log}"}
+    summary = json.loads((out / "summary.json").read_text())
+    return record | {"models": {m["preset"]: m for m in summary["models"]}}
 
 
 # Summarising --------------------------------------------------------------------------
@@ -276,12 +339,18 @@ def median_record(records: Sequence[dict]) -> dict:
 
 
 def summarise(repeats: Sequence[dict]) -> dict:
-    """Medians over the repeats, per seed model, per catdog job, and for prediction."""
+    """Medians over the repeats, per seed model (and the four together), per catdog job, and
+    for prediction."""
     seed_models = sorted({k for r in repeats for k in r.get("seed", {}).get("models", {})})
     jobs = list(dict.fromkeys(k for r in repeats for k in r.get("catdog", {})))
+    seed = {m: median_record([r["seed"]["models"][m] for r in repeats if m in r["seed"].get("models", {})])
+            for m in seed_models}
+    together = ("fit_seconds", "process_seconds")
+    complete = set(SEED_MODELS) <= set(seed) and all(seed[m].get(key) is not None for m in SEED_MODELS
+                                                       for key in together)
     return {
-        "seed": {m: median_record([r["seed"]["models"][m] for r in repeats if m in r["seed"].get("models", {})])
-                 for m in seed_models},
+        "seed": seed,
+        "seed_total": {key: sum(seed[m][key] for m in SEED_MODELS) for key in together} if complete else {},
         "catdog": {j: median_record([r["catdog"][j] for r in repeats if j in r["catdog"]]) for j in jobs},
         "predict": median_record([r["predict"] for r in repeats if "predict" in r]),
     }
@@ -296,15 +365,19 @@ def figure(path: str, found: dict) -> float | None:
     if " / " in path:
         numerator, denominator = (figure(part, found) for part in path.split(" / "))
         return ratio(numerator, denominator)
+    if " - " in path:
+        first, second = (figure(part, found) for part in path.split(" - "))
+        return first - second if first is not None and second is not None else None
     value: Any = found
     for key in path.split("."):
         value = value.get(key) if isinstance(value, dict) else None
     return value
 
 
-def judge(summary: dict, memory: dict | None) -> list[dict]:
-    """Each target in `TARGETS`, with its figure from the summary's medians, as results.json records it."""
-    found = summary | {"run": memory if memory and "error" not in memory else {}}
+def judge(summary: dict, exercise: dict | None) -> list[dict]:
+    """Each target in `TARGETS`, with its figure from the summary's medians and the `catdog run`
+    step, as results.json records it."""
+    found = summary | {"run": exercise if exercise and "error" not in exercise else {}}
     judged = []
     for target in TARGETS:
         measured, at_most = figure(target.figure, found), target.direction == "<="
@@ -327,7 +400,7 @@ CATDOG_COLUMNS = [*EPOCH_COLUMNS, ("epochs total", "history_seconds", "s"), ("wh
 PREDICT_COLUMNS = [("whole process", "seconds", "s"), ("images/s", "images_per_second", "/s"),
                    ("fixed cost", "fixed_seconds", "s"), ("steady images/s", "steady_images_per_second", "/s"),
                    ("peak RSS", "peak_rss_bytes", "B")]
-PREDICT_SIDES = {"`catdog predict RUN FOLDER --json` (onnxruntime)": "catdog_",
+PREDICT_SIDES = {"`catdog predict RUN FOLDER --json` (the export)": "catdog_",
                  "`catdog predict RUN FOLDER --json --runtime keras`": "keras_",
                  "loop of `model.predict`, one image at a time": "loop_"}
 
@@ -383,26 +456,43 @@ def prediction_blocks(predict: dict) -> list:
         return [Paragraph(f"Failed: {predict['error']}" if predict else "Not measured.")]
     records = {label: {key.removeprefix(prefix): value for key, value in predict.items() if key.startswith(prefix)}
                for label, prefix in PREDICT_SIDES.items()}
+    accuracy = (f" It scores {fmt(predict['export_test_accuracy'], '%')} on the test split, the Keras model "
+                f"{fmt(predict['keras_test_accuracy'], '%')}." if predict.get("export_test_accuracy") is not None
+                else "")
     return [
-        Paragraph(f"A `transfer` run at {predict.get('image_size'):.0f} px ({PREDICT_JOB.name} above) on "
-                  f"{predict['images']:.0f} JPEGs, each side a fresh process. `catdog export RUN --format onnx` took "
-                  f"{fmt(predict.get('export_seconds'), 's')} first; `catdog predict` then runs that export with "
-                  "onnxruntime, its default for a run with one."),
+        Paragraph(f"The `{PREDICT_ROW}` run above ({predict.get('image_size'):.0f} px) on {predict['images']:.0f} "
+                  f"JPEGs, each side a fresh process. `{predict.get('export')}` took "
+                  f"{fmt(predict.get('export_seconds'), 's')} first.{accuracy} `catdog predict` then runs that export "
+                  "with its own runtime, its default for a run with one."),
         record_table("method", records, PREDICT_COLUMNS),
+        Paragraph(f"`catdog serve RUN` answered its first `POST /predict` (one image) "
+                  f"{fmt(predict.get('serve_first_answer_seconds'), 's')} after it was started."),
     ]
 
 
-def memory_text(memory: dict | None) -> str:
-    if not memory:
-        return "Not measured."
-    if "error" in memory:
-        return f"Failed: {memory['error']} (peak RSS until then {fmt(memory['peak_rss_bytes'], 'B')})."
-    return (
-        f"`{memory['command']}`: peak RSS {fmt(memory['peak_rss_bytes'], 'B')} in {fmt(memory['seconds'], 's')}. "
-        f"It trains every preset for {memory['epochs']} epoch{'' if memory['epochs'] == 1 else 's'}: memory peaks "
-        "within the first, where datasets, caches and models are built; the `catdog train` rows above give each "
-        "preset's peak at full length."
-    )
+def exercise_blocks(exercise: dict | None, summary: dict) -> list:
+    """`catdog run`: its time against the seed's four models, its memory, and each model."""
+    if not exercise:
+        return [Paragraph("Not measured.")]
+    if "error" in exercise:
+        return [Paragraph(f"Failed: {exercise['error']} (peak RSS until then {fmt(exercise['peak_rss_bytes'], 'B')}).")]
+    seed_fit = summary.get("seed_total", {}).get("fit_seconds")
+    rows = []
+    for preset, model in EXERCISE_PAIRS:
+        r = exercise["models"].get(preset)
+        if r is None:
+            continue
+        epochs = f"{r['epochs']} of {r['planned_epochs']}" if r.get("stopped") else str(r.get("epochs", ""))
+        seed_test = figure(f"seed.{model}.test_accuracy", summary)
+        rows.append([preset, epochs, r.get("stopped") or "", fmt(r["training_seconds"], "s"),
+                     fmt(r["test_accuracy"], "%"), f"model {model}", fmt(seed_test, "%")])
+    return [
+        Paragraph(f"`{exercise['command']}`: {fmt(exercise['command_seconds'], 's')} for the whole command, against "
+                  f"{fmt(seed_fit, 's')} of `fit` for the seed's four models "
+                  f"({fmt(ratio(exercise['command_seconds'], seed_fit), 'x')}); peak RSS "
+                  f"{fmt(exercise['peak_rss_bytes'], 'B')}."),
+        Table(["model", "epochs", "why it stopped", "training", "test", "seed", "seed test"], rows),
+    ]
 
 
 def render(results: dict) -> str:
@@ -438,8 +528,8 @@ def render(results: dict) -> str:
         record_table("preset", summary["catdog"], CATDOG_COLUMNS),
         Heading("Prediction"),
         *prediction_blocks(summary["predict"]),
-        Heading("Memory of `catdog run`"),
-        Paragraph(memory_text(results.get("run_memory"))),
+        Heading("The whole exercise: `catdog run`"),
+        *exercise_blocks(results.get("exercise"), summary),
         Heading("How this was measured"),
         Paragraph(METHOD),
     ]
@@ -508,10 +598,10 @@ def installed_version(*distributions: str) -> str:
 def write_results(results: dict, markdown_path: Path) -> None:
     """Summarise the repeats, judge the targets, and write results.md and its .json (atomically)."""
     results["summary"] = summarise(results["repeats"])
-    results["targets"] = judge(results["summary"], results["run_memory"])
+    results["targets"] = judge(results["summary"], results["exercise"])
     failures = [f for r in results["repeats"] for f in r["failures"]]
-    if "error" in (results["run_memory"] or {}):
-        failures.append(f"catdog run: {results['run_memory']['error']}")
+    if "error" in (results["exercise"] or {}):
+        failures.append(f"catdog run: {results['exercise']['error']}")
     results["failures"] = list(dict.fromkeys(failures))
     write_json(markdown_path.with_suffix(".json"), results)
     write_text(markdown_path, render(results))
@@ -578,7 +668,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--predict-images", type=positive_int,
         help=f"images in the prediction folder (default: {PREDICT_IMAGES}; --quick: {QUICK_PREDICT_IMAGES})")
     add("--run-epochs", type=positive_int,
-        help=f"epochs per preset for the `catdog run` memory step (default: {RUN_MEMORY_EPOCHS}; --quick: 1)")
+        help=f"epochs per model for the `catdog run` step (default: each preset's own; --quick: {QUICK_EPOCHS})")
     add("--render", action="store_true",
         help="measure nothing: write the results file again from its .json (after a change to the report)")
     add("--remeasure", type=comma_list(None), metavar="ROWS",
@@ -593,7 +683,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.exit(2, f"bench: error: MobileNetV2 weights {args.weights} are missing; pass --weights PATH\n")
     args.out = args.out or BENCH_DIR / ("results-quick.md" if args.quick else "results.md")
     args.predict_images = args.predict_images or (QUICK_PREDICT_IMAGES if args.quick else PREDICT_IMAGES)
-    args.run_epochs = args.run_epochs or (1 if args.quick else RUN_MEMORY_EPOCHS)
+    args.run_epochs = args.run_epochs or (QUICK_EPOCHS if args.quick else None)
     args.catdog_epochs = args.epochs or (QUICK_EPOCHS if args.quick else None)
     args.seed_epochs = args.epochs or (QUICK_EPOCHS if args.quick else SEED_EPOCHS)
     args.jobs = [Job(preset, preset) for preset in args.presets] + args.variant
@@ -661,9 +751,8 @@ def run_repeat(args: argparse.Namespace, plan: Plan, here: Path, repeat: dict, s
             if job.preset in presets:
                 plan.train(job, here, repeat)
                 save()
-        if model == "4" and "transfer" in {job.preset for job in args.jobs}:
-            plan.train(PREDICT_JOB, here, repeat)  # the model `catdog predict` is timed on
-            run = repeat["catdog"][PREDICT_JOB.name]
+        if model == "4" and PREDICT_ROW in repeat["catdog"]:
+            run = repeat["catdog"][PREDICT_ROW]  # the model `catdog predict` and `catdog serve` are timed on
             if "error" not in run:
                 repeat["predict"] = bench_predict(Path(run["run"]), args.predict_folder, args.predict_one, here,
                                                   plan.env)
@@ -688,9 +777,9 @@ def remeasure(markdown_path: Path, names: Sequence[str], command: str) -> int:
     results = json.loads(json_path.read_text())
     settings = results["settings"]
     jobs = {job["name"]: Job(**job) for job in settings["jobs"]}
-    refused = [name for name in names if name not in jobs or name == PREDICT_JOB.name]
+    refused = [name for name in names if name not in jobs or name == PREDICT_ROW]
     if refused:
-        choices = ", ".join(sorted(set(jobs) - {PREDICT_JOB.name}))
+        choices = ", ".join(sorted(set(jobs) - {PREDICT_ROW}))
         info(f"error: cannot re-measure {', '.join(refused)}: choose from {choices}")
         return 2
     work = WORK_DIR / "remeasure"
@@ -749,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
                      "catdog_epochs": args.catdog_epochs, "repeat": args.repeat,
                      "jobs": [asdict(job) for job in args.jobs]},
         "repeats": [],
-        "run_memory": None,
+        "exercise": None,
     }
 
     def save() -> None:
@@ -758,11 +847,13 @@ def main(argv: list[str] | None = None) -> int:
         write_results(results, args.out)
 
     try:
+        # First the whole exercise, then the repeats, which end with the longest row (`cnn`).
+        results["exercise"] = run_exercise(plan.data, args.run_epochs, work / "run", work / "run.log", plan.env)
+        save()
         for n in range(1, args.repeat + 1):
             info(f"repeat {n} of {args.repeat}")
             results["repeats"].append({})
             run_repeat(args, plan, work / f"r{n}", results["repeats"][-1], save)
-        results["run_memory"] = run_memory(plan.data, args.run_epochs, work / "run", work / "run.log", plan.env)
     except KeyboardInterrupt:
         results["stopped_during"] = LAST_STEP[0]
         save()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import os
+import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +15,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# catdog's own cache (scans, downloads) goes to a folder of the test session, not the user's home.
+os.environ["CATDOG_HOME"] = tempfile.mkdtemp(prefix="catdog-home-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -217,3 +223,31 @@ def other_photo() -> Path:
     import matplotlib.cbook
 
     return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """(folder served, base URL) of a plain HTTP file server on 127.0.0.1."""
+    served = tmp_path / "served"
+    served.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=served))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory):
+    """A flat data set of two colours, 12 images each: 8 train, 2 validation and 2 test per class."""
+    root = tmp_path_factory.mktemp("colours")
+    for label, color in (("red", (210, 60, 40)), ("blue", (40, 80, 210))):
+        for i in range(12):
+            write_image(root / label / f"{i}.jpg", color=color, seed=i)
+    return root

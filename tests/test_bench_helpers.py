@@ -168,13 +168,14 @@ def test_median_record_takes_medians_of_numbers_and_skips_failed_repeats():
 
 def summary(**catdog) -> dict:
     seed = {
-        "1": {"epoch_mean": 10.0, "epoch_fastest": 8.0},
-        "2": {"epoch_mean": 12.0, "epoch_fastest": 10.0},
+        "1": {"epoch_mean": 10.0, "epoch_fastest": 8.0, "test_accuracy": 0.55},
+        "2": {"epoch_mean": 12.0, "epoch_fastest": 10.0, "test_accuracy": 0.6},
         "3": {"epoch_mean": 12.0},
         "4": {"fit_seconds": 800.0},
     }
-    predict = {"speedup": 4.0, "catdog_images_per_second": 150.0, "catdog_steady_images_per_second": 400.0}
-    return {"seed": seed, "catdog": catdog, "predict": predict}
+    predict = {"speedup": 4.0, "catdog_images_per_second": 150.0, "catdog_steady_images_per_second": 400.0,
+               "keras_test_accuracy": 0.985, "export_test_accuracy": 0.975, "serve_first_answer_seconds": 3.0}
+    return {"seed": seed, "seed_total": {"fit_seconds": 1900.0}, "catdog": catdog, "predict": predict}
 
 
 def test_targets_compare_with_the_seed_counterparts():
@@ -186,7 +187,8 @@ def test_targets_compare_with_the_seed_counterparts():
             augmented={"epoch_mean": 8.0, "epoch_fastest": 5.0},
             cnn={"error": "exit status 1"},
         ),
-        {"peak_rss_bytes": 3.5e9},
+        {"peak_rss_bytes": 3.5e9, "command_seconds": 700.0,
+         "models": {"scratch": {"test_accuracy": 0.6}, "augmented": {"test_accuracy": 0.5}}},
     )
     by_name = {t["name"]: t for t in found}
     assert [t["name"] for t in found] == [t.name for t in bench.TARGETS]
@@ -204,7 +206,15 @@ def test_targets_compare_with_the_seed_counterparts():
     assert by_name["cnn: test accuracy"]["passed"] is None  # failed
     assert by_name["predict: images/s, whole command"]["passed"] is False
     assert by_name["predict: images/s, steady (start-up left out)"]["passed"] is True
-    assert by_name["memory: `catdog run` with every preset, peak RSS"]["passed"] is True
+    assert by_name["memory: `catdog run` at its defaults, peak RSS"]["passed"] is True
+    assert by_name["`catdog run` at its defaults: command time / the seed's four models' fit"]["measured"] == (
+        pytest.approx(700 / 1900))
+    assert by_name["`catdog run`: scratch test accuracy / seed model 1's"]["passed"] is True  # 0.6 >= 0.55
+    assert by_name["`catdog run`: augmented test accuracy / seed model 2's"]["passed"] is False  # 0.5 < 0.6
+    assert by_name["`catdog run`: transfer test accuracy / seed model 4's"]["passed"] is None  # not in the run
+    assert by_name["predict: the export's test accuracy below the Keras model's"]["measured"] == pytest.approx(0.01)
+    assert by_name["predict: the export's test accuracy below the Keras model's"]["passed"] is False
+    assert by_name["serve: first answer after start"]["passed"] is True
 
 
 def test_a_failed_memory_step_is_not_measured():
@@ -216,7 +226,7 @@ def test_every_target_names_a_figure_the_benchmark_records():
     # The committed full run measured every target: a row whose figure names a key bench does
     # not record (a typo, a renamed key) would come out as "not measured".
     results = json.loads((BENCHMARKS / "results.json").read_text())
-    judged = bench.judge(results["summary"], results["run_memory"])
+    judged = bench.judge(results["summary"], results["exercise"])
     assert [t["name"] for t in judged if t["measured"] is None] == []
     assert judged == results["targets"]
 
@@ -228,6 +238,8 @@ def test_figure_reads_paths_and_ratios():
     assert bench.figure("catdog.a.x / seed.1.zero", found) is None
     assert bench.figure("catdog.b.x / seed.1.x", found) is None
     assert bench.figure("catdog.a.x.deeper", found) is None
+    assert bench.figure("seed.1.x - catdog.a.x", found) == 1.0
+    assert bench.figure("seed.1.x - catdog.b.x", found) is None
 
 
 def test_fmt_and_record_table():
@@ -277,7 +289,7 @@ def recorded_results(catdog: dict, jobs: list[dict] | None = None) -> dict:
                      "catdog_epochs": None, "repeat": 1, "jobs": jobs or []},
         "repeats": [{"catdog": catdog, "seed": {"models": {"1": {"model": 1, "epoch_seconds": [12.0, 8.0, 10.0]}}},
                      "failures": []}],
-        "run_memory": None,
+        "exercise": None,
         "seconds": 1.0,
     }
 
@@ -285,7 +297,7 @@ def recorded_results(catdog: dict, jobs: list[dict] | None = None) -> dict:
 def test_render_recomputes_epoch_figures_from_the_recorded_times(tmp_path):
     record = {"preset": "scratch", "epoch_seconds": [9.0, 20.0, 4.0], "epoch_mean": 1.0}
     results = recorded_results({"scratch": record})
-    results["run_memory"] = {"error": "exit status 1; see run.log", "peak_rss_bytes": 1e9}
+    results["exercise"] = {"error": "exit status 1; see run.log", "peak_rss_bytes": 1e9}
     (tmp_path / "results.json").write_text(json.dumps(results))
 
     bench.rerender(tmp_path / "results.md")
@@ -334,8 +346,7 @@ def test_remeasure_replaces_only_the_named_rows_and_says_when(tmp_path, monkeypa
     old = {"preset": "scratch", "epoch_seconds": [9.0, 9.0], "test_accuracy": 0.6}
     kept = {"preset": "augmented", "epoch_seconds": [7.0, 7.0], "test_accuracy": 0.65}
     jobs = [{"name": name, "preset": preset, "extra": extra} for name, preset, extra in
-            [("scratch", "scratch", []), ("augmented", "augmented", []),
-             ("transfer-160", "transfer", ["--image-size", "160"])]]
+            [("scratch", "scratch", []), ("augmented", "augmented", []), ("transfer", "transfer", [])]]
     results = recorded_results({"scratch": old, "augmented": kept}, jobs)
     results["repeats"][0]["failures"] = ["scratch: exit status 1; see scratch.log"]  # an earlier failure of the row
     (tmp_path / "results.json").write_text(json.dumps(results))
@@ -364,10 +375,10 @@ def test_remeasure_replaces_only_the_named_rows_and_says_when(tmp_path, monkeypa
 
 
 def test_remeasure_refuses_the_prediction_model_and_unknown_rows(tmp_path, monkeypatch, capsys):
-    jobs = [{"name": "transfer-160", "preset": "transfer", "extra": ["--image-size", "160"]}]
+    jobs = [{"name": "transfer", "preset": "transfer", "extra": []}]
     (tmp_path / "results.json").write_text(json.dumps(recorded_results({}, jobs)))
     monkeypatch.setattr(bench, "train_catdog", lambda *a: pytest.fail("nothing may be trained"))
-    for name in ("transfer-160", "nosuch"):
+    for name in ("transfer", "nosuch"):
         assert bench.remeasure(tmp_path / "results.md", [name], "bench.py") == 2
         assert f"cannot re-measure {name}" in capsys.readouterr().err
     assert bench.remeasure(tmp_path / "missing" / "results.md", ["scratch"], "bench.py") == 2

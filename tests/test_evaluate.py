@@ -30,6 +30,43 @@ def test_metrics_count_per_class_precision_recall_and_the_confusion_matrix():
     assert (c["precision"], c["recall"], c["f1"]) == (0.5, 1.0, pytest.approx(2 / 3))
 
 
+def test_many_class_metrics_weigh_every_class_alike():
+    """Six classes, a large one always right and five small ones mostly wrong: accuracy flatters, balanced
+    accuracy and macro F1 do not; top-5 and the most confused pairs are counted by hand."""
+    true = np.array([0] * 10 + [1, 1, 2, 2, 3, 4])  # class 5 never occurs, but is predicted once
+    predicted = np.array([0] * 10 + [1, 2, 1, 1, 5, 0])
+    probabilities = np.full((16, 6), 0.02)
+    probabilities[np.arange(16), predicted] = 0.9
+    probabilities[14, 3] = 0.05  # class 3's image ranks its true class second: in the top 5
+    probabilities[15, 4] = 0.01  # class 4's image ranks its true class last: not in the top 5
+    metrics = metrics_from(true, probabilities, list("abcdef"))
+
+    assert metrics["accuracy"] == pytest.approx(11 / 16)
+    recalls = {"a": 1.0, "b": 0.5, "c": 0.0, "d": 0.0, "e": 0.0}
+    assert metrics["balanced_accuracy"] == pytest.approx(sum(recalls.values()) / 5)  # f has no images
+    precisions = {"a": 10 / 11, "b": 1 / 3, "c": 0.0, "d": 0.0, "e": 0.0, "f": 0.0}
+    f1 = {"a": 2 * (10 / 11) / (1 + 10 / 11), "b": 2 * (1 / 3 * 0.5) / (1 / 3 + 0.5)}
+    assert metrics["macro_precision"] == pytest.approx(sum(precisions.values()) / 6)  # f was predicted: it counts
+    assert metrics["macro_recall"] == pytest.approx(sum(recalls.values()) / 6)
+    assert metrics["macro_f1"] == pytest.approx(sum(f1.values()) / 6)
+    assert metrics["top_5_accuracy"] == pytest.approx(15 / 16)
+    assert metrics["most_confused"] == [
+        {"true": "c", "predicted": "b", "count": 2}, {"true": "b", "predicted": "c", "count": 1},
+        {"true": "d", "predicted": "f", "count": 1}, {"true": "e", "predicted": "a", "count": 1}]
+    assert "top_5_accuracy" not in metrics_from(true[:10], probabilities[:10, :5], list("abcde"))
+
+
+def test_the_confusion_matrix_of_120_classes_gives_each_class_a_readable_row(tmp_path):
+    from PIL import Image
+
+    names = [f"breed_{i:03d}" for i in range(120)]
+    matrix = np.diag(np.arange(120) % 5 + 1)
+    matrix[3, 70] = 2
+    path = plots.confusion_matrix(matrix, names, tmp_path / "confusion.png")
+    with Image.open(path) as image:
+        assert image.height / 120 >= 12 and image.width < 4000  # pixels per class row (its name in 8 points)
+
+
 def _photos(folder: Path, seed_data: Path, split: str, numbers: range) -> Path:
     """A folder of class folders linking to real photographs of the seed data set."""
     for name in ("cats", "dogs"):

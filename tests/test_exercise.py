@@ -42,7 +42,8 @@ def test_report_holds_every_figure_and_the_comparison(exercise):
     for figure in ("samples.png", "augmentation.png", "validation_accuracy.png",
                    "scratch/accuracy.png", "scratch/loss.png", "augmented/accuracy.png"):
         assert f"]({figure})" in md
-    assert "| model | parameters | best validation | last validation | test | training time |" in md
+    assert "| model | parameters | epochs | best validation | last validation | test | training time |" in md
+    assert "| `scratch` | " in md and " | 2 | " in md  # two epochs each, none stopped early
     assert f"the best model is `{summary['best']}`" in md
     best = summary["best"]
     assert f"]({best}/reliability.png)" in md and f"]({best}/misclassified.png)" in md

@@ -27,16 +27,63 @@ SEED_TEST_FRACTION = 0.2
 FLAT_VALIDATION_FRACTION = 0.15
 FLAT_TEST_FRACTION = 0.15
 
+# Two images are the same photo when their perceptual hashes differ in at most this many of 64 bits
+# (scan), or when the backbone's embeddings have at least this cosine similarity (audit); both
+# chosen by measurement on copies of the seed photos (benchmarks/audit.md).
+NEAR_DUPLICATE_HASH_BITS = 8
+NEAR_DUPLICATE_COSINE = 0.9
+# `catdog audit` lists an image as an outlier when its mean distance to its nearest neighbours (in
+# the backbone's features) is at least this many times the data set's median of that distance.
+OUTLIER_DISTANCE_RATIO = 1.5
+# ... and judges labels only where the other images predict an image's class at least this often
+# (out-of-fold accuracy): below it, every label looks doubtful.
+LABEL_CHECK_MIN_ACCURACY = 0.5
+# A warning when the largest class has more than this many times the images of the smallest.
+IMBALANCE_RATIO = 3.0
+# How training weighs the classes' losses: none, balanced (each class as much in total), or auto
+# (balanced beyond IMBALANCE_RATIO); the default chosen by measurement (README, "Your own data").
+CLASS_WEIGHTS = ("none", "balanced", "auto")
+CLASS_WEIGHT = "auto"
+
 # Images with more pixels than this are skipped (scan) or refused (serve) rather than decoded.
 MAX_IMAGE_PIXELS = 40_000_000
-# The input pipeline keeps decoded images in memory (as uint8) when a split takes at most this much.
-MAX_CACHE_BYTES = 2 * 1024**3
+# Training keeps decoded images (as uint8) and frozen features in memory when a split takes at most
+# this much, and in files of the run's cache/ folder beyond it; `$CATDOG_CACHE_MEMORY_MB` changes it.
+CACHE_MEMORY_BYTES = 2 * 1024**3
+ENV_CACHE_MEMORY = "CATDOG_CACHE_MEMORY_MB"
+
+
+def cache_memory_bytes() -> int:
+    """The memory budget per split for decoded images and frozen features (see CACHE_MEMORY_BYTES)."""
+    text = os.environ.get(ENV_CACHE_MEMORY, "").strip()
+    if not text:
+        return CACHE_MEMORY_BYTES
+    try:
+        return int(float(text) * 1e6)
+    except ValueError:
+        from catdog.errors import CatdogError
+
+        raise CatdogError(f"${ENV_CACHE_MEMORY} must be a number of megabytes, got {text!r}") from None
 
 # `catdog serve`: where it listens, and what one request may send.
 SERVE_HOST = "127.0.0.1"
 SERVE_PORT = 8000
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_FILES = 32
+# All the images of one request together, from their headers (before anything is decoded):
+# eight 12-megapixel photos, or two at the per-image limit.
+MAX_REQUEST_PIXELS = 100_000_000
+# Uploads decoded at the same time, across all requests (decoding is CPU- and memory-bound).
+MAX_CONCURRENT_DECODES = max(1, min(4, os.cpu_count() or 1))
+# Open connections; one more is closed at once (uvicorn answers requests beyond it with 503).
+SERVE_MAX_CONNECTIONS = 512
+# Seconds a connection has to send complete request headers, from connecting or from the end
+# of the previous response; and the longest silence while it sends a request body.
+SERVE_HEADER_TIMEOUT_S = 10
+SERVE_BODY_TIMEOUT_S = 30
+# Seconds an idle keep-alive connection stays open (uvicorn's default); largest request head.
+SERVE_KEEP_ALIVE_S = 5
+SERVE_MAX_HEADER_BYTES = 16 * 1024
 
 # The seed documents' data set.
 SEED_DATASET_NAME = "cats_and_dogs_filtered"
@@ -86,6 +133,13 @@ def cache_dir() -> Path:
     if home := os.environ.get(ENV_HOME):
         return Path(home).expanduser()
     return keras_home() / "datasets"
+
+
+def scan_cache_dir() -> Path:
+    """Where scans remember what they checked: `$CATDOG_HOME/scans`, else `~/.cache/catdog/scans`."""
+    if home := os.environ.get(ENV_HOME):
+        return Path(home).expanduser() / "scans"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "catdog" / "scans"
 
 
 def keras_weights_dir() -> Path:

@@ -20,7 +20,6 @@ import dataclasses
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,14 +35,17 @@ from catdog.trust.tta import with_mirror
 logger = logging.getLogger(__name__)
 
 MAX_MISTAKES_SHOWN = 16
+# Top-k accuracy is reported with more than this many classes; and the most confused pairs, at most this many.
+TOP_K = 5
+MOST_CONFUSED = 10
 
 
-def evaluate(run: str | os.PathLike | runs.Run, data: str | os.PathLike | None = None,
-             batch_size: int = config.BATCH_SIZE, tta: bool = False) -> dict[str, Any]:
+def evaluate(run: str | os.PathLike | runs.Run, data=None, batch_size: int = config.BATCH_SIZE,
+             tta: bool = False) -> dict[str, Any]:
     """Score the run's model on its test split, or on every image of `data` (a folder of class
-    folders whose names the model knows), and write `metrics.json`, `confusion_matrix.png`,
-    `misclassified.png` and `reliability.png`. Returns the metrics (see `score`, and the
-    module's docstring for "calibration", "ood" and `tta`)."""
+    folders whose names the model knows, or a `catdog.data.Source` with labels), and write
+    `metrics.json`, `confusion_matrix.png`, `misclassified.png` and `reliability.png`. Returns
+    the metrics (see `score`, and the module's docstring for "calibration", "ood" and `tta`)."""
     run = run if isinstance(run, runs.Run) else runs.open_run(run)
     with runs.locked(run.path):
         return _evaluate(run, data, batch_size, tta)
@@ -76,8 +78,8 @@ class _Recorder:
         return out[PROBABILITIES]
 
 
-def _evaluate(run: runs.Run, data: str | os.PathLike | None, batch_size: int, mirror: bool) -> dict[str, Any]:
-    from catdog.data import load
+def _evaluate(run: runs.Run, data, batch_size: int, mirror: bool) -> dict[str, Any]:
+    from catdog.data import load, resolve_data_dir
     from catdog.data.pipeline import make_dataset
 
     trust = fitting.read(run.path)
@@ -88,12 +90,13 @@ def _evaluate(run: runs.Run, data: str | os.PathLike | None, batch_size: int, mi
         paths = manifest.files(TEST)[0]
         if not paths:
             raise CatdogError(f"run {run.path} has no test split to evaluate on")
-        dataset = load(manifest.root, image_size=run.image_size, batch_size=batch_size, manifest=manifest).test
+        dataset = load(run.config.data, image_size=run.image_size, batch_size=batch_size, manifest=manifest).test
         source, folder = "test split", run.path
     else:
         paths, labels = labelled_images(data, run.class_names)
         dataset = make_dataset(paths, labels, run.image_size, batch_size, shuffle=False, cache=False)
-        source, folder = str(data), run.path / f"evaluation-{Path(data).resolve().name}"
+        root = resolve_data_dir(data)
+        source, folder = str(root), run.path / f"evaluation-{root.resolve().name}"
     true, probabilities, mistakes = predict_all(model, dataset, run.class_names)
     mistakes = _explained(keras_model, mistakes)
     metrics = _metrics(paths, true, probabilities, run.class_names)
@@ -123,12 +126,16 @@ def _explained(model, mistakes: list[Mistake]) -> list[Mistake]:
     return [dataclasses.replace(m, heatmap=heatmap) for m, heatmap in zip(mistakes, heatmaps, strict=True)]
 
 
-def labelled_images(data: str | os.PathLike, class_names: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """The usable images of a folder of class folders and their indices in `class_names`."""
-    found = scan(data)
+def labelled_images(data, class_names: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The usable images of a folder of class folders (or a `catdog.data.Source`) and their
+    indices in `class_names`."""
+    from catdog.data import as_source, resolve_data_dir
+
+    source = as_source(data)
+    found = scan(resolve_data_dir(source), labels=source.labels, find_duplicates=False)
     unknown = sorted(set(found.class_names) - set(class_names))
     if unknown:
-        raise CatdogError(f"{data} has classes the model does not know: {', '.join(unknown)} "
+        raise CatdogError(f"{found.root} has classes the model does not know: {', '.join(unknown)} "
                           f"(it knows {', '.join(class_names)})")
     for path, reason in found.skipped:
         logger.warning(f"skipped {path}: {reason}")
@@ -193,7 +200,10 @@ def misclassified_files(paths: Sequence[str], true: np.ndarray, probabilities: n
 
 
 def metrics_from(true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, mean cross-entropy, per-class precision/recall/F1 and the confusion matrix."""
+    """Accuracy, mean cross-entropy, per-class precision/recall/F1 and the confusion matrix, and
+    for many classes: balanced accuracy (the mean recall of the classes present), macro-averaged
+    precision, recall and F1 (over the classes present or predicted, as scikit-learn does),
+    top-5 accuracy (with more than 5 classes) and the most confused pairs."""
     predicted = probabilities.argmax(axis=1)
     n_classes = len(class_names)
     matrix = np.zeros((n_classes, n_classes), dtype=int)
@@ -206,11 +216,38 @@ def metrics_from(true: np.ndarray, probabilities: np.ndarray, class_names: Seque
         recall = hits / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1), "n": int(support)}
-    return {
+    present = matrix.sum(axis=1) > 0
+    seen = present | (matrix.sum(axis=0) > 0)
+    rows = list(per_class.values())
+
+    def macro(key: str, which: np.ndarray) -> float:
+        return float(np.mean([row[key] for row, keep in zip(rows, which, strict=True) if keep])) if which.any() else 0.0
+
+    metrics = {
         "accuracy": float(np.trace(matrix) / len(true)) if len(true) else 0.0,
         "loss": float(-np.log(np.clip(true_p, 1e-7, 1.0)).mean()) if len(true) else 0.0,
         "n": int(len(true)),
+        "balanced_accuracy": macro("recall", present),
+        "macro_precision": macro("precision", seen),
+        "macro_recall": macro("recall", seen),
+        "macro_f1": macro("f1", seen),
+    }
+    if n_classes > TOP_K:
+        top = np.argpartition(-probabilities, TOP_K - 1, axis=1)[:, :TOP_K] if len(true) else np.zeros((0, TOP_K))
+        metrics[f"top_{TOP_K}_accuracy"] = float((top == true[:, None]).any(axis=1).mean()) if len(true) else 0.0
+    return {
+        **metrics,
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),
+        "most_confused": most_confused(matrix, class_names),
         "class_names": list(class_names),
     }
+
+
+def most_confused(matrix: np.ndarray, class_names: Sequence[str], limit: int = MOST_CONFUSED) -> list[dict[str, Any]]:
+    """`{"true", "predicted", "count"}` for the largest off-diagonal counts of a confusion matrix."""
+    off = np.array(matrix, dtype=int)
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:limit]
+    return [{"true": class_names[i], "predicted": class_names[j], "count": int(off[i, j])}
+            for i, j in zip(*np.unravel_index(order, off.shape), strict=True) if off[i, j]]

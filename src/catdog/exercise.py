@@ -1,11 +1,12 @@
 """The seed documents' whole exercise in one call: `catdog run`.
 
 In the seed's order: a data summary with the baseline, the sample grid, the augmentation
-preview, each model trained and scored on the test split, then a comparison of the models,
-all gathered into `report.html` and `report.md` in one folder::
+preview, an audit of the data (`catdog.audit`: leaks, suspected label errors, outliers),
+each model trained and scored on the test split, then a comparison of the models, all
+gathered into `report.html` and `report.md` in one folder::
 
     exercise/
-        report.html  report.md  summary.json
+        report.html  report.md  summary.json  audit.json  audit.html
         samples.png  augmentation.png  validation_accuracy.png
         scratch/  augmented/  ...    one run folder per model (see catdog.runs)
 
@@ -25,6 +26,7 @@ from typing import Any
 from catdog import config, files, runs
 from catdog.errors import ParameterError
 from catdog.report import Block, Figure, FigureRow, Heading, Paragraph, Table, write_report
+from catdog.trust import report as trust_report
 
 DEFAULT_MODELS = ("scratch", "augmented", "preprocessed", "transfer", "finetune")
 SUMMARY = "summary.json"
@@ -51,6 +53,13 @@ class ModelResult:
     test_n: int
     image_size: int
     training_seconds: float
+    test_balanced_accuracy: float | None = None  # None in summaries written before they were measured
+    test_macro_f1: float | None = None
+    test_top_5_accuracy: float | None = None  # with more than 5 classes
+    epochs: int = 0
+    planned_epochs: int = 0
+    # Why training ended before `planned_epochs` (validation stopped improving), if it did.
+    stopped: str | None = None
 
 
 def new_exercise_dir(out: str | Path | None = None) -> Path:
@@ -68,14 +77,22 @@ def run_exercise(
     seed: int = config.SEED,
     backbone: str | None = None,
     weights: str | None = None,
+    strategy: str = "auto",
     out: str | Path | None = None,
+    class_weight: str = config.CLASS_WEIGHT,
+    patience: int | None = None,
 ) -> dict[str, Any]:
     """Run the whole exercise into `out` and return its summary (also written to `summary.json`).
+
+    `data`: a folder, or a `catdog.data.Source` (labels from a CSV file, small classes left out);
+    `class_weight`: see `catdog.training.recipe.class_weights`.
 
     `backbone` and `weights` apply to the pretrained presets only (see
     `catdog.models.resolve_weights`);
     `epochs` and `image_size` default to each preset's own (20 epochs and 160 px for the
-    seed's models). Every model sees the same split of the files, whatever its image size.
+    seed's models), `patience` too (see `catdog.models.Preset`). Every model sees the same
+    split of the files, whatever its image size, and the models of one image size share
+    one set of decoded images (see `catdog.data.pipeline`).
     """
     from catdog import data as catdog_data
     from catdog import models as catdog_models
@@ -93,7 +110,7 @@ def run_exercise(
     folder = new_exercise_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
     found, manifest = catdog_data.scan_and_split(data, seed=seed)
-    catdog_data.log_problems(found)
+    catdog_data.log_problems(found, manifest)
     dataset_summary = catdog_data.describe(found, manifest, seed=seed)
     loaded: dict[int, catdog_data.Data] = {}
 
@@ -104,13 +121,18 @@ def run_exercise(
         return loaded[size]
 
     _write_previews(manifest, folder, seed=seed)
+    from catdog.audit.report import audit_for_report
+
+    audit = audit_for_report(data, (found, manifest), folder, seed=seed, backbone=backbone, weights=weights,
+                             batch_size=batch_size)
     results = []
     for preset in presets:
         size = image_size or catdog_models.default_image_size(preset, catdog_models.resolve_backbone(preset, backbone))
         run = _train_or_resume(
             preset.name, data_at(size), folder / preset.name, epochs=epochs, image_size=size,
             batch_size=batch_size, seed=seed, backbone=backbone if preset.pretrained else None,
-            weights=weights if preset.pretrained else None,
+            weights=weights if preset.pretrained else None, class_weight=class_weight, strategy=strategy,
+            patience=patience,
         )
         results.append(_result(preset.name, run))
 
@@ -121,7 +143,9 @@ def run_exercise(
     )
     summary = {
         "data": dataset_summary,
-        "settings": {"image_size": image_size, "batch_size": batch_size, "seed": seed, "epochs": epochs},
+        "settings": {"image_size": image_size, "batch_size": batch_size, "seed": seed, "epochs": epochs,
+                     "class_weight": class_weight, "patience": patience},
+        "audit": audit,
         "models": [asdict(r) for r in results],
         "best": max(results, key=_rank).preset,
         "report": str(folder / "report.html"),
@@ -147,7 +171,7 @@ def _train_or_resume(preset: str, loaded, run: Path, **settings) -> Path:
         return run
     if (run / runs.CONFIG_FILE).is_file():
         logger.info(f"{preset}: resuming the interrupted run in {run}")
-        return training.resume(run, data=loaded)
+        return training.resume(run, data=loaded, strategy=settings["strategy"])
     return training.train(preset, loaded, out=run, **settings)
 
 
@@ -161,6 +185,7 @@ def _result(preset: str, run: Path) -> ModelResult:
     history = runs.read_history(run / runs.HISTORY_FILE)
     best = runs.best_epoch(history)
     metrics = opened.metrics or {}
+    outcome = runs.read_json(run / runs.TRAINING_FILE) or {}
     return ModelResult(
         preset=preset,
         run=str(run),
@@ -174,6 +199,12 @@ def _result(preset: str, run: Path) -> ModelResult:
         test_n=metrics["n"],
         image_size=opened.image_size,
         training_seconds=sum(row["seconds"] for row in history),
+        test_balanced_accuracy=metrics.get("balanced_accuracy"),
+        test_macro_f1=metrics.get("macro_f1"),
+        test_top_5_accuracy=metrics.get("top_5_accuracy"),
+        epochs=len(history),
+        planned_epochs=opened.config.epochs,
+        stopped=outcome.get("stopped"),
     )
 
 
@@ -189,16 +220,19 @@ def _sentence_case(text: str) -> str:
 
 
 def report_blocks(summary: dict[str, Any], folder: Path) -> list[Block]:
-    """The report, in the order of the seed documents."""
+    """The report, in the order of the seed documents, with the audit of the data after its summary."""
+    from catdog.audit.report import audit_blocks
+
     data = summary["data"]
     results = [ModelResult(**row) for row in summary["models"]]
     blocks: list[Block] = [
-        Heading(f"Image classification: {', '.join(data['classes'])}", 1),
+        Heading(f"Image classification: {_class_list(data['classes'])}", 1),
         Paragraph(
             f"Data: `{data['root']}` ({data['layout']} layout), seed {data['seed']}. "
             "Every number below was measured in this run."
         ),
         *_data_blocks(data, folder),
+        *audit_blocks(summary.get("audit")),
     ]
     for number, result in enumerate(results, 1):
         blocks += _model_blocks(number, result)
@@ -206,10 +240,24 @@ def report_blocks(summary: dict[str, Any], folder: Path) -> list[Block]:
     return blocks
 
 
+# Up to this many classes they are named in the title and have a column each in the counts.
+FEW_CLASSES = 6
+
+
+def _class_list(classes: list[str]) -> str:
+    return ", ".join(classes) if len(classes) <= FEW_CLASSES else f"{len(classes)} classes"
+
+
+def _counts_table(splits: dict[str, dict[str, int]], classes: list[str]) -> Table:
+    """Images per split and class: a column per class, or for many classes a row per class."""
+    if len(classes) <= FEW_CLASSES:
+        return Table(["split", *classes, "total"], [[split, *(str(counts[c]) for c in classes),
+                                                     str(sum(counts.values()))] for split, counts in splits.items()])
+    return Table(["class", *splits, "total"], [[f"`{c}`", *(str(splits[s][c]) for s in splits),
+                                               str(sum(splits[s][c] for s in splits))] for c in classes])
+
+
 def _data_blocks(data: dict[str, Any], folder: Path) -> list[Block]:
-    classes = data["classes"]
-    rows = [[split, *(str(counts[c]) for c in classes), str(sum(counts.values()))]
-            for split, counts in data["splits"].items()]
     blocks: list[Block] = [
         Heading("The data"),
         Paragraph(
@@ -217,11 +265,8 @@ def _data_blocks(data: dict[str, Any], folder: Path) -> list[Block]:
             "disjoint (the seed's test split was re-drawn on every pass and overlapped validation). "
             "The exact files are listed in each model's `splits.csv`."
         ),
-        Table(["split", *classes, "total"], rows),
-        Paragraph(
-            f"The baseline, always guessing the most frequent training class (`{data['baseline_class']}`), "
-            f"scores **{_pct(data['baseline_accuracy'])}** on the test split: every model must beat it."
-        ),
+        _counts_table(data["splits"], data["classes"]),
+        *_baseline_blocks(data),
     ]
     if data["skipped"]:
         blocks.append(Paragraph(f"{len(data['skipped'])} files were skipped:"))
@@ -232,6 +277,41 @@ def _data_blocks(data: dict[str, Any], folder: Path) -> list[Block]:
         Figure(folder / SAMPLES_PLOT, "Random training images of each class."),
         Figure(folder / AUGMENTATION_PLOT, "Data augmentation: one image, randomly flipped and rotated."),
     ]
+    return blocks
+
+
+def _baseline_blocks(data: dict[str, Any]) -> list[Block]:
+    """The baseline, and what the counts warn of: imbalance, classes a held-out split lacks."""
+    sentences = []
+    if data.get("baseline_accuracy") is not None:
+        sentences.append(f"The baseline, always guessing the most frequent training class (`{data['baseline_class']}`),"
+                         f" scores **{_pct(data['baseline_accuracy'])}** on the test split: every model must beat it.")
+    if data.get("baseline_balanced_accuracy") is not None:
+        sentences.append(f"Its balanced accuracy (the mean recall of the classes) is "
+                         f"{_pct(data['baseline_balanced_accuracy'])}.")
+    if data.get("imbalance", 1) > config.IMBALANCE_RATIO:
+        sentences.append(f"The classes are imbalanced: the largest has {data['imbalance']:.1f}x the training images "
+                         "of the smallest, so balanced accuracy says more than accuracy.")
+    for split, names in data.get("missing", {}).items():
+        if names:
+            listed = ", ".join(f"`{n}`" for n in names[:20]) + (f", and {len(names) - 20} more" * (len(names) > 20))
+            sentences.append(f"{len(names)} classes are too small to spare a {split} image: {listed}.")
+    return [Paragraph(" ".join(sentences))] if sentences else []
+
+
+def _class_metric_blocks(result: ModelResult, run: Path) -> list[Block]:
+    """Balanced accuracy and macro F1 (and top-5 accuracy for many classes) of the chosen model,
+    with the pairs of classes it confuses most."""
+    if result.test_balanced_accuracy is None:
+        return []
+    figures = [f"balanced accuracy **{_pct(result.test_balanced_accuracy)}**", f"macro F1 {_pct(result.test_macro_f1)}"]
+    if result.test_top_5_accuracy is not None:
+        figures.append(f"top-5 accuracy {_pct(result.test_top_5_accuracy)}")
+    blocks: list[Block] = [Paragraph(f"Over its classes: {', '.join(figures)}.")]
+    confused = (runs.read_json(run / runs.METRICS_FILE) or {}).get("most_confused") or []
+    if confused:
+        blocks.append(Table(["true class", "predicted as", "test images"],
+                            [[f"`{c['true']}`", f"`{c['predicted']}`", str(c["count"])] for c in confused]))
     return blocks
 
 
@@ -257,6 +337,8 @@ def _model_blocks(number: int, r: ModelResult) -> list[Block]:
             f"Training accuracy ended at {_pct(r.last_accuracy)}, {100 * gap:.0f} points above validation: "
             "the model overfits."
         )
+    if r.stopped:
+        sentences.append(f"Training stopped after epoch {r.epochs} of {r.planned_epochs}: {r.stopped}.")
     sentences.append(
         f"The best epoch's model scores **{_pct(r.test_accuracy)}** on the {r.test_n} test images."
     )
@@ -272,54 +354,38 @@ def _model_blocks(number: int, r: ModelResult) -> list[Block]:
     ]
 
 
+def _epochs(r: ModelResult) -> str:
+    """Epochs run, of those planned when training stopped early (old summaries: run only)."""
+    return f"{r.epochs} of {r.planned_epochs}" if r.stopped else str(r.epochs or "")
+
+
 def _comparison_blocks(summary: dict[str, Any], results: list[ModelResult], folder: Path) -> list[Block]:
     best = next(r for r in results if r.preset == summary["best"])
     run = Path(best.run)
     rows = [
-        [f"`{r.preset}`", f"{r.parameters:,}", _pct(r.best_val_accuracy), _pct(r.last_val_accuracy),
+        [f"`{r.preset}`", f"{r.parameters:,}", _epochs(r), _pct(r.best_val_accuracy), _pct(r.last_val_accuracy),
          _pct(r.test_accuracy), f"{r.training_seconds:.0f} s"]
         for r in results
     ]
+    stopped = [r.preset for r in results if r.stopped]
+    early = (f"Training stops once validation accuracy has stopped improving, keeping the best epoch "
+             f"(stopped early: {', '.join(f'`{name}`' for name in stopped)}); the seed trains every model for all "
+             "its epochs." if stopped else "Every model trained for all its epochs.")
     return [
         Heading("Comparison"),
-        Table(["model", "parameters", "best validation", "last validation", "test", "training time"], rows),
+        Table(["model", "parameters", "epochs", "best validation", "last validation", "test", "training time"], rows),
+        Paragraph(early),
         Figure(folder / COMPARISON_PLOT, "Validation accuracy by epoch, with the assignment's minimum lines."),
         Heading("Score on test data"),
         Paragraph(
             f"Chosen by validation accuracy, the best model is `{best.preset}`: **{_pct(best.test_accuracy)}** "
             f"on {best.test_n} test images that took no part in training or model selection."
         ),
+        *_class_metric_blocks(best, run),
         FigureRow([
             Figure(run / runs.CONFUSION_MATRIX_PLOT, f"`{best.preset}`: confusion matrix on the test split."),
             Figure(run / runs.MISCLASSIFIED_PLOT, f"`{best.preset}`: misclassified test images, under the heatmap of "
                                                   "what drove the wrong prediction (Grad-CAM; red: most)."),
         ]),
-        *_trust_blocks(best.preset, run),
+        *trust_report.blocks(best.preset, run),
     ]
-
-
-def _trust_blocks(preset: str, run: Path) -> list[Block]:
-    """How far the best model's probabilities and its "none of these" can be trusted."""
-    metrics = runs.open_run(run).metrics or {}
-    calibration, ood = metrics.get("calibration"), metrics.get("ood")
-    if calibration is None:
-        return []
-    blocks: list[Block] = [
-        Heading("Can its predictions be trusted?"),
-        Paragraph(
-            f"A probability should be right as often as it says. Scaled by a temperature of "
-            f"{calibration['temperature']:.2f}, fitted on the validation split, `{preset}`'s probabilities have an "
-            f"expected calibration error of **{_pct(calibration['ece'])}** on the test split "
-            f"({_pct(calibration['ece_uncalibrated'])} unscaled; the mean gap between confidence and accuracy over "
-            f"{config.ECE_BINS} bins of confidence)."
-        ),
-        Figure(run / runs.RELIABILITY_PLOT, f"`{preset}`: reliability on the test split, before and after "
-                                            "temperature scaling."),
-    ]
-    if ood is not None:
-        blocks.append(Paragraph(
-            f"Photos unlike the training images are answered as such: the detector ({ood['method']}, on the "
-            f"features the classifier reads) flags {_pct(ood['flagged'])} of the test photos, for a threshold set "
-            f"to flag {_pct(ood['rate'])} of the validation photos."
-        ))
-    return blocks

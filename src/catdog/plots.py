@@ -61,19 +61,42 @@ def training_curve(history: History, metric: str, path: str | Path, minimum: flo
     return files.save_figure(fig, path)
 
 
+# Up to this many classes the confusion matrix shows each cell's count; beyond, colours only.
+COUNTED_CLASSES = 20
+
+
 def confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: str | Path) -> Path:
-    """Counts of true (rows) against predicted (columns) classes, each cell labelled."""
+    """True (rows) against predicted (columns) classes. Up to `COUNTED_CLASSES` classes, counts
+    with each cell labelled; beyond, each row as shares of its class (so a small class shows as
+    clearly as a large one) on a figure that grows with the classes up to a poster's size, every
+    class named in small type, and no number in the cells."""
     matrix = np.asarray(matrix)
     n = len(class_names)
-    fig = Figure(figsize=(1.2 * n + 2.5, 1.2 * n + 1.5))
+    if n <= COUNTED_CLASSES:
+        fig = Figure(figsize=(1.2 * n + 2.5, 1.2 * n + 1.5))
+        ax = fig.subplots()
+        ax.imshow(matrix, cmap="Blues")
+        ax.set_xticks(range(n), class_names, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
+        ax.set_yticks(range(n), class_names)
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+        ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
+        return files.save_figure(fig, path)
+    side = min(30.0, 4 + 0.16 * n)  # inches: 0.16 in per class fits 7-point names
+    fig = Figure(figsize=(side + 1.5, side))
     ax = fig.subplots()
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(n), class_names, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
-    ax.set_yticks(range(n), class_names)
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    shown = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    font = max(3.0, min(8.0, 0.6 * 72 * side / n))  # points: 60 % of the height of one class
+    ax.set_xticks(range(n), class_names, rotation=90, fontsize=font)
+    ax.set_yticks(range(n), class_names, fontsize=font)
+    ax.set_xticks(np.arange(-0.5, n, 5), minor=True)
+    ax.set_yticks(np.arange(-0.5, n, 5), minor=True)
+    ax.grid(which="minor", color="#e5e9ee", linewidth=0.3)
+    ax.tick_params(which="minor", length=0)
+    fig.colorbar(shown, ax=ax, fraction=0.03, pad=0.02, label="share of the true class")
+    ax.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix ({n} classes, rows as shares)")
     return files.save_figure(fig, path)
 
 

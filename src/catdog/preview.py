@@ -16,6 +16,11 @@ from catdog.data.images import load_images
 from catdog.data.splits import TRAIN, Manifest
 
 TILE_INCHES = 2.4
+# With more classes than fit one row each, the grid shows one image of each of at most
+# MANY_CLASSES_SHOWN classes, MANY_CLASSES_COLUMNS to a row.
+ROWS_OF_CLASSES = 12
+MANY_CLASSES_SHOWN = 48
+MANY_CLASSES_COLUMNS = 8
 
 
 def sample_grid(
@@ -26,9 +31,13 @@ def sample_grid(
     seed: int = config.SEED,
     image_size: int = config.IMAGE_SIZE,
 ) -> Figure:
-    """One row per class of `per_class` random images from `split`, each titled with its class."""
+    """One row per class of `per_class` random images from `split`, each titled with its class;
+    with more than `ROWS_OF_CLASSES` classes, one image of each of up to `MANY_CLASSES_SHOWN`
+    random classes."""
     rng = random.Random(seed)
     paths, labels = manifest.files(split)
+    if len(manifest.class_names) > ROWS_OF_CLASSES:
+        return _one_per_class(manifest, paths, labels, rng, split, image_size)
     fig, axes = _figure(rows=len(manifest.class_names), columns=per_class)
     for row, class_name in zip(axes, manifest.class_names, strict=True):
         candidates = [path for path, label in zip(paths, labels, strict=True)
@@ -37,6 +46,19 @@ def sample_grid(
         for ax, image in zip(row, load_images(chosen, image_size), strict=False):
             _show(ax, image, class_name)
     fig.suptitle(f"{per_class} random images per class ({split} split)", fontsize="large")
+    return fig
+
+
+def _one_per_class(manifest: Manifest, paths, labels, rng: random.Random, split: str, image_size: int) -> Figure:
+    names = manifest.class_names
+    shown = sorted(rng.sample(range(len(names)), min(MANY_CLASSES_SHOWN, len(names))))
+    by_class = {i: [path for path, label in zip(paths, labels, strict=True) if label == i] for i in shown}
+    shown = [i for i in shown if by_class[i]]
+    fig, axes = _figure(rows=-(-len(shown) // MANY_CLASSES_COLUMNS), columns=MANY_CLASSES_COLUMNS)
+    images = load_images([rng.choice(by_class[i]) for i in shown], image_size)
+    for ax, i, image in zip(axes.flat, shown, images, strict=False):
+        _show(ax, image, names[i])
+    fig.suptitle(f"one random image of {len(shown)} of the {len(names)} classes ({split} split)", fontsize="large")
     return fig
 
 

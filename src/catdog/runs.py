@@ -14,6 +14,8 @@ A run folder holds::
     logs/                TensorBoard logs
     checkpoint/          the last finished epoch and the best one, for `catdog train --resume`
                          (removed when the run is complete)
+    cache/               decoded images and frozen features that do not fit in memory, while
+                         training (removed when the run is complete)
     export/              exported models (see catdog.deploy.formats)
     .catdog.lock         held (flock) by the process writing the run
 
@@ -52,6 +54,7 @@ OOD_FILE = "ood.npz"
 LOCK_FILE = ".catdog.lock"
 LOGS_DIR = "logs"
 CHECKPOINT_DIR = "checkpoint"
+CACHE_DIR = "cache"
 EXPORT_DIR = "export"
 ACCURACY_PLOT = "accuracy.png"
 LOSS_PLOT = "loss.png"
@@ -71,7 +74,9 @@ class RunConfig:
     """Everything a run was trained with, as recorded in its `config.json`.
 
     `stages` are the training stages (`catdog.training.recipe.Stage` as dicts), so that a
-    resumed run follows its own schedule; `backbone` is None for models without one.
+    resumed run follows its own schedule; `backbone` is None for models without one;
+    `patience` ends training early (see `catdog.models.Preset`), None never.
+    `strategy`, `replicas`, `workers` and `devices` say where it trained (the last session).
     `ood_method` and `ood_rate`: how the run's out-of-distribution detector measures and
     the share of validation images its threshold flags (see catdog.trust.ood).
     """
@@ -90,9 +95,15 @@ class RunConfig:
     views: int = 1
     precision: str = "float32"
     jit_compile: bool = False
+    class_weight: str = "none"  # runs recorded before class weights trained without them
+    strategy: str = "none"
+    replicas: int = 1
+    workers: int = 1
+    devices: list[str] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)
     ood_method: str = config.OOD_METHOD
     ood_rate: float = config.OOD_RATE
+    patience: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
@@ -224,6 +235,8 @@ class Run:
         """The trained Keras model (compiled state is not needed to predict), checked against
         the run's config: one output per class, inputs of the recorded image size."""
         import keras
+
+        import catdog.models.layers  # noqa: F401  (registers catdog's own layers, which models may hold)
 
         if not self.model_path.is_file():
             raise CatdogError(

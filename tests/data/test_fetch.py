@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import logging
 import stat
-import threading
 import zipfile
 
 import pytest
@@ -20,24 +17,6 @@ from catdog.errors import CatdogError
 from conftest import write_image
 
 NAME = "cats_and_dogs_filtered"
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    """(folder served, base URL) of an HTTP server on 127.0.0.1."""
-    served = tmp_path / "served"
-    served.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=served))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def build_zip(tmp_path, extra: dict[str, bytes] | None = None, symlink: str | None = None) -> bytes:

@@ -65,12 +65,24 @@ def test_a_test_folder_is_used_as_it_is(tmp_path):
     assert all(row.path.startswith(f"{row.split}/") for row in manifest.rows)
 
 
-def test_a_class_too_small_to_split_is_an_error(tmp_path):
-    for class_name, n in (("cats", 2), ("dogs", 5)):
+def test_classes_too_small_for_three_splits_train_first(tmp_path):
+    """1 image: training only; 2: training and validation; 3: one in each; larger classes as before."""
+    sizes = {"one": 1, "two": 2, "three": 3, "many": 20}
+    for n_class, (class_name, n) in enumerate(sizes.items()):
         for i in range(n):
-            write_image(tmp_path / class_name / f"{i}.png", size=(8, 8))
-    with pytest.raises(CatdogError, match="class cats has only 2 usable images, too few to split"):
-        split(scan(tmp_path))
+            write_image(tmp_path / class_name / f"{i}.png", size=(16, 16), seed=100 * n_class + i)
+    manifest = split(scan(tmp_path), seed=1)
+    counts = manifest.counts()
+    assert {name: [counts[s][name] for s in config.SPLITS] for name in sizes} == {
+        "one": [1, 0, 0], "two": [1, 1, 0], "three": [1, 1, 1], "many": [14, 3, 3]}
+    assert manifest.missing() == {"validation": ["one"], "test": ["one", "two"]}
+
+
+def test_a_tiny_validation_folder_keeps_its_image_for_validation(tmp_path):
+    write_seed_layout(tmp_path, n_train=3, n_validation=1)
+    manifest = split(scan(tmp_path))
+    assert manifest.counts()["validation"] == {"cats": 1, "dogs": 1}
+    assert manifest.missing()["test"] == ["cats", "dogs"]
 
 
 def test_adding_files_keeps_the_order_of_the_others(tmp_path):

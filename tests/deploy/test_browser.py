@@ -79,7 +79,7 @@ def expect_card_shows(card, prediction) -> None:
         width = row.locator(".fill").evaluate("e => e.style.width")
         assert width == f"{100 * p:.1f}%"
     assert card.locator(".row.best").get_attribute("data-class") == prediction["label"]
-    assert card.locator("img").evaluate("img => img.complete && img.naturalWidth") > 0
+    assert card.locator("img.photo").evaluate("img => img.complete && img.naturalWidth") > 0
 
 
 def test_picking_a_real_cat_photo_shows_its_prediction(page, tiny_run, cat_photo):
@@ -119,3 +119,38 @@ def test_dropping_files_shows_a_card_for_each(page, tiny_run, cat_photo):
     assert page.locator(".card").count() == 2
     expect_card_shows(page.locator(".card.done"), expected)
     assert page.locator(".card.failed .label").inner_text() == "notes.jpg: not an image"
+
+
+@pytest.fixture(scope="module")
+def trusted_server(trusted_run):
+    with live_server(create_app(trusted_run)) as url:
+        yield url
+
+
+def test_a_photo_of_something_else_does_not_look_like_a_cat_or_a_dog_and_why_shows_a_heatmap(
+        browser, trusted_server, trusted_run, other_photo, cat_photo):
+    expected = list(Predictor(trusted_run).predict_paths([other_photo, cat_photo]))
+    assert [p["in_distribution"] for p in expected] == [False, True]  # what the page must show
+    page = browser.new_page()
+    page.goto(trusted_server + "/")
+    page.locator("#model").filter(has_text="cats, dogs").wait_for(timeout=30_000)
+
+    page.set_input_files("#picker", [str(other_photo), str(cat_photo)])
+
+    page.locator(".card.done").nth(1).wait_for(timeout=60_000)
+    other, cat = page.locator(".card").nth(0), page.locator(".card").nth(1)
+    assert other.locator(".name").inner_text() == other_photo.name
+    assert other.locator(".label").inner_text() == "does not look like cats or dogs"
+    assert "unlike" in other.get_attribute("class") and "unlike" not in cat.get_attribute("class")
+    expect_card_shows(cat, expected[1])
+    assert cat.locator(".label").inner_text() == "cats"
+
+    assert not cat.locator(".heatmap").is_visible()
+    cat.locator(".why").click()
+    heatmap = cat.locator(".heatmap")
+    heatmap.wait_for(state="visible", timeout=60_000)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=heatmap.element_handle())
+    assert heatmap.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [224, 224]
+    cat.locator(".why").click()  # the toggle hides it again
+    assert not heatmap.is_visible()
+    page.close()

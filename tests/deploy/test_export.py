@@ -58,6 +58,16 @@ def run_tflite(path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
     return tf.lite.Interpreter(model_path=str(path)).get_signature_runner()(images=pixels)
 
 
+def run_openvino(path: Path, pixels: np.ndarray) -> np.ndarray:
+    import openvino
+
+    model = openvino.Core().read_model(str(path / "model.xml"))
+    model.reshape([len(pixels), *pixels.shape[1:]])
+    compiled = openvino.Core().compile_model(model, "CPU")
+    results = compiled(pixels)
+    return {output.get_any_name(): results[output] for output in compiled.outputs}
+
+
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 @pytest.mark.parametrize(
     "format, quantize, name, runtime",
@@ -66,6 +76,7 @@ def run_tflite(path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
         ("tflite", False, "model.tflite", run_tflite),
         ("tflite", True, "model_int8.tflite", run_tflite),
         ("onnx", False, "model.onnx", run_onnx),
+        ("openvino", False, "openvino", run_openvino),
     ],
 )
 def test_each_format_runs_without_catdog_and_matches_keras(
@@ -77,7 +88,7 @@ def test_each_format_runs_without_catdog_and_matches_keras(
     assert report.path == out and out.exists()
     assert report.size_bytes > 1000
     assert report.quantized is quantize
-    assert report.tolerance == (QUANTIZED_TOLERANCE if quantize else FLOAT_TOLERANCE)
+    assert report.tolerance == (QUANTIZED_TOLERANCE if quantize or format == "openvino" else FLOAT_TOLERANCE)
     assert 0 <= report.max_difference <= report.tolerance
     assert (report.images, report.images_from) == (3, "the given images")
     assert not list(tmp_path.glob(".*.tmp")), "the temporary folder is cleaned up"
@@ -159,7 +170,8 @@ def test_augmentation_is_left_out_of_the_exported_graph(tmp_path):
     "kwargs, message",
     [
         ({"format": "pickle"}, "unknown export format 'pickle'"),
-        ({"format": "onnx", "quantize": True}, "quantize is available for the tflite format only, not onnx"),
+        ({"format": "savedmodel", "quantize": True},
+         "quantize is available for the tflite and onnx formats only, not savedmodel"),
         ({"format": "tflite", "out": "model.bin"},
          r"out: the tflite export's file name must end in \.tflite \(got model.bin\)"),
     ],
@@ -197,6 +209,41 @@ def test_cli_json(tiny_run, tmp_path, capsys):
 
 
 def test_cli_error_is_one_line(tiny_run, capsys):
-    assert main(["export", str(tiny_run), "--format", "onnx", "--quantize"]) == 2
+    assert main(["export", str(tiny_run), "--format", "savedmodel", "--quantize"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "catdog: error: --quantize is available for the tflite format only, not onnx")
+        "catdog: error: --quantize is available for the tflite and onnx formats only, not savedmodel")
+
+
+@pytest.fixture
+def run_with_splits(tmp_path, tiny_dataset) -> Path:
+    """A tiny run whose splits.csv lists 8 training and 4 test images per class of `tiny_dataset`."""
+    run = write_tiny_run(tmp_path / "run", data=tiny_dataset)
+    rows = [f"{label}/{label}.{i}.jpg,{label},{'train' if i < 8 else 'test'}\n"
+            for label in ("cats", "dogs") for i in range(12)]
+    (run / "splits.csv").write_text("path,class,split\n" + "".join(rows))
+    return run
+
+
+def test_a_quantized_onnx_export_is_int8_calibrated_scored_and_run_by_default(run_with_splits):
+    import onnx
+
+    from catdog.deploy.predict import Predictor
+
+    report = export(run_with_splits, "onnx", quantize=True)
+
+    assert report.path == run_with_splits / "export" / "model_int8.onnx" and report.quantized
+    operators = {node.op_type for node in onnx.load(str(report.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= operators
+    assert report.max_difference <= report.tolerance
+    assert report.test_accuracy >= report.keras_test_accuracy - 0.005
+    predictor = Predictor(run_with_splits)
+    assert (predictor.runtime, predictor.model_path) == ("onnx", report.path)
+
+
+def test_a_quantized_export_that_loses_accuracy_is_not_written(run_with_splits, monkeypatch):
+    from catdog.deploy import export as export_module
+
+    monkeypatch.setattr(export_module, "MAX_ACCURACY_DROP", -0.01)  # as if it had lost a point
+    with pytest.raises(CatdogError, match=r"the exported onnx model scores .* on the test split .* not written"):
+        export(run_with_splits, "onnx", quantize=True)
+    assert not (run_with_splits / "export" / "model_int8.onnx").exists()

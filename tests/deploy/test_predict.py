@@ -195,3 +195,43 @@ def test_cli_says_which_runtime_runs_the_model(exported_run, photos, capsys):
 
     assert main(["predict", str(exported_run), str(photos[0]), "--runtime", "keras"]) == 0
     assert f"running {exported_run / 'model.keras'} with keras" in capsys.readouterr().err
+
+
+def test_predict_on_an_onnx_export_never_imports_tensorflow(exported_run, photos):
+    """The command's start-up: with an export, no TensorFlow (nor Keras) is loaded at all."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from catdog.cli import main; code = main(sys.argv[1:]); "
+              "sys.exit(code or 3 * any(m in sys.modules for m in ('tensorflow', 'keras')))")
+    done = subprocess.run([sys.executable, "-c", script, "predict", str(exported_run), *map(str, photos), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    predicted = [json.loads(line) for line in done.stdout.splitlines()]
+    expected = list(Predictor(exported_run, runtime="keras").predict_paths(photos))
+    assert [p["label"] for p in predicted] == [e["label"] for e in expected]
+    for a, b in zip(predicted, expected, strict=True):
+        assert list(a["probabilities"].values()) == pytest.approx(list(b["probabilities"].values()), abs=1e-4)
+
+
+def test_training_and_prediction_see_the_same_pixels(seed_data):
+    """Prediction decodes with Pillow alone (no TensorFlow); the training and evaluation
+    pipeline decodes the same files to exactly the same pixels."""
+    from catdog.data.pipeline import make_dataset
+
+    paths = sorted(str(p) for p in (seed_data / "validation" / "cats").glob("*.jpg"))[:6]
+    (batch, _), = make_dataset(paths, [0] * len(paths), 224, batch_size=len(paths), shuffle=False).take(1)
+    np.testing.assert_array_equal(batch.numpy(), images.load_images(paths, 224))
+    np.testing.assert_array_equal(batch.numpy()[0], images.decode(paths[0], 224))
+
+
+def test_auto_prefers_an_openvino_export_to_an_onnx_one(exported_run, tmp_path, photos):
+    run = tmp_path / "both"
+    shutil.copytree(exported_run, run)
+    export(run, "openvino")
+
+    with_openvino = Predictor(run)
+    assert (with_openvino.runtime, with_openvino.model_path) == ("openvino", run / "export" / "openvino")
+    expected = list(Predictor(run, runtime="keras").predict_paths(photos))
+    for a, b in zip(with_openvino.predict_paths(photos), expected, strict=True):
+        assert list(a["probabilities"].values()) == pytest.approx(list(b["probabilities"].values()), abs=0.1)

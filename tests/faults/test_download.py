@@ -7,13 +7,10 @@ data set's, so every case runs in well under a second (but one, which builds the
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import logging
 import re
 import struct
-import threading
 import zipfile
 from pathlib import Path
 
@@ -29,24 +26,6 @@ from conftest import write_image
 NAME = "cats_and_dogs_filtered"
 REFERENCE = ["train/cats/cat.0.jpg", "train/dogs/dog.0.jpg", "validation/cats/cat.2000.jpg",
              "validation/dogs/dog.2000.jpg"]
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    """(folder served, base URL) of an HTTP server on 127.0.0.1."""
-    served = tmp_path / "served"
-    served.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=served))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 @pytest.fixture

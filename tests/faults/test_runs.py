@@ -50,8 +50,8 @@ def wait_for(path: Path, seconds: float = 120) -> None:
 @pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_process_and_a_dead_ones_lock_does_not_block(tiny_dataset, tmp_path):
     run = tmp_path / "run"
-    args = ["train", "--model", "scratch", "--epochs", "200", "--image-size", "32", "--data", str(tiny_dataset),
-            "--out", str(run)]
+    args = ["train", "--model", "scratch", "--epochs", "200", "--patience", "0", "--image-size", "32", "--data",
+            str(tiny_dataset), "--out", str(run)]
     first = catdog(*args)
     try:
         wait_for(run / "history.csv")

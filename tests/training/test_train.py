@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import sys
 
 import keras
 import numpy as np
@@ -20,18 +22,6 @@ from catdog.training import resume, train
 from catdog.training.frozen import FrozenFeatures, separating_tensor
 from catdog.training.loop import stages
 from catdog.training.recipe import plan
-
-from conftest import write_image
-
-
-@pytest.fixture(scope="module")
-def colours(tmp_path_factory):
-    """A flat data set of two colours, 12 images each: 8 train, 2 validation and 2 test per class."""
-    root = tmp_path_factory.mktemp("colours")
-    for label, color in (("red", (210, 60, 40)), ("blue", (40, 80, 210))):
-        for i in range(12):
-            write_image(root / label / f"{i}.jpg", color=color, seed=i)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +140,35 @@ def test_interrupted_run_resumes_where_it_stopped(colours, tmp_path, capsys):
 
     assert main(["train", "--resume", str(run)]) == 2
     assert "already finished its 3 epochs" in capsys.readouterr().err
+
+
+class CtrlCInFinalizer(keras.callbacks.Callback):
+    """Delivers Ctrl-C while the garbage collector runs a finalizer, where Python prints
+    "Exception ignored" and drops the KeyboardInterrupt (as it did in CI, under TensorFlow)."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0 and self.params and not getattr(self, "sent", False):
+            self.sent = True
+
+            class Dropped:
+                def __del__(self):
+                    signal.raise_signal(signal.SIGINT)
+
+            Dropped()
+
+
+def test_a_ctrl_c_dropped_by_a_finalizer_still_stops_training(colours, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)  # where Python reports what it drops
+    with pytest.raises(KeyboardInterrupt):
+        train("augmented", colours, epochs=3, image_size=32, batch_size=8, out=run, callbacks=[CtrlCInFinalizer()])
+    assert [type(d.exc_value) for d in dropped] == [KeyboardInterrupt]
+    monkeypatch.undo()
+    assert runs.read_history(run / "history.csv") == []  # stopped in the first epoch, not after the last
+    assert not (run / "metrics.json").exists()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert [row["epoch"] for row in runs.read_history(run / "history.csv")] == [1, 2, 3]
 
 
 @pytest.mark.slow

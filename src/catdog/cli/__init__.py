@@ -15,11 +15,11 @@ import os
 import sys
 import tempfile
 
-from catdog import __version__
+from catdog import __version__, environment
 from catdog.cli.common import option_name
 from catdog.errors import CatdogError, ParameterError
 
-COMMAND_MODULES = ("data", "models", "train", "evaluate", "predict", "explain", "serve", "export", "run")
+COMMAND_MODULES = ("data", "audit", "models", "train", "evaluate", "predict", "explain", "serve", "export", "run")
 
 
 class Parser(argparse.ArgumentParser):
@@ -110,9 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version, or a usage error already printed
         return e.code if isinstance(e.code, int) else 2
     _log_to_stderr()
-    if getattr(args, "needs_tensorflow", True):
-        import_tensorflow_quietly()
     try:
+        if getattr(args, "needs_tensorflow", True):
+            environment.check_tensorflow()
+            import_tensorflow_quietly()
+            environment.configure_devices()  # before TensorFlow sets up its devices
         return args.func(args) or 0
     except ParameterError as e:
         name = option_name(args.command_parser, e.parameter) or e.parameter

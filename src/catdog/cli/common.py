@@ -6,17 +6,57 @@ import argparse
 import json
 import math
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from catdog import config
 
+if TYPE_CHECKING:
+    from catdog.data import Source
 
-def add_data_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data",
-        metavar="DIR",
-        help=f"folder of labelled images (default: ${config.ENV_DATA}, else the cached seed data set)",
-    )
+DATA_HELP = (f"folder of labelled images, or a pack (catdog data pack) at a path or URL (default: ${config.ENV_DATA}, "
+             "else the cached seed data set)")
+
+
+def add_data_option(parser: argparse.ArgumentParser, *, help: str = DATA_HELP, min_images: bool = True) -> None:
+    """--data, and how to read it: --labels (with its column names) and, if `min_images`, --min-images."""
+    parser.add_argument("--data", metavar="DIR", help=help)
+    parser.add_argument("--labels", metavar="FILE.csv",
+                        help="the classes of the images under --data, from a CSV file with a header: one row per "
+                        "image, its path relative to --data (an entry without an extension names the one image "
+                        "file of that name) and its class (default: the class folders name the classes)")
+    parser.add_argument("--path-column", metavar="NAME",
+                        help="--labels: the column of the paths (default: path)")
+    parser.add_argument("--label-column", metavar="NAME",
+                        help="--labels: the column of the classes (default: label)")
+    if min_images:
+        parser.add_argument("--min-images", type=positive_int, metavar="K",
+                            help="leave out the classes with fewer than K usable images, with a warning "
+                            "(default: keep every class; a small class trains first, then validation and test "
+                            "take what it can spare)")
+
+
+def data_source(args: argparse.Namespace) -> Source:
+    """The data set the options of `add_data_option` name."""
+    from catdog.data import Source
+    from catdog.data.labels import LABEL_COLUMN, PATH_COLUMN, LabelsFile
+    from catdog.errors import CatdogError
+
+    labels = None
+    if args.labels:
+        labels = LabelsFile(Path(args.labels).expanduser(), args.path_column or PATH_COLUMN,
+                            args.label_column or LABEL_COLUMN)
+    elif args.path_column or args.label_column:
+        raise CatdogError("--path-column and --label-column name columns of --labels; give --labels FILE.csv too")
+    return Source(args.data, labels, getattr(args, "min_images", None))
+
+
+def add_class_weight_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--class-weight", choices=config.CLASS_WEIGHTS,
+                        help="how the classes weigh in the loss: none; balanced (each class as much in total, so a "
+                        f"small class is not ignored); auto: balanced when the largest class has more than "
+                        f"{config.IMBALANCE_RATIO:g}x the training images of the smallest, else none "
+                        f"(default: {config.CLASS_WEIGHT})")
 
 
 def add_run_argument(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +81,13 @@ def add_weights_option(parser: argparse.ArgumentParser) -> None:
                         "local copy for mobilenet_v2; none otherwise)")
 
 
+def add_strategy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strategy", default="auto", choices=("auto", "none", "mirrored", "multiworker"),
+                        help="where to train: none (one device), mirrored (every GPU, or the logical CPUs "
+                        "$CATDOG_CPU_DEVICES makes), multiworker (a cluster described by $TF_CONFIG), auto (mirrored "
+                        "with more than one GPU, else none); the batch size is the global batch (default: %(default)s)")
+
+
 def add_runtime_option(parser: argparse.ArgumentParser) -> None:
     from catdog.deploy.runtimes import AUTO, RUNTIMES
 
@@ -50,8 +97,8 @@ def add_runtime_option(parser: argparse.ArgumentParser) -> None:
         default=AUTO,
         help=(
             "what runs the model: keras, or an export's own runtime (onnx: onnxruntime on the run's ONNX export "
-            "from `catdog export RUN --format onnx`, faster on a CPU); auto takes onnx when the run has an export "
-            "newer than its model (default: %(default)s)"
+            "from `catdog export RUN --format onnx [--quantize]`, its int8 one first, faster on a CPU); auto takes "
+            "onnx when the run has an export newer than its model (default: %(default)s)"
         ),
     )
 
@@ -71,6 +118,18 @@ def probability(text: str) -> float:
     return value
 
 
+def import_tensorflow_if_needed(run: str, runtime: str) -> None:
+    """Import TensorFlow, quietly, if running `run` with `runtime` needs it: with an ONNX export,
+    `predict` and `serve` start without it, seconds sooner (images are decoded by Pillow)."""
+    from catdog.cli import import_tensorflow_quietly
+    from catdog.deploy import runtimes
+    from catdog.runs import open_run
+
+    chosen, _ = runtimes.choose(open_run(run), runtime)
+    if runtimes.needs_tensorflow(chosen):
+        import_tensorflow_quietly()
+
+
 def option_name(parser: argparse.ArgumentParser, dest: str) -> str | None:
     """How the user names the parameter `dest` on `parser`'s command line (`--image-size`)."""
     for action in parser._actions:
@@ -83,14 +142,30 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+def whole_number(minimum: int):
+    """An argparse `type`: a whole number of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        return value
+
+    return parse
+
+
+positive_int = whole_number(1)
+non_negative_int = whole_number(0)
+
+
+def add_patience_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--patience", type=non_negative_int, metavar="N",
+                        help="end training once validation accuracy has not improved for N epochs (of the last "
+                        "stage), keeping the best epoch; 0 runs every epoch (default: the preset's; see `catdog "
+                        "models`)")
 
 
 def positive_number(text: str) -> float:

@@ -7,15 +7,23 @@ from pathlib import Path
 from typing import Any
 
 from catdog import config
-from catdog.cli.common import add_data_option, add_json_option, add_seed_option, info, print_json
+from catdog.cli.common import (
+    add_data_option,
+    add_json_option,
+    add_seed_option,
+    data_source,
+    info,
+    positive_int,
+    print_json,
+)
 from catdog.errors import ParameterError
 
 
 def register(subparsers) -> None:
     data = subparsers.add_parser(
         "data",
-        help="fetch, describe, show or split a data set",
-        description="Fetch the seed data set, or describe, show or split a folder of labelled images.",
+        help="fetch, describe, show, split or pack a data set",
+        description="Fetch the seed data set, or describe, show, split or pack a folder of labelled images.",
     )
     commands = data.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
@@ -34,8 +42,9 @@ def register(subparsers) -> None:
     data_info = commands.add_parser(
         "info",
         help="count images per split and class, and list skipped files",
-        description="Check every image, split the data set, and print the counts per split and class, the baseline "
-        "accuracy and the files skipped with their reasons.",
+        description="Check every image, split the data set, and print the counts per split and class, the classes "
+        "missing from a split, the imbalance, the baseline accuracy, the duplicate images (and those in two splits) "
+        "and the files skipped with their reasons.",
     )
     _add_data_options(data_info)
     add_json_option(data_info)
@@ -62,6 +71,18 @@ def register(subparsers) -> None:
     split.add_argument("--out", metavar="FILE.csv", required=True, help="manifest to write")
     split.set_defaults(func=run_split, needs_tensorflow=False)
 
+    pack = commands.add_parser(
+        "pack",
+        help="write the checked, split data set as TFRecord shards",
+        description="Check every image and split the data set as `catdog train` would, then write the files as "
+        "TFRecord shards with their manifest into a folder that --data accepts wherever it is (a local folder, "
+        "gs://...): training streams the shards, and under the multiworker strategy each worker reads its own.",
+    )
+    _add_data_options(pack)
+    pack.add_argument("--out", metavar="DEST", required=True, help="folder to write the pack into (new, or a pack)")
+    pack.add_argument("--shards", type=positive_int, default=4, help="shards per split, at most (default: %(default)s)")
+    pack.set_defaults(func=run_pack)
+
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     add_data_option(parser)
@@ -78,7 +99,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from catdog.data import summary
 
-    report = summary(args.data, seed=args.seed)
+    report = summary(data_source(args), seed=args.seed)
     if args.json:
         print_json(report)
     else:
@@ -87,30 +108,49 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def format_summary(report: dict[str, Any]) -> str:
-    """The human-readable form of `catdog.data.summary`."""
+    """The human-readable form of `catdog.data.summary`: a table of splits by class (of classes
+    by split when there are many)."""
     classes = report["classes"]
-    width = max(len(name) for name in [*report["splits"], "split"])
-    columns = [*classes, "total"]
-    column_width = max(6, *(len(name) for name in columns))
-    lines = [
-        f"data: {report['root']} ({report['layout']} layout, split with seed {report['seed']})",
-        "",
-        f"{'split':<{width}}" + "".join(f"{name:>{column_width + 2}}" for name in columns),
-    ]
-    for split, counts in report["splits"].items():
-        values = [*(counts[name] for name in classes), sum(counts.values())]
-        lines.append(f"{split:<{width}}" + "".join(f"{value:>{column_width + 2}}" for value in values))
-    lines += [
-        "",
-        f"baseline accuracy: {report['baseline_accuracy']:.1%} (always guessing {report['baseline_class']}, "
-        "the most frequent class in train, scored on test)",
-    ]
+    lines = [f"data: {report['root']} ({report['layout']} layout, split with seed {report['seed']})", ""]
+    lines += _counts_table(report["splits"], classes)
+    lines.append("")
+    if report["baseline_accuracy"] is None:
+        lines.append("baseline: none (the test split is empty)")
+    else:
+        lines.append(f"baseline accuracy: {report['baseline_accuracy']:.1%}, balanced accuracy "
+                     f"{report['baseline_balanced_accuracy']:.1%} (always guessing {report['baseline_class']}, the "
+                     "most frequent class in train, scored on test)")
+    lines.append(f"imbalance: the largest class has {report['imbalance']:.1f}x the training images of the smallest")
+    n_groups, leaks = len(report["duplicates"]), report["leaks"]
+    lines.append(f"duplicates: {n_groups} group{'s' * (n_groups != 1)} of files holding the same photo, "
+                 + (f"{len(leaks)} of them in more than one split:" if leaks else "none in more than one split"))
+    lines += [f"  {', '.join(f'{p} ({s})' for p, s in zip(g['paths'], g['splits'], strict=True))}"
+              for g in leaks]
     lines.append(f"skipped: {len(report['skipped'])} files" + (":" if report["skipped"] else ""))
     lines += [f"  {item['path']}: {item['reason']}" for item in report["skipped"]]
     if report["warnings"]:
         lines.append("warnings:")
         lines += [f"  {warning}" for warning in report["warnings"]]
     return "\n".join(lines)
+
+
+# Up to this many classes, a column each; beyond, a row each.
+_CLASS_COLUMNS = 6
+
+
+def _counts_table(splits: dict[str, dict[str, int]], classes: list[str]) -> list[str]:
+    if len(classes) <= _CLASS_COLUMNS:
+        rows = [(split, [counts[name] for name in classes]) for split, counts in splits.items()]
+        header = ("split", [*classes, "total"])
+    else:
+        rows = [(name, [splits[split][name] for split in splits]) for name in classes]
+        header = ("class", [*splits, "total"])
+    width = max(len(name) for name in [header[0], *(name for name, _ in rows)])
+    column_width = max(6, *(len(name) for name in header[1]))
+    lines = [f"{header[0]:<{width}}" + "".join(f"{name:>{column_width + 2}}" for name in header[1])]
+    for name, values in rows:
+        lines.append(f"{name:<{width}}" + "".join(f"{v:>{column_width + 2}}" for v in [*values, sum(values)]))
+    return lines
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -121,7 +161,7 @@ def run_show(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".png":
         raise ParameterError("out", f"{{name}}: the figure is a PNG; give a file name ending in .png, not {out.name}")
     files.check_replaceable(out, files.CATDOG_PNG)  # before the scan, not after it
-    found, manifest = scan_and_split(args.data, seed=args.seed)
+    found, manifest = scan_and_split(data_source(args), seed=args.seed)
     if args.augment:
         figure = preview.augmentation_preview(manifest, seed=args.seed)
     else:
@@ -137,11 +177,18 @@ def run_split(args: argparse.Namespace) -> int:
     from catdog.data.splits import MANIFEST_KIND
 
     files.check_replaceable(args.out, MANIFEST_KIND)  # before the scan, not after it
-    found, manifest = scan_and_split(args.data, seed=args.seed)
+    found, manifest = scan_and_split(data_source(args), seed=args.seed)
     print(manifest.write(args.out))
     counts = manifest.counts()
     info(", ".join(f"{split}: {sum(counts[split].values())}" for split in config.SPLITS) + " images")
     _mention_skipped(found.skipped)
+    return 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from catdog.data.pack import pack
+
+    print(pack(args.data, args.out, seed=args.seed, shards=args.shards))
     return 0
 
 

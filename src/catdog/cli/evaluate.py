@@ -6,10 +6,13 @@ import argparse
 from typing import Any
 
 from catdog import config
-from catdog.cli.common import add_json_option, add_run_argument, positive_int, print_json
+from catdog.cli.common import add_data_option, add_json_option, add_run_argument, data_source, positive_int, print_json
+from catdog.errors import CatdogError
 
 # How many misclassified files the text output lists; metrics.json has them all.
 MISTAKES_LISTED = 10
+# Up to this many classes the confusion matrix is printed; beyond, the most confused pairs.
+MATRIX_PRINTED = 10
 
 
 def register(subparsers) -> None:
@@ -22,7 +25,7 @@ def register(subparsers) -> None:
         "the expected calibration error (15 bins) is given before and after calibration.",
     )
     add_run_argument(parser)
-    parser.add_argument("--data", metavar="DIR", help="folder of class folders to score instead of the test split")
+    add_data_option(parser, help="folder of labelled images to score instead of the test split", min_images=False)
     parser.add_argument("--batch-size", type=positive_int, default=config.BATCH_SIZE, metavar="B",
                         help="batch size (default: %(default)s)")
     parser.add_argument("--tta", action="store_true",
@@ -34,7 +37,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from catdog.evaluate import evaluate
 
-    metrics = evaluate(args.run, args.data, batch_size=args.batch_size, tta=args.tta)
+    if args.labels and not args.data:
+        raise CatdogError("--labels gives the classes of the images of --data; give --data DIR too")
+    metrics = evaluate(args.run, data_source(args) if args.data else None, batch_size=args.batch_size,
+                       tta=args.tta)
     if args.json:
         print_json(metrics)
     else:
@@ -43,12 +49,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """The human-readable form of `catdog.evaluate.evaluate`'s metrics."""
+    """The human-readable form of `catdog.evaluate.evaluate`'s metrics: the confusion matrix for a
+    few classes, the most confused pairs for many."""
     names = list(metrics["per_class"])
     width = max(len(name) for name in [*names, "class"])
     tta = " with test-time augmentation" if metrics.get("tta") else ""
-    lines = [f"{metrics['data']}: accuracy {metrics['accuracy']:.2%}, loss {metrics['loss']:.4f}, "
-             f"{metrics['n']} images{tta}"]
+    summary = [f"balanced accuracy {metrics['balanced_accuracy']:.2%}", f"macro F1 {metrics['macro_f1']:.2%}"]
+    if "top_5_accuracy" in metrics:
+        summary.append(f"top-5 accuracy {metrics['top_5_accuracy']:.2%}")
+    lines = [
+        f"{metrics['data']}: accuracy {metrics['accuracy']:.2%}, loss {metrics['loss']:.4f}, "
+        f"{metrics['n']} images{tta}",
+        ", ".join(summary),
+    ]
     if calibration := metrics.get("calibration"):
         lines.append(f"calibration: temperature {calibration['temperature']:.3f}, expected calibration error "
                      f"{calibration['ece']:.2%} ({calibration['ece_uncalibrated']:.2%} uncalibrated)")
@@ -62,9 +75,13 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     for name, row in metrics["per_class"].items():
         lines.append(f"{name:<{width}}  {row['precision']:>9.2%}  {row['recall']:>6.2%}  {row['f1']:>6.2%}  "
                      f"{row['n']:>6}")
-    lines += ["", "confusion matrix (rows: true, columns: predicted):"]
-    lines += [f"{name:<{width}}  " + "  ".join(f"{count:>6}" for count in row)
-              for name, row in zip(names, metrics["confusion_matrix"], strict=True)]
+    if len(names) <= MATRIX_PRINTED:
+        lines += ["", "confusion matrix (rows: true, columns: predicted):"]
+        lines += [f"{name:<{width}}  " + "  ".join(f"{count:>6}" for count in row)
+                  for name, row in zip(names, metrics["confusion_matrix"], strict=True)]
+    elif metrics["most_confused"]:
+        lines += ["", "most confused (true -> predicted: images):"]
+        lines += [f"{pair['true']} -> {pair['predicted']}: {pair['count']}" for pair in metrics["most_confused"]]
     mistakes = metrics.get("misclassified") or []
     if mistakes:
         lines += ["", "misclassified, most confident first:"]

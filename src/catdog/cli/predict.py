@@ -10,6 +10,7 @@ from catdog.cli.common import (
     add_labels_options,
     add_run_argument,
     add_runtime_option,
+    import_tensorflow_if_needed,
     info,
     positive_int,
     print_json,
@@ -35,16 +36,18 @@ def register(subparsers) -> None:
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: average each image's probabilities with its mirror image's")
     add_labels_options(parser)
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process (default); ray: Ray Data, on this machine or the cluster at "
+                        "--address, with the run's ONNX export (written first if missing); sources may then also "
+                        "be text files of paths and URLs such as s3://bucket/photos/")
+    parser.add_argument("--address", help="the Ray cluster to use (default: a local one; 'auto': the one running)")
+    parser.add_argument("--out", metavar="FILE", help="write the predictions to FILE.jsonl or FILE.parquet "
+                        "(one file) instead of printing them")
     add_json_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, needs_tensorflow=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    from catdog.deploy.predict import Predictor
-
-    predictor = Predictor(args.run, runtime=args.runtime, tta=args.tta, reject_unknown=args.reject_unknown,
-                          min_confidence=args.min_confidence)
-    info(f"running {predictor.model_path} with {predictor.runtime}")
     skipped = 0
 
     def skip(path: str, reason: str) -> None:
@@ -52,13 +55,41 @@ def run(args: argparse.Namespace) -> int:
         skipped += 1
         info(f"skipping {path}: {reason}")
 
-    predicted = 0
-    for prediction in predictor.predict_paths(args.sources, batch_size=args.batch_size, on_skip=skip):
-        predicted += 1
-        if args.json:
-            print_json(prediction)
-        else:
-            print(f"{prediction['path']}: {describe(prediction)}", flush=True)
+    labelling = {"tta": args.tta, "reject_unknown": args.reject_unknown, "min_confidence": args.min_confidence}
+    if args.engine == "ray":
+        from catdog.cli import import_tensorflow_quietly
+        from catdog.deploy import batch
+
+        if args.runtime not in ("auto", "onnx"):
+            raise CatdogError(f"the ray engine runs the run's ONNX export; leave out --runtime {args.runtime}")
+        import_tensorflow_quietly()  # the export is written first if the run has none
+        info(f"predicting on Ray{f' at {args.address}' if args.address else ''}")
+        predictions = batch.predict(args.run, args.sources, address=args.address, batch_size=args.batch_size,
+                                    on_skip=skip, **labelling)
+    else:
+        from catdog.deploy.predict import Predictor
+
+        if args.address:
+            raise CatdogError("--address names a Ray cluster: use it with --engine ray")
+        import_tensorflow_if_needed(args.run, args.runtime)
+        predictor = Predictor(args.run, runtime=args.runtime, **labelling)
+        info(f"running {predictor.model_path} with {predictor.runtime}")
+        predictions = predictor.predict_paths(args.sources, batch_size=args.batch_size, on_skip=skip)
+
+    if args.out:
+        from catdog.deploy.batch import write
+
+        predicted = write(predictions, args.out)
+        if predicted:
+            info(f"wrote {predicted} predictions to {args.out}")
+    else:
+        predicted = 0
+        for prediction in predictions:
+            predicted += 1
+            if args.json:
+                print_json(prediction)
+            else:
+                print(f"{prediction['path']}: {describe(prediction)}", flush=True)
     if not predicted:
         raise CatdogError(f"no image could be predicted ({skipped} unreadable)" if skipped
                           else "no image files found in the given paths")

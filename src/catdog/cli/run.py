@@ -7,10 +7,14 @@ import argparse
 from catdog import config
 from catdog.cli.common import (
     add_backbone_option,
+    add_class_weight_option,
     add_data_option,
     add_json_option,
+    add_patience_option,
     add_seed_option,
+    add_strategy_option,
     add_weights_option,
+    data_source,
     positive_int,
     print_json,
 )
@@ -41,7 +45,10 @@ def register(subparsers) -> None:
     add_seed_option(parser)
     add_backbone_option(parser)
     add_weights_option(parser)
+    add_strategy_option(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/exercise-<timestamp>)")
+    add_class_weight_option(parser)
+    add_patience_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -50,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from catdog.exercise import run_exercise
 
     summary = run_exercise(
-        args.data,
+        data_source(args),
         models=[name.strip() for name in args.models.split(",") if name.strip()],
         epochs=args.epochs,
         image_size=args.image_size,
@@ -58,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         backbone=args.backbone,
         weights=args.weights,
+        strategy=args.strategy,
         out=args.out,
+        class_weight=args.class_weight or config.CLASS_WEIGHT,
+        patience=args.patience,
     )
     if args.json:
         print_json(summary)

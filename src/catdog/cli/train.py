@@ -7,10 +7,14 @@ import argparse
 from catdog import config
 from catdog.cli.common import (
     add_backbone_option,
+    add_class_weight_option,
     add_data_option,
     add_json_option,
+    add_patience_option,
     add_seed_option,
+    add_strategy_option,
     add_weights_option,
+    data_source,
     option_name,
     positive_int,
     positive_number,
@@ -21,7 +25,8 @@ from catdog.trust.ood import METHODS
 
 # The options that describe a new run; `--resume` continues one with its recorded settings.
 NEW_RUN_OPTIONS = ("preset", "epochs", "image_size", "batch_size", "backbone", "weights", "out", "learning_rate",
-                   "views", "end_to_end", "precision", "xla", "ood_rate", "ood_method")
+                   "views", "end_to_end", "precision", "xla", "patience", "class_weight", "labels", "path_column",
+                   "label_column", "min_images", "ood_rate", "ood_method")
 
 
 def register(subparsers) -> None:
@@ -65,6 +70,9 @@ def register(subparsers) -> None:
                         help="how distance from the training images is measured: knn (cosine distance to the "
                         "nearest training images' features) or mahalanobis (per-class Gaussians, shared covariance) "
                         f"(default: {config.OOD_METHOD})")
+    add_class_weight_option(parser)
+    add_strategy_option(parser)
+    add_patience_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -78,16 +86,17 @@ def run(args: argparse.Namespace) -> int:
         if given:
             flags = ", ".join(option_name(args.command_parser, name) for name in given)
             raise CatdogError(f"--resume continues a run with its recorded settings; leave out {flags}")
-        folder = training.resume(args.resume, args.data)
+        folder = training.resume(args.resume, args.data, strategy=args.strategy)
     elif args.preset is None:
         raise CatdogError("name the model to train (--model NAME) or a run to resume (--resume RUN)")
     else:
         folder = training.train(
-            args.preset, args.data, epochs=args.epochs, image_size=args.image_size,
+            args.preset, data_source(args), epochs=args.epochs, image_size=args.image_size,
             batch_size=args.batch_size or config.BATCH_SIZE, seed=args.seed, backbone=args.backbone,
             weights=args.weights, out=args.out, learning_rate=args.learning_rate,
             frozen_features=not args.end_to_end, views=args.views, precision=args.precision or "auto",
-            jit_compile=args.xla, ood_rate=args.ood_rate or config.OOD_RATE,
+            jit_compile=args.xla, patience=args.patience, class_weight=args.class_weight or config.CLASS_WEIGHT,
+            strategy=args.strategy, ood_rate=args.ood_rate or config.OOD_RATE,
             ood_method=args.ood_method or config.OOD_METHOD,
         )
     if args.json:

@@ -6,7 +6,9 @@ predicting, serving an upload, checking an export):
 1. `inspect_image` checks a file or a byte string with Pillow: that it is not empty,
    that it is an image Pillow reads, that it is not too large to decode safely (checked
    from the header, before decoding), and that it decodes completely (truncated files fail
-   here). It raises `BadImageError` with a short reason otherwise.
+   here). It raises `BadImageError` with a short reason otherwise. On request it also
+   fingerprints the image it decoded (`catdog.data.duplicates.perceptual_hash`), which
+   costs a scan a few percent more than checking alone.
 2. `decode` turns one image into the (S, S, 3) uint8 pixels a model sees; `load_images`
    stacks several, and the `tf.data` pipeline calls `decode` too. It is the only decoder,
    so a file gives the same pixels in training, evaluation, prediction, serving and export
@@ -35,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from catdog import config
+from catdog.data.duplicates import perceptual_hash
 from catdog.errors import BadImageError
 
 # Formats Pillow registers but cannot decode by itself (stubs, or needing outside programs).
@@ -66,27 +69,30 @@ IMAGE_SUFFIXES = frozenset(suffix for suffixes in READABLE_FORMATS.values() for 
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What `inspect_image` found: the format read from the content, and the size."""
+    """What `inspect_image` found: the format read from the content, the size, and if asked
+    for, the image's perceptual hash (upright, as decoded)."""
 
     format: str
     width: int
     height: int
     extension_mismatch: bool = False
+    phash: int | None = None
 
 
-def inspect_image(source: ImageSource, max_pixels: int = config.MAX_IMAGE_PIXELS) -> ImageInfo:
+def inspect_image(source: ImageSource, max_pixels: int = config.MAX_IMAGE_PIXELS, *,
+                  fingerprint: bool = False) -> ImageInfo:
     """Check that `source` (a path or the bytes of a file) is an image catdog can use.
 
     Raises `BadImageError` naming the reason: an empty file, not an image, a format Pillow
     cannot decode, too many pixels (from the header, before anything is decoded), or a
     truncated or corrupt image (found by decoding it completely). `extension_mismatch` is
     true when a path's extension does not match the content (a PNG named `.jpg`); such a
-    file is still usable, since decoding goes by content.
+    file is still usable, since decoding goes by content. With `fingerprint`, `phash` is set.
     """
     path = None if isinstance(source, bytes) else os.fspath(source)
     try:
         with _open_source(source) as fp:
-            return _inspect(fp, path, max_pixels)
+            return _inspect(fp, path, max_pixels, fingerprint)
     except BadImageError as e:
         raise BadImageError(e.reason, path) from None
     except OSError as e:
@@ -97,15 +103,17 @@ def _open_source(source: ImageSource) -> BinaryIO:
     return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
 
 
-def _inspect(fp: BinaryIO, path: str | None, max_pixels: int) -> ImageInfo:
+def _inspect(fp: BinaryIO, path: str | None, max_pixels: int, fingerprint: bool) -> ImageInfo:
     image, fmt = _open(fp, max_pixels)
     width, height = image.size
     # A JPEG decoded at 1/8 scale still reads all of its data, so truncation is still
-    # found, in half the time of a full decode; other formats ignore the request.
+    # found, in half the time of a full decode; other formats ignore the request. The
+    # fingerprint needs only 32x32 pixels, so it is taken from the same small decode.
     image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
     _load(image, fmt)
     mismatch = path is not None and Path(path).suffix.lower() not in READABLE_FORMATS[fmt]
-    return ImageInfo(format=fmt, width=width, height=height, extension_mismatch=mismatch)
+    phash = perceptual_hash(_to_rgb(ImageOps.exif_transpose(image))) if fingerprint else None
+    return ImageInfo(format=fmt, width=width, height=height, extension_mismatch=mismatch, phash=phash)
 
 
 def _open(fp: BinaryIO, max_pixels: int) -> tuple[Image.Image, str]:

@@ -1,31 +1,42 @@
 """Finding and checking every image of a data set before anything trains on it.
 
-Two layouts are accepted, told apart by a `train/` folder at the top:
+Three layouts are accepted:
 
-- the seed's: `DIR/train/<class>/...`, `DIR/validation/<class>/...`, optional `DIR/test/<class>/...`;
-- flat: `DIR/<class>/...`, split later by fractions (see `catdog.splits`).
+- the seed's, told apart by a `train/` folder at the top: `DIR/train/<class>/...`,
+  `DIR/validation/<class>/...`, optional `DIR/test/<class>/...`;
+- flat: `DIR/<class>/...`, split later by fractions (see `catdog.data.splits`);
+- labelled by a CSV file (`labels`, see `catdog.data.labels`): any files under `DIR`,
+  each with the class a row of the file gives it, split like a flat layout.
 
-Class names are the class folders' names, sorted, as in
+Class names are the class folders' names (or the labels), sorted, as in
 `keras.utils.image_dataset_from_directory`; images may sit in subfolders of a class
-folder. Every file is checked with `catdog.images.inspect_image`; those that cannot be
-used are skipped with their reason, and problems with the layout itself (a missing
-folder, fewer than two classes, an empty class) raise `CatdogError`.
+folder. Every file is checked with `catdog.data.images.inspect_image`, in parallel and once
+while it does not change (catdog.data.scan_cache); those that cannot be used are skipped
+with their reason, and problems with the layout itself (a missing
+folder, fewer than two classes, an empty class) raise `CatdogError`. `min_images` drops
+the classes with fewer usable images, with a warning.
+
+While checking, each image is fingerprinted, and the files that hold the same photo
+(see `catdog.data.duplicates`) are gathered into `Scan.duplicates`, so that a split can
+keep each group together and report the groups that its folders already put apart.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from catdog import config
-from catdog.data.images import ImageInfo, inspect_image
-from catdog.errors import BadImageError, CatdogError
+from catdog.data.duplicates import EXACT, NEAR, DuplicateGroup, file_digest, groups, hash_pairs
+from catdog.data.labels import LabelsFile, read_labels
+from catdog.data.scan_cache import check_files
+from catdog.errors import CatdogError, ParameterError
 
 SEED_LAYOUT = "seed"
 FLAT_LAYOUT = "flat"
+LABELS_LAYOUT = "csv"
 MACOS_METADATA = "__MACOSX"
 
 
@@ -40,6 +51,7 @@ class ImageFile:
     path: str
     class_name: str
     folder: str | None = None
+    phash: int | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -52,33 +64,41 @@ class Scan:
     images: list[ImageFile]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     warnings: list[str] = field(default_factory=list)
+    duplicates: list[DuplicateGroup] = field(default_factory=list)
 
 
-def scan(root: str | Path, max_pixels: int = config.MAX_IMAGE_PIXELS) -> Scan:
-    """Find the class folders and images under `root` and check each image.
+def scan(root: str | Path, max_pixels: int = config.MAX_IMAGE_PIXELS, *, labels: LabelsFile | None = None,
+         min_images: int | None = None, find_duplicates: bool = True) -> Scan:
+    """Find the classes and images under `root` (class folders, or the files `labels` names)
+    and check each image; with `find_duplicates`, group the files that hold the same photo.
 
-    Raises `CatdogError` when the folder is missing, has no class folders or only
-    one, when a class has no usable image, or when the seed layout's split folders
-    do not hold the same classes.
+    Raises `CatdogError` when the folder is missing, has no classes or only one, when a
+    class has no usable image (unless `min_images` drops it), or when the seed layout's
+    split folders do not hold the same classes.
     """
     root = Path(root)
     if not root.exists():
         raise CatdogError(f"data folder {root} does not exist (pass --data DIR, or set ${config.ENV_DATA})")
     if not root.is_dir():
         raise CatdogError(f"data folder {root} is a file, not a folder of class folders")
-    layout, folders = _find_layout(root)
+    if min_images is not None and min_images < 1:
+        raise ParameterError("min_images", f"{{name}} must be at least 1, got {min_images}")
     found = _Found(root)
-    classes_by_folder = {folder: found.class_folders(root / folder if folder else root) for folder in folders}
-    class_names = _check_classes(root, classes_by_folder)
-
-    candidates = [
-        (path, class_name, folder)
-        for folder, class_names_here in classes_by_folder.items()
-        for class_name in class_names_here
-        for path in found.files(root / (folder or "") / class_name)
-    ]
-    with ThreadPoolExecutor() as pool:
-        results = list(pool.map(lambda c: _check(c[0], max_pixels), candidates))
+    if labels is None:
+        layout, folders = _find_layout(root)
+        classes_by_folder = {folder: found.class_folders(root / folder if folder else root) for folder in folders}
+        _check_classes(root, classes_by_folder)
+        candidates = [
+            (path, class_name, folder)
+            for folder, class_names_here in classes_by_folder.items()
+            for class_name in class_names_here
+            for path in found.files(root / (folder or "") / class_name)
+        ]
+    else:
+        layout, candidates = LABELS_LAYOUT, _labelled_candidates(root, labels, found)
+        classes_by_folder = {None: sorted({class_name for _, class_name, _ in candidates})}
+        _check_labelled_classes(labels, classes_by_folder[None])
+    results = check_files(root, [path for path, _, _ in candidates], max_pixels, fingerprint=find_duplicates)
 
     images, warnings = [], []
     for (path, class_name, folder), result in zip(candidates, results, strict=True):
@@ -89,10 +109,61 @@ def scan(root: str | Path, max_pixels: int = config.MAX_IMAGE_PIXELS) -> Scan:
         if result.extension_mismatch:
             named = f"named {path.suffix}" if path.suffix else "named without an extension"
             warnings.append(f"{relative}: {named} but the content is {result.format}; read as {result.format}")
-        images.append(ImageFile(relative, class_name, folder))
+        images.append(ImageFile(relative, class_name, folder, result.phash))
 
-    _check_not_empty(root, classes_by_folder, images, found.skipped)
-    return Scan(root, layout, class_names, images, found.skipped, warnings)
+    if min_images is not None:
+        images, classes_by_folder = _drop_small_classes(images, classes_by_folder, min_images, warnings)
+    _check_not_empty(root, classes_by_folder, images, found.skipped, labels)
+    class_names = sorted({name for names in classes_by_folder.values() for name in names})
+    duplicates = _duplicate_groups(root, images) if find_duplicates else []
+    return Scan(root, layout, class_names, images, found.skipped, warnings, duplicates)
+
+
+def _labelled_candidates(root: Path, labels: LabelsFile, found: _Found) -> list[tuple[Path, str, None]]:
+    """(file, class, no folder) for every file `labels` gives a class; the rest is skipped."""
+    files = [found.relative(path) for path in found.files(root)]
+    labelled = read_labels(labels, root, files)
+    listed = [(entry, reason) for entry, reason in labelled.skipped if not reason.startswith("not listed")]
+    if not labelled.labels and listed:
+        entry, reason = listed[0]
+        raise CatdogError(f"no entry of labels file {labels.path} names a usable file under {root} (the first: "
+                          f"{entry}: {reason}); its paths are relative to the data folder")
+    found.skipped += labelled.skipped
+    return [(root / path, label, None) for path, label in sorted(labelled.labels.items())]
+
+
+def _check_labelled_classes(labels: LabelsFile, class_names: list[str]) -> None:
+    if len(class_names) < 2:
+        raise CatdogError(f"labels file {labels.path} gives {len(class_names)} class"
+                          f"{'' if len(class_names) == 1 else 'es'} to files of the data folder "
+                          f"({', '.join(class_names) or 'none'}); a classifier needs at least two")
+
+
+def _drop_small_classes(images: list[ImageFile], classes_by_folder: dict[str | None, list[str]], min_images: int,
+                        warnings: list[str]) -> tuple[list[ImageFile], dict[str | None, list[str]]]:
+    """Leave out the classes with fewer than `min_images` usable images, saying so."""
+    counts = Counter(image.class_name for image in images)
+    all_classes = sorted({name for names in classes_by_folder.values() for name in names})
+    small = [name for name in all_classes if counts[name] < min_images]
+    for name in small:
+        warnings.append(f"class {name} left out: {counts[name]} usable images, fewer than min_images={min_images}")
+    if len(all_classes) - len(small) < 2:
+        raise ParameterError("min_images", f"only {len(all_classes) - len(small)} classes have at least {{name}}="
+                                           f"{min_images} usable images; a classifier needs at least two")
+    kept = [image for image in images if image.class_name not in small]
+    return kept, {folder: [n for n in names if n not in small] for folder, names in classes_by_folder.items()}
+
+
+def _duplicate_groups(root: Path, images: list[ImageFile]) -> list[DuplicateGroup]:
+    """The groups of images whose perceptual hashes are within `config.NEAR_DUPLICATE_HASH_BITS`;
+    a group whose files all have the same bytes is `exact`."""
+    hashes = [image.phash for image in images]
+    found = []
+    for members in groups(len(images), hash_pairs(hashes, max_bits=config.NEAR_DUPLICATE_HASH_BITS)):
+        paths = tuple(sorted(images[i].path for i in members))
+        digests = {file_digest(root / path) for path in paths}
+        found.append(DuplicateGroup(EXACT if len(digests) == 1 else NEAR, paths))
+    return found
 
 
 def _find_layout(root: Path) -> tuple[str, list[str | None]]:
@@ -168,16 +239,8 @@ def _hidden(name: str) -> str | None:
     return None
 
 
-def _check(path: Path, max_pixels: int) -> ImageInfo | str:
-    """The image's details, or the reason it cannot be used."""
-    try:
-        return inspect_image(path, max_pixels)
-    except BadImageError as e:
-        return e.reason
-
-
-def _check_classes(root: Path, classes_by_folder: dict[str | None, list[str]]) -> list[str]:
-    """The class names, once every folder is known to hold the same two or more classes."""
+def _check_classes(root: Path, classes_by_folder: dict[str | None, list[str]]) -> None:
+    """Check that every folder holds the same two or more classes."""
     (first, class_names), *others = classes_by_folder.items()
     first_folder = root / (first or "")
     if not class_names:
@@ -192,7 +255,6 @@ def _check_classes(root: Path, classes_by_folder: dict[str | None, list[str]]) -
             raise CatdogError(
                 f"{root / folder} has class folders {names} but {first_folder} has {class_names}; they must match"
             )
-    return class_names
 
 
 def _check_not_empty(
@@ -200,13 +262,16 @@ def _check_not_empty(
     classes_by_folder: dict[str | None, list[str]],
     images: list[ImageFile],
     skipped: list[tuple[str, str]],
+    labels: LabelsFile | None,
 ) -> None:
     counts = Counter((image.folder, image.class_name) for image in images)
     for folder, class_names in classes_by_folder.items():
         for class_name in class_names:
-            if not counts[folder, class_name]:
-                class_folder = Path(folder or "", class_name)
-                n_skipped = sum(Path(path).is_relative_to(class_folder) for path, _ in skipped)
-                raise CatdogError(
-                    f"class folder {root / class_folder} has no usable images ({n_skipped} files skipped)"
-                )
+            if counts[folder, class_name]:
+                continue
+            if labels is not None:
+                raise ParameterError("min_images", f"class {class_name} of {labels.path} has no usable images (the "
+                                                   "skipped files say why); leave such classes out with {name}")
+            class_folder = Path(folder or "", class_name)
+            n_skipped = sum(Path(path).is_relative_to(class_folder) for path, _ in skipped)
+            raise CatdogError(f"class folder {root / class_folder} has no usable images ({n_skipped} files skipped)")

@@ -8,7 +8,11 @@ by the run's temperature, and the classifier's features. After writing, `export`
 exported model with its own runtime on a few real images and compares both outputs with
 the Keras model's. Only a model within the format's tolerance is moved into place;
 otherwise `CatdogError` says by how much it differs and nothing is written. `quantize`
-(formats that allow it) stores the weights as int8.
+(formats that allow it) stores the weights as int8; a format that calibrates its int8
+activations (ONNX) takes the ranges from the run's training images. An export that
+computes in reduced precision (int8 activations, OpenVINO's bfloat16) must also score
+within `MAX_ACCURACY_DROP` of the Keras model on the test split, where the run's test
+files are still there.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 
 from catdog import config, runs
 from catdog.data import images
-from catdog.data.splits import TEST
+from catdog.data.splits import TEST, TRAIN
 from catdog.deploy.formats import Format, get_format
 from catdog.errors import BadImageError, CatdogError, ParameterError
 from catdog.files import atomic_path, check_replaceable
@@ -30,6 +34,9 @@ from catdog.runs import Run, open_run
 from catdog.trust import FEATURES, PROBABILITIES, fitting
 
 PARITY_IMAGES = 16
+CALIBRATION_IMAGES = 64
+# The most a quantized export's test accuracy may fall below the Keras model's: half a point.
+MAX_ACCURACY_DROP = 0.005
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,9 @@ class ExportReport:
     tolerance: float
     images: int
     images_from: str
+    # A reduced-precision export's accuracy on the run's test split, and the Keras model's.
+    test_accuracy: float | None = None
+    keras_test_accuracy: float | None = None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "path": str(self.path)}
@@ -69,7 +79,10 @@ def export(
         raise CatdogError(f"the {format} format needs {', '.join(missing)}, which {verb} not installed; "
                           f"install {pronoun} with: pip install 'catdog[export]'")
     if quantize and not spec.quantizable:
-        raise ParameterError("quantize", f"{{name}} is available for the tflite format only, not {format}")
+        from catdog.deploy.formats import FORMATS
+
+        quantizable = " and ".join(name for name, row in FORMATS.items() if row.quantizable)
+        raise ParameterError("quantize", f"{{name}} is available for the {quantizable} formats only, not {format}")
     run = run if isinstance(run, Run) else open_run(run)
     out = Path(out) if out is not None else spec.default_path(run.path, quantize)
     if spec.suffix and out.suffix != spec.suffix:
@@ -82,21 +95,60 @@ def export(
 
 
 def _export(run: Run, spec: Format, out: Path, quantize: bool, check_images) -> ExportReport:
-    from catdog.models.inference import exportable, served
+    from catdog.models.inference import exportable, mixed_precision, served
 
     trained = run.load_model()
     temperature = fitting.read(run.path).temperature
     reference = served(trained, temperature)
     model = exportable(reference)
     # A mixed-precision model is exported in float32 and checked against its float32 self.
-    if trained.dtype_policy.name != "float32":
+    if mixed_precision(trained):
         reference = model
     pixels, images_from = parity_images(run, check_images)
     tolerance = spec.tolerance(quantize)
+    calibrated = quantize and spec.calibrates
     with atomic_path(out, spec.kind) as tmp:
-        spec.write(model, tmp, run.image_size, quantize)
+        spec.write(model, tmp, run.image_size, quantize, calibration_images(run) if calibrated else None)
         difference = check_parity(reference, spec, tmp, pixels, tolerance)
-    return ExportReport(spec.name, out, _size(out), quantize, difference, tolerance, len(pixels), images_from)
+        accuracies = check_accuracy(reference, spec, tmp, run) if spec.checks_accuracy(quantize) else {}
+    return ExportReport(spec.name, out, _size(out), quantize, difference, tolerance, len(pixels), images_from,
+                        **accuracies)
+
+
+def calibration_images(run: Run, count: int = CALIBRATION_IMAGES) -> np.ndarray:
+    """Up to `count` of the run's training images, every k-th, for calibrating an int8 export."""
+    paths = _split_files(run, TRAIN)[0]
+    readable = _readable(paths[:: max(1, len(paths) // count)], count)
+    if not readable:
+        raise CatdogError(f"quantizing calibrates on the run's training images, and none of them could be read "
+                          f"from {run.config.data or 'the recorded data folder'}")
+    return images.load_images(readable, run.image_size)
+
+
+def check_accuracy(model, format: Format, path: str | os.PathLike, run: Run) -> dict[str, float]:
+    """The export's and `model`'s accuracy on the run's test split (nothing if its files are gone).
+
+    Raises `CatdogError` if the export's is more than `MAX_ACCURACY_DROP` below the model's.
+    """
+    from catdog.models.inference import numpy_function
+
+    paths, labels = _split_files(run, TEST)
+    if not paths or len(_readable(paths, len(paths))) < len(paths):
+        return {}
+    pixels = images.load_images(paths, run.image_size)
+
+    def accuracy(predict) -> float:
+        batches = range(0, len(pixels), config.BATCH_SIZE)
+        predicted = np.concatenate([predict(pixels[i:i + config.BATCH_SIZE])[PROBABILITIES].argmax(axis=1)
+                                    for i in batches])
+        return float(np.mean(predicted == labels))
+
+    exported, expected = accuracy(format.load(Path(path))), accuracy(numpy_function(model))
+    if exported < expected - MAX_ACCURACY_DROP:
+        raise CatdogError(
+            f"the exported {format.name} model scores {exported:.1%} on the test split against the Keras model's "
+            f"{expected:.1%} (at most {MAX_ACCURACY_DROP:.1%} lower allowed); it was not written")
+    return {"test_accuracy": exported, "keras_test_accuracy": expected}
 
 
 def _size(path: Path) -> int:
@@ -166,12 +218,18 @@ def parity_images(
 
 
 def _test_split(run: Run) -> list[str]:
+    return _split_files(run, TEST)[0]
+
+
+def _split_files(run: Run, split: str) -> tuple[list[str], np.ndarray]:
+    """The files of one of the run's splits and their class indices; none if the data has gone."""
+    nothing = ([], np.zeros(0, dtype="int32"))
     if not run.config.data:
-        return []
+        return nothing
     try:
-        return run.manifest().files(TEST)[0]
+        return run.manifest().files(split)
     except CatdogError:
-        return []
+        return nothing
 
 
 def _readable(paths: Sequence, count: int) -> list:

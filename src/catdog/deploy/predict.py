@@ -89,7 +89,7 @@ class Predictor:
         self.image_size = self.run.image_size
         self.max_pixels = max_pixels
         self.detector = fitting.read(self.run.path).ood
-        _check_labels(self.run, self.detector, reject_unknown, min_confidence)
+        check_labels(self.run, self.detector, reject_unknown, min_confidence)
         self.reject_unknown, self.min_confidence = reject_unknown, min_confidence
         self._model = runtimes.load(self.run, runtime)
         self.runtime, self.model_path = self._model.runtime, self._model.path
@@ -199,7 +199,7 @@ class Predictor:
         }
 
 
-def _check_labels(run: Run, detector, reject_unknown: bool, min_confidence: float | None) -> None:
+def check_labels(run: Run, detector, reject_unknown: bool, min_confidence: float | None) -> None:
     """Refuse labels that cannot be given: without a detector, or that a class already has."""
     if reject_unknown and detector is None:
         raise CatdogError(f"run {run.path} has no out-of-distribution detector (it was trained before catdog had "

@@ -19,6 +19,7 @@ from keras import layers
 from catdog import config
 from catdog.errors import CatdogError
 from catdog.models.backbones import MINUS_ONE_TO_ONE, Backbone
+from catdog.models.layers import FusedBatchNormalization
 
 # Names of the parts of a model with a pretrained base.
 AUGMENTATION = "augmentation"
@@ -78,13 +79,15 @@ def conv_bn(x, filters: int, kernel_size: int = 3, strides: int = 1, activation:
     """Convolution (no bias: batch normalisation follows), batch normalisation, activation."""
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)(x)
     # A shorter memory than Keras' 0.99 lets the moving statistics keep up with a small data set.
-    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = FusedBatchNormalization(momentum=0.9)(x)
     return layers.Activation(activation)(x) if activation else x
 
 
 def residual_block(x, filters: int, strides: int = 1):
-    """Two 3x3 convolutions added to a 1x1 projection of the input, then ReLU."""
-    shortcut = conv_bn(x, filters, 1, strides, activation=None)
+    """Two 3x3 convolutions added to the input (or to a 1x1 projection of it, where the
+    width or the resolution changes), then ReLU."""
+    projected = strides != 1 or x.shape[-1] != filters
+    shortcut = conv_bn(x, filters, 1, strides, activation=None) if projected else x
     x = conv_bn(x, filters, strides=strides)
     x = conv_bn(x, filters, activation=None)
     return layers.Activation("relu")(layers.add([shortcut, x]))
@@ -153,18 +156,20 @@ def pretrained_classifier(*, image_size: int, num_classes: int, backbone: Backbo
 
 
 def residual_cnn(*, image_size: int, num_classes: int, widths: tuple[int, ...] = (32, 64, 128, 256),
-                 augment: Mapping[str, Any] | None = None, dropout: float = 0.3) -> keras.Model:
-    """A small ResNet for training from scratch: a strided stem and max pooling, then one
-    residual block of two 3x3 convolutions with batch normalisation per width (each after
-    the first halving the resolution), global average pooling, dropout and the classifier.
-    Plain convolutions: on CPU they run faster than separable ones of fewer operations."""
+                 blocks: int = 1, augment: Mapping[str, Any] | None = None, dropout: float = 0.3) -> keras.Model:
+    """A small ResNet for training from scratch: a strided stem and max pooling, then
+    `blocks` residual blocks of two 3x3 convolutions with batch normalisation per width
+    (the first of each width after the first halving the resolution), global average
+    pooling, dropout and the classifier. Plain convolutions: on CPU they run faster than
+    separable ones of fewer operations."""
     inputs = keras.Input((image_size, image_size, 3))
     x = augmentation(**(augment or {}))(inputs)
     x = layers.Rescaling(1 / 255, name=PREPROCESS)(x)
     x = conv_bn(x, widths[0], strides=2)
     x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     for i, width in enumerate(widths[1:]):
-        x = residual_block(x, width, strides=1 if i == 0 else 2)
+        for j in range(blocks):
+            x = residual_block(x, width, strides=2 if i > 0 and j == 0 else 1)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     return keras.Model(inputs, classifier(num_classes)(x))

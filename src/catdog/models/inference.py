@@ -100,6 +100,12 @@ def exportable(model: keras.Model) -> keras.Model:
     return keras.models.clone_model(without_augmentation, clone_function=_convertible, recursive=True)
 
 
+def mixed_precision(model: keras.Model) -> bool:
+    """Whether any layer of `model` computes in a lower precision than float32 (a model trained
+    under a mixed dtype policy: its own, outer policy does not say so once loaded)."""
+    return any(layer.dtype_policy.name != "float32" for layer in model._flatten_layers(include_self=False))
+
+
 def _convertible(layer: keras.layers.Layer) -> keras.layers.Layer:
     if not isinstance(layer, keras.layers.Layer):  # an operation between layers (ConvNeXt's adds)
         return layer

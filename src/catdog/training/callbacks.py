@@ -9,6 +9,10 @@ After every epoch, in this order:
 3. then the model is saved as `model.keras` if the epoch is the best, and older
    checkpoints are removed.
 
+With an optimizer that keeps a moving average of the weights (`use_ema`), the best
+checkpoint and `model.keras` hold the averaged weights, which validation scored (see
+`catdog.training.recipe.callbacks`), and the state checkpoint the trained ones.
+
 Every write is atomic. A process killed anywhere leaves a run that `resume` completes:
 files of an epoch not yet in `history.csv` are ignored and removed, and `model.keras` is
 rebuilt from the best epoch's weights (see catdog.training.loop).
@@ -16,8 +20,11 @@ rebuilt from the best epoch's weights (see catdog.training.loop).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +44,64 @@ class TrainingStopped(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class _Interrupts:
+    """Ctrl-C during training, never lost. Python raises `KeyboardInterrupt` wherever the main
+    thread is when the signal arrives; inside a finalizer (a weakref callback the garbage
+    collector runs, frequent while TensorFlow traces) it prints "Exception ignored" and drops it.
+    So the handler also records the signal, and `RunRecorder` raises it again at the next batch."""
+
+    pending = False
+
+    @classmethod
+    @contextlib.contextmanager
+    def caught(cls):
+        if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+            yield
+            return
+        cls.pending = False
+        previous = signal.signal(signal.SIGINT, cls._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            cls.pending = False
+
+    @classmethod
+    def _handle(cls, signum, frame):
+        cls.pending = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def raise_pending(cls) -> None:
+        if cls.pending:
+            raise KeyboardInterrupt
+
+
+catch_interrupts = _Interrupts.caught
+raise_pending_interrupt = _Interrupts.raise_pending
+
+
+class ValidationStalled(TrainingStopped):
+    """Training ended early, as planned: validation stopped improving (see `StopWhenStalled`)."""
+
+
+class StopWhenStalled(keras.callbacks.Callback):
+    """Ends training once the best epoch (`runs.best_epoch`: validation accuracy, then loss) is
+    `patience` epochs behind, counting only epochs after `stage_start` (the epochs finished
+    before the stage it watches). Placed after `RunRecorder`, it raises `ValidationStalled`
+    once the epoch is recorded, so that the run keeps its best epoch and its reason."""
+
+    def __init__(self, history: list[dict], patience: int, stage_start: int):
+        super().__init__()
+        self.history, self.patience, self.stage_start = history, patience, stage_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        best = int(runs.best_epoch(self.history)["epoch"])
+        waited = len(self.history) - max(best, self.stage_start)
+        if waited >= self.patience:
+            raise ValidationStalled(f"validation had not improved for {waited} epochs since the best, epoch {best}")
 
 
 def state_checkpoint(run: Path, stage: int, epoch: int) -> Path:
@@ -67,10 +132,12 @@ class RunRecorder(keras.callbacks.Callback):
         self.started = self.started or time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
+        _Interrupts.raise_pending()
         if logs and not math.isfinite(float(logs.get("loss", 0.0))):
             raise TrainingStopped(f"the training loss became {logs['loss']} in epoch {len(self.history) + 1}")
 
     def on_epoch_end(self, epoch, logs=None):
+        _Interrupts.raise_pending()
         number = epoch + 1
         if not all(math.isfinite(float(logs[key])) for key in ("loss", "val_loss")):
             raise TrainingStopped(f"the loss became {logs['loss']} (validation: {logs['val_loss']}) in epoch {number}")
@@ -83,14 +150,15 @@ class RunRecorder(keras.callbacks.Callback):
         with files.atomic_path(state) as tmp:
             self.model.save_weights(tmp)
         if is_best:
-            with files.atomic_path(best_checkpoint(self.run, number)) as tmp:
+            with files.atomic_path(best_checkpoint(self.run, number)) as tmp, averaged_weights(self.model):
                 self.whole.save_weights(tmp)
         row = {"epoch": number, **{k: float(logs[k]) for k in runs.HISTORY_FIELDS[1:-1]}, "seconds": seconds}
         self.history.append(row)
         runs.write_history(self.run / runs.HISTORY_FILE, self.history)  # the commit
         if is_best:
             self.best = rank
-            save_model(self.whole, self.run / runs.MODEL_FILE)
+            with averaged_weights(self.model):
+                save_model(self.whole, self.run / runs.MODEL_FILE)
         remove_checkpoints(self.run, keep={state_checkpoint(self.run, self.stage, number)},
                            keep_best=runs.best_epoch(self.history)["epoch"], stage=self.stage)
         if self.print_lines:
@@ -101,6 +169,23 @@ class RunRecorder(keras.callbacks.Callback):
         state = self.model.count_params() * _STATE_BYTES_PER_WEIGHT
         whole = self.whole.count_params() * 4
         return state + (2 * whole if is_best else 0) + 16 * 2**20
+
+
+@contextlib.contextmanager
+def averaged_weights(model: keras.Model):
+    """For a while, the moving average of `model`'s weights that its optimizer keeps in place
+    of the weights (as for validation; see `keras.callbacks.SwapEMAWeights`); nothing
+    changes if it keeps none."""
+    if not getattr(model.optimizer, "use_ema", False):
+        yield
+        return
+    swap = keras.callbacks.SwapEMAWeights()
+    swap.set_model(model)
+    swap.on_test_begin()
+    try:
+        yield
+    finally:
+        swap.on_test_end()
 
 
 def save_model(model: keras.Model, path: Path) -> None:

@@ -14,8 +14,11 @@ from catdog.errors import ParameterError
 
 # Training keeps every layer's output for the backward pass, and its gradient beside it.
 _ACTIVATION_COPIES = 2
-# Leave room for the data cache, the weights and everything else.
-_MEMORY_SHARE = 0.6
+# Running a network without training holds a layer's input, its output and what a skip
+# connection keeps alive, at most: a few times its largest output.
+_INFERENCE_COPIES = 3
+# Leave room for the data cache, the weights, and the rest of the machine.
+_MEMORY_SHARE = 0.8
 
 
 def at_least_one(parameter: str, value: int) -> int:
@@ -24,31 +27,35 @@ def at_least_one(parameter: str, value: int) -> int:
     return value
 
 
+def patience(value: int | None) -> int | None:
+    """Epochs without improvement before training ends; 0 and None mean never."""
+    if value is not None and value < 0:
+        raise ParameterError("patience", f"{{name}} must be 0 (run every epoch) or more, got {value}")
+    return value or None
+
+
 def learning_rate(rate: float) -> float:
     if not (math.isfinite(rate) and rate > 0):
         raise ParameterError("learning_rate", f"{{name}} must be a finite number above 0, got {rate}")
     return rate
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux's MemAvailable), None if unknown."""
+def machine_memory() -> int | None:
+    """Bytes of memory this machine has (Linux's MemTotal), None if unknown. The whole, not
+    what is free now: the check is for settings that can never fit, not for a busy moment."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+            if line.startswith("MemTotal:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
 
 
-def training_bytes(model: keras.Model, batch_size: int) -> int:
-    """About how much memory a training step of `model` on `batch_size` images takes: every
-    operation's output for the batch, kept for the backward pass, with its gradient."""
-    elements = 0
-    for operation in _operations(model):
-        for tensor in keras.tree.flatten(operation.output):
-            elements += math.prod(dim for dim in tensor.shape[1:] if dim)
-    return elements * batch_size * 4 * _ACTIVATION_COPIES
+def _elements(operations) -> list[int]:
+    """The size of each operation's output, per image."""
+    return [sum(math.prod(dim for dim in tensor.shape[1:] if dim) for tensor in keras.tree.flatten(op.output))
+            for op in operations]
 
 
 def _operations(model: keras.Model):
@@ -60,19 +67,38 @@ def _operations(model: keras.Model):
             yield operation
 
 
-def fits_in_memory(model: keras.Model, preset: str, image_size: int, batch_size: int) -> None:
-    """Refuse an image size whose training steps would not fit in this machine's memory,
-    saying the largest that would (memory grows with the square of the image side)."""
-    available = available_memory()
-    if available is None:
+def training_bytes(model: keras.Model, batch_size: int, trained_from: str | None = None) -> int:
+    """About how much memory a training step of `model` on `batch_size` images takes.
+
+    End to end (`trained_from` None): every operation's output, kept for the backward pass,
+    with its gradient. On frozen features, the frozen part only runs forward (its largest
+    outputs, a few at a time) and the trained part, from the operation named `trained_from`
+    (the fine-tuning layer; "" for a head alone), keeps its outputs as above.
+    """
+    operations = list(_operations(model))
+    if trained_from is None:
+        return sum(_elements(operations)) * batch_size * 4 * _ACTIVATION_COPIES
+    first = next((i for i, op in enumerate(operations) if op.name == trained_from), len(operations))
+    forward = max(_elements(operations), default=0) * _INFERENCE_COPIES
+    trained = sum(_elements(operations[first:])) * _ACTIVATION_COPIES
+    return max(forward, trained) * batch_size * 4
+
+
+def fits_in_memory(model: keras.Model, preset: str, image_size: int, batch_size: int,
+                   trained_from: str | None = None) -> None:
+    """Refuse an image size whose training steps could not fit in this machine's memory, saying
+    the largest that would (memory grows with the square of the image side). `trained_from`:
+    see `training_bytes`."""
+    memory = machine_memory()
+    if memory is None:
         return
-    needed = training_bytes(model, batch_size)
-    budget = available * _MEMORY_SHARE
+    needed = training_bytes(model, batch_size, trained_from)
+    budget = memory * _MEMORY_SHARE
     if needed > budget:
         largest = int(image_size * math.sqrt(budget / needed))
         raise ParameterError(
             "image_size",
             f"{{name}} {image_size} needs about {needed / 1e9:.1f} GB to train model {preset!r} on batches of "
-            f"{batch_size}, more than the {budget / 1e9:.1f} GB this machine can give it; at most about "
+            f"{batch_size}, more than the {budget / 1e9:.1f} GB of memory this machine can give it; at most about "
             f"{largest} px fits (or use a smaller batch size)",
         )

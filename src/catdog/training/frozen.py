@@ -25,13 +25,16 @@ end-to-end model (raw pixels in, probabilities out).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+from catdog import config
 from catdog.data.splits import TRAIN, VALIDATION
 from catdog.models import AUGMENTATION, BASE, HEAD, POOL, PREPROCESS
 from catdog.models.inference import inference_function
@@ -60,6 +63,15 @@ def separating_tensor(base: keras.Model, first_trained: str):
     raise ValueError(f"{base.name} cannot be cut below layer {first_trained}")
 
 
+def pooled_bottom(model: keras.Model) -> keras.Model:
+    """The frozen bottom of a pretrained model up to its pooled backbone features (1280 per
+    image for MobileNetV2): what `transfer` trains its head on, and what `catdog audit` compares
+    images by."""
+    preprocess, base, pool = (model.get_layer(name) for name in (PREPROCESS, BASE, POOL))
+    pixels = keras.Input(model.input_shape[1:])
+    return keras.Model(pixels, pool(base(preprocess(pixels), training=False)))
+
+
 class FrozenFeatures:
     """The frozen bottom of a pretrained model, run once per image, and each stage's top.
 
@@ -67,13 +79,19 @@ class FrozenFeatures:
     stays frozen (`transfer`), at `separating_layer` of the fine-tuning layer otherwise.
     """
 
-    def __init__(self, model: keras.Model, stages: Sequence[Stage], data, views: int, batch_size: int, seed: int):
+    def __init__(self, model: keras.Model, stages: Sequence[Stage], data, views: int, batch_size: int, seed: int,
+                 drop_remainder: bool = False, cache_folder: Path | None = None,
+                 memory_budget: int | None = None):
         self.model, self.data, self.views, self.batch_size, self.seed = model, data, views, batch_size, seed
+        self.drop_remainder = drop_remainder  # of training batches (several replicas: see catdog.training.distribute)
+        # Features over the memory budget go to files in the cache folder (memory-mapped arrays).
+        self.cache_folder = cache_folder
+        self.memory_budget = config.cache_memory_bytes() if memory_budget is None else memory_budget
         preprocess, base, self.pool, self.head = (model.get_layer(n) for n in (PREPROCESS, BASE, POOL, HEAD))
         unfreeze = [unfreeze_index(base, s.unfreeze_from) for s in stages if s.unfreeze_from is not None]
         pixels = keras.Input(model.input_shape[1:])
         if not unfreeze:
-            self.bottom = keras.Model(pixels, self.pool(base(preprocess(pixels), training=False)))
+            self.bottom = pooled_bottom(model)
             self.upper = None
         else:
             cut = separating_tensor(base, base.layers[min(unfreeze)].name)
@@ -106,18 +124,22 @@ class FrozenFeatures:
             augment = self.model.get_layer(AUGMENTATION)
             bottom = inference_function(self.bottom)
             started = time.perf_counter()
-            outputs, labels = [], []
+            shape = (len(self.data.manifest.files(split)[0]), views, *self.bottom.output_shape[1:])
+            store = self._store(split, shape)
+            labels, filled = [], 0
             for images, y in getattr(self.data, split):
                 batch = [bottom(images)]
                 if views > 1:
                     batch.append(bottom(tf.reverse(images, axis=[2])))
                 batch += [bottom(augment(images, training=True)) for _ in range(views - 2)]
-                outputs.append(np.stack([b.numpy() for b in batch], axis=1))
+                store[filled:filled + len(y)] = np.stack([b.numpy() for b in batch], axis=1)
+                filled += len(y)
                 labels.append(y.numpy())
-            self._cache[split] = np.concatenate(outputs), np.concatenate(labels)
-            n = len(self._cache[split][1])
-            logger.info(f"frozen features of {n} {split} images x {views} view{'s' * (views > 1)} "
-                        f"in {time.perf_counter() - started:.1f}s")
+            self._cache[split] = store[:filled], np.concatenate(labels)  # fewer if a file could not be read
+            where = f"in {store.filename}" if isinstance(store, np.memmap) else "in memory"
+            size = f"{store[:filled].nbytes / 1e6:,.0f} MB"
+            logger.info(f"frozen features of {filled} {split} images x {views} view{'s' * (views > 1)} "
+                        f"in {time.perf_counter() - started:.1f}s, kept {where} ({size})")
         return self._cache[split]
 
     def head_inputs(self, split: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -127,6 +149,14 @@ class FrozenFeatures:
             return None
         x, y = self.features(split)
         return x[:, 0], y
+
+
+    def _store(self, split: str, shape: tuple[int, ...]) -> np.ndarray:
+        """An array for `split`'s features: in memory within the budget, else a file in the cache folder."""
+        if self.cache_folder is None or math.prod(shape) * 4 <= self.memory_budget:
+            return np.empty(shape, "float32")
+        self.cache_folder.mkdir(parents=True, exist_ok=True)
+        return np.lib.format.open_memmap(self.cache_folder / f"features-{split}.npy", "w+", "float32", shape)
 
     def _pooled(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Pooled base features for `split` (N, views, channels), from the stored activations."""
@@ -142,12 +172,24 @@ class FrozenFeatures:
             self._cache[key] = pooled.reshape(x.shape[:2] + pooled.shape[1:]), y
         return self._cache[key]
 
+    @staticmethod
+    def _rows(x: np.memmap, y: np.ndarray):
+        """(features, label) pairs read row by row from a file, as `from_tensor_slices` gives them from memory."""
+        import tensorflow as tf
+
+        def row(i):
+            features = tf.numpy_function(lambda i: np.asarray(x[i]), [i], tf.float32, stateful=False)
+            features.set_shape(x.shape[1:])
+            return features, tf.gather(y, i)
+
+        return tf.data.Dataset.range(len(y)).map(row, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
     def _dataset(self, x: np.ndarray, y: np.ndarray, shuffle: bool):
         """Batches of one view per example, drawn afresh each epoch when `shuffle`."""
         import tensorflow as tf
 
         views = x.shape[1]
-        dataset = tf.data.Dataset.from_tensor_slices((x, y))
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)) if not isinstance(x, np.memmap) else self._rows(x, y)
         if shuffle:
             dataset = tf.data.Dataset.zip(
                 dataset.shuffle(len(y), seed=self.seed, reshuffle_each_iteration=True),
@@ -155,4 +197,4 @@ class FrozenFeatures:
             ).map(lambda xy, r: (xy[0][r % views], xy[1]))
         else:
             dataset = dataset.map(lambda x, y: (x[0], y))
-        return dataset.batch(self.batch_size).prefetch(tf.data.AUTOTUNE)
+        return dataset.batch(self.batch_size, drop_remainder=shuffle and self.drop_remainder).prefetch(tf.data.AUTOTUNE)

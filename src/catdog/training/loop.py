@@ -10,17 +10,21 @@ epoch to `history.csv`, so that `resume` continues an interrupted run from its l
 finished epoch. The best epoch by validation accuracy is kept as `model.keras`, which is
 then scored on the test split (catdog.evaluate).
 
-Models are built and fit inside one `tf.distribute` strategy's scope (`_strategy`): the one
-place that decides on which devices a run trains.
+Models are built and fit inside one `tf.distribute` strategy's scope, chosen by name
+(catdog.training.distribute: one device, every GPU, several workers), and recorded in the
+run's config.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -30,16 +34,21 @@ import keras
 
 from catdog import config, files, runs
 from catdog.data import Data, load
+from catdog.data.pack import is_remote
 from catdog.data.splits import TRAIN
 from catdog.errors import CatdogError, ParameterError
 from catdog.models import create_model, default_image_size, get_preset, resolve_backbone, resolve_weights
 from catdog.runs import RunConfig
-from catdog.training import checks, recipe
+from catdog.training import checks, distribute, recipe
 from catdog.training.callbacks import (
     RunRecorder,
+    StopWhenStalled,
     TrainingStopped,
+    ValidationStalled,
     best_checkpoint,
+    catch_interrupts,
     checkpoint_epoch,
+    raise_pending_interrupt,
     remove_checkpoints,
     save_model,
     state_checkpoint,
@@ -66,12 +75,16 @@ def train(
     views: int | None = None,
     precision: str = "auto",
     jit_compile: bool = False,
+    class_weight: str = config.CLASS_WEIGHT,
+    strategy: str = "auto",
+    patience: int | None = None,
     ood_rate: float = config.OOD_RATE,
     ood_method: str = config.OOD_METHOD,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Path:
-    """Train `preset` on `data` (a folder, or an already loaded `catdog.data.Data`) and return
-    the run folder, complete with model, history, figures and test metrics.
+    """Train `preset` on `data` (a folder, a `catdog.data.Source`, or an already loaded
+    `catdog.data.Data`) and return the run folder, complete with model, history, figures and
+    test metrics.
 
     `epochs` and `image_size` default to the preset's (20 epochs and 160 px for the seed's
     models, the backbone's size for the pretrained ones, 60 epochs at 128 px for `cnn`); a
@@ -80,6 +93,9 @@ def train(
     `catdog.models.resolve_weights`. `views`, `frozen_features`: see catdog.training.frozen.
     `precision`: a Keras dtype policy, or "auto" (see `recipe.resolve_precision`).
     `jit_compile` turns on XLA (several times slower for these models on CPU, measured).
+    `class_weight`: how the classes' losses are weighed (see `recipe.class_weights`).
+    `strategy`: where to train (see catdog.training.distribute); `batch_size` is the global batch.
+    `patience`: see `catdog.models.Preset` (None: the preset's; 0: run every epoch).
     `ood_rate`, `ood_method`: the out-of-distribution detector fitted after training (see
     catdog.trust.ood): the share of validation images it flags, and how it measures.
     """
@@ -89,56 +105,77 @@ def train(
     batch_size = checks.at_least_one("batch_size", batch_size)
     views = checks.at_least_one("views", spec.views if views is None else views)
     learning_rate = checks.learning_rate(learning_rate or spec.learning_rate)
+    class_weight = recipe.check_class_weight(class_weight)
     image_size = checks.at_least_one("image_size", image_size or _image_size(data) or default_image_size(spec, network))
     resolved = resolve_weights(spec, network, weights)
     ood_rate, ood_method = ood.check_rate(ood_rate), ood.check_method(ood_method)
-    run = runs.new_run_dir(spec.name, out)
+    placement = distribute.place(strategy)  # first: a multi-worker strategy must be set up before anything runs
+    if placement.workers > 1 and out is None:
+        raise ParameterError("out", "{name} is needed with the multiworker strategy: every worker names the same run")
+    run = runs.new_run_dir(spec.name, out) if placement.is_chief else _worker_folder()
 
     # The global seed before any dataset exists: tf.data derives its shuffling from it and the op's seed.
     keras.utils.set_random_seed(seed)
     data = _load_data(data, image_size, batch_size, seed)
     settings = RunConfig(
-        preset=spec.name, class_names=data.class_names, image_size=image_size, data=str(Path(data.root).resolve()),
+        preset=spec.name, class_names=data.class_names, image_size=image_size, data=_location(data.root),
         backbone=network.name if network else None, epochs=epochs, batch_size=batch_size, seed=seed,
         weights=resolved or "none", learning_rate=learning_rate, frozen_features=frozen_features, views=views,
-        precision=recipe.resolve_precision(precision, spec), jit_compile=jit_compile,
+        precision=recipe.resolve_precision(precision, spec), jit_compile=_xla(jit_compile, placement),
+        class_weight=class_weight,
         stages=[stage.to_dict() for stage in recipe.plan(spec, network, epochs, learning_rate)],
-        ood_method=ood_method, ood_rate=ood_rate, versions=runs.library_versions(),
+        patience=checks.patience(spec.patience if patience is None else patience),
+        ood_method=ood_method, ood_rate=ood_rate, versions=runs.library_versions(), **placement.record(),
     )
-    with _training_scope(settings):
+    with _training_scope(settings, placement):
         model = _build(settings)  # before anything is written: a setting the model cannot take fails here
-        with runs.locked(run):
+    with runs.locked(run):
+        if placement.is_chief:
             runs.new_run_dir(spec.name, run)  # again, now that no other process can write it
-            settings.write(run / runs.CONFIG_FILE)
-            data.manifest.write(run / runs.MANIFEST_FILE)
-            logger.info(f"training {spec.name} into {run}")
+        settings.write(run / runs.CONFIG_FILE)
+        data.manifest.write(run / runs.MANIFEST_FILE)
+        data = data.with_cache_folder(run / runs.CACHE_DIR)
+        logger.info(f"training {spec.name} into {run} ({_where(placement)})")
+        with _training_scope(settings, placement):
             frozen = _fit(run, model, settings, data, history=[], callbacks=callbacks)
+        if placement.is_chief:  # outside the strategy: evaluation needs no other worker
             return _finish(run, settings, data, frozen)
+    shutil.rmtree(run)  # a worker's own copy of the run
+    return Path(out)
 
 
-def resume(run: str | os.PathLike, data: str | os.PathLike | Data | None = None, *,
+def resume(run: str | os.PathLike, data: str | os.PathLike | Data | None = None, *, strategy: str = "auto",
            callbacks: Sequence[keras.callbacks.Callback] = ()) -> Path:
     """Complete an interrupted run with its own settings: train from its last finished epoch,
     or, if training had ended, write what is missing (the model from the best epoch's
     checkpoint, the figures, the test metrics).
 
     `data`: the data folder if it has moved since (the run's split is reused as recorded),
-    or the same data already loaded.
+    or the same data already loaded. `strategy`: where to train now (the machine may have
+    changed); recorded in the run's config.
     """
+    placement = distribute.place(strategy)
+    if placement.workers > 1:
+        raise ParameterError("strategy", "{name} multiworker cannot resume a run; resume it on one machine")
     opened = runs.open_run(run)
     settings, run = opened.config, opened.path
     with runs.locked(run):
         for folder in (run, run / runs.CHECKPOINT_DIR):
             if folder.is_dir():
                 files.sweep_temporary(folder)
+        shutil.rmtree(run / runs.CACHE_DIR, ignore_errors=True)  # a cache cut off mid-write is no cache
         history = opened.history
         trained = _training_ended(run, settings, history)
         if trained and _complete(run):
             raise CatdogError(f"run {run} has already finished its {len(history)} epochs")
         keras.utils.set_random_seed(settings.seed)
         data = _load_data(data or settings.data, settings.image_size, settings.batch_size, settings.seed,
-                          opened.manifest())
-        with _training_scope(settings):
+                          opened.manifest()).with_cache_folder(run / runs.CACHE_DIR)
+        if placement.record() != {key: getattr(settings, key) for key in placement.record()}:
+            settings = dataclasses.replace(settings, **placement.record(),
+                                           jit_compile=_xla(settings.jit_compile, placement))
+            settings.write(run / runs.CONFIG_FILE)
+        with _training_scope(settings, placement):
             model = _build(settings)
             _restore_best_model(run, model, history)
             frozen = None
@@ -156,6 +193,11 @@ def stages(settings: RunConfig) -> list[recipe.Stage]:
     return recipe.plan(spec, resolve_backbone(spec, settings.backbone), settings.epochs, settings.learning_rate)
 
 
+def _location(root: Path | str) -> str:
+    """Where the data are, as recorded: a local folder in full, a pack's URL as it is."""
+    return os.fspath(root) if is_remote(root) else str(Path(root).resolve())
+
+
 def _image_size(data) -> int | None:
     """The image size of a loaded `Data`'s batches; None for a folder."""
     return data.train.element_spec[0].shape[1] if isinstance(data, Data) else None
@@ -171,22 +213,34 @@ def _load_data(data, image_size: int, batch_size: int, seed: int, manifest=None)
 
 
 @contextlib.contextmanager
-def _training_scope(settings: RunConfig):
+def _training_scope(settings: RunConfig, placement: distribute.Placement):
     """The run's dtype policy and distribution strategy, for building and fitting its model."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(settings.precision)
     try:
-        with _strategy().scope():
+        with placement.tf_strategy.scope():
             yield
     finally:
         keras.config.set_dtype_policy(previous)
 
 
-def _strategy():
-    """The `tf.distribute` strategy runs train under: the default (one device) for now."""
-    import tensorflow as tf
+def _xla(jit_compile: bool, placement: distribute.Placement) -> bool:
+    if jit_compile and placement.replicas > 1:
+        logger.warning("XLA is off: it cannot compile a step spread over several replicas")
+        return False
+    return jit_compile
 
-    return tf.distribute.get_strategy()
+
+def _where(placement: distribute.Placement) -> str:
+    if placement.replicas == 1:
+        return f"on {placement.devices[0]}"
+    workers = f" on {placement.workers} workers" if placement.workers > 1 else ""
+    return f"{placement.strategy}: {placement.replicas} replicas{workers} ({', '.join(placement.devices)})"
+
+
+def _worker_folder() -> Path:
+    """Where a worker that is not the chief writes its own, discarded copy of the run."""
+    return Path(tempfile.mkdtemp(prefix="catdog-worker-"))
 
 
 def _build(settings: RunConfig) -> keras.Model:
@@ -196,7 +250,10 @@ def _build(settings: RunConfig) -> keras.Model:
     except ValueError as e:  # Keras' own shape checks: an image size the network cannot take
         raise ParameterError("image_size", f"model {settings.preset!r} cannot be built for {{name}} "
                                            f"{settings.image_size}: {str(e).splitlines()[0]}") from None
-    checks.fits_in_memory(model, settings.preset, settings.image_size, settings.batch_size)
+    unfrozen = [stage.unfreeze_from for stage in stages(settings) if stage.unfreeze_from is not None]
+    frozen = settings.frozen_features and recipe.has_base(model)
+    trained_from = (str(unfrozen[0]) if unfrozen else "") if frozen else None
+    checks.fits_in_memory(model, settings.preset, settings.image_size, settings.batch_size, trained_from)
     return model
 
 
@@ -206,51 +263,74 @@ def _fit(run: Path, model: keras.Model, settings: RunConfig, data: Data, history
     catdog.training.callbacks). The checkpoint of a stage is the state of the part of the
     model it trains; resuming loads those of the stages already (or partly) done. Returns
     the frozen features it trained on, if any."""
-    preset = get_preset(settings.preset)
-    planned = stages(settings)
     frozen = None
-    if settings.frozen_features and recipe.has_base(model):
-        frozen = FrozenFeatures(model, planned, data, settings.views, settings.batch_size, settings.seed)
-    steps = math.ceil(len(data.manifest.files(TRAIN)[0]) / settings.batch_size)
     try:
-        for number, stage in enumerate(planned, 1):
-            started = time.perf_counter()  # the first epoch's time includes computing frozen features
-            recipe.set_trainable(model, stage)
-            top = frozen.top(stage) if frozen else model
-            if stage.end <= len(history):  # done before an interruption
-                _load_checkpoint(top, state_checkpoint(run, number, stage.end))
-                continue
-            top.compile(optimizer=recipe.optimizer(preset, stage, steps),
-                        loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
-                        jit_compile=settings.jit_compile)
-            first = max(len(history), stage.start)
-            if first > stage.start:  # interrupted inside this stage
-                top.optimizer.build(top.trainable_variables)
-                _load_checkpoint(top, state_checkpoint(run, number, first))
-            train_data, validation_data = frozen.datasets(stage) if frozen else (data.train, data.validation)
-            on_terminal = sys.stderr.isatty()
-            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras prints progress on stdout
-                # The pipeline's batch count is unknown until the first epoch ends; Keras warns about that.
-                warnings.filterwarnings("ignore", "Your input ran out of data")
-                top.fit(
-                    train_data, validation_data=validation_data, initial_epoch=first, epochs=stage.end,
-                    shuffle=False, verbose=1 if on_terminal else 0,
-                    callbacks=[
-                        RunRecorder(run, model, number, history, settings.epochs, started, print_lines=not on_terminal),
-                        keras.callbacks.TensorBoard(log_dir=str(run / runs.LOGS_DIR)),
-                        *callbacks,
-                    ],
-                )
+        with catch_interrupts():
+            if settings.frozen_features and recipe.has_base(model):
+                frozen = FrozenFeatures(model, stages(settings), data, settings.views, settings.batch_size,
+                                        settings.seed, drop_remainder=settings.replicas > 1,
+                                        cache_folder=run / runs.CACHE_DIR)
+            _fit_stages(run, model, settings, data, history, callbacks, frozen)
     except TrainingStopped as e:
         _record_outcome(run, history, stopped=e.reason)
         if not history:
             raise CatdogError(f"{e.reason}; no epoch finished, so there is no model to keep "
                               "(try a lower learning rate)") from None
-        logger.warning(f"{e.reason}: training stopped; keeping the best of the {len(history)} finished epochs")
+        log = logger.info if isinstance(e, ValidationStalled) else logger.warning
+        log(f"{e.reason}: training stopped; keeping the best of the {len(history)} finished epochs")
     except KeyboardInterrupt:
         logger.info(f"interrupted after epoch {len(history)}; continue with: catdog train --resume {run}")
         raise
     return frozen
+
+
+def _fit_stages(run: Path, model: keras.Model, settings: RunConfig, data: Data, history: list[dict],
+                callbacks, frozen: FrozenFeatures | None) -> None:
+    preset = get_preset(settings.preset)
+    planned = stages(settings)
+    steps = math.ceil(len(data.manifest.files(TRAIN)[0]) / settings.batch_size)
+    class_weight = recipe.class_weights(settings.class_weight, list(data.manifest.counts()[TRAIN].values()))
+    if class_weight:
+        logger.info(f"class weights ({settings.class_weight}): from {min(class_weight.values()):.2f} "
+                    f"to {max(class_weight.values()):.2f}")
+    for number, stage in enumerate(planned, 1):
+        started = time.perf_counter()  # the first epoch's time includes computing frozen features
+        recipe.set_trainable(model, stage)
+        top = frozen.top(stage) if frozen else model
+        if stage.end <= len(history):  # done before an interruption
+            _load_checkpoint(top, state_checkpoint(run, number, stage.end))
+            continue
+        top.compile(optimizer=recipe.optimizer(preset, stage, steps), loss=recipe.loss(preset),
+                    metrics=["accuracy"], jit_compile=settings.jit_compile)
+        first = max(len(history), stage.start)
+        if first > stage.start:  # interrupted inside this stage
+            top.optimizer.build(top.trainable_variables)
+            _load_checkpoint(top, state_checkpoint(run, number, first))
+        if frozen:
+            train_data, validation_data = frozen.datasets(stage)
+        else:  # several replicas: no last batch smaller than the replica count (see distribute.py)
+            train_data = data.train.rebatch(settings.batch_size, drop_remainder=True) if settings.replicas > 1 \
+                else data.train
+            validation_data = data.validation
+        train_data, validation_data = recipe.batches(preset, train_data, validation_data,
+                                                     num_classes=len(settings.class_names), seed=settings.seed)
+        on_terminal = sys.stderr.isatty()
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras prints progress on stdout
+            # The pipeline's batch count is unknown until the first epoch ends; Keras warns about that.
+            warnings.filterwarnings("ignore", "Your input ran out of data")
+            top.fit(
+                train_data, validation_data=validation_data, initial_epoch=first, epochs=stage.end,
+                shuffle=False, verbose=1 if on_terminal else 0, class_weight=class_weight,
+                callbacks=[
+                    *recipe.callbacks(preset),
+                    RunRecorder(run, model, number, history, settings.epochs, started, print_lines=not on_terminal),
+                    *([StopWhenStalled(history, settings.patience, stage.start)]
+                      if settings.patience and number == len(planned) else []),
+                    keras.callbacks.TensorBoard(log_dir=str(run / runs.LOGS_DIR)),
+                    *callbacks,
+                ],
+            )
+    raise_pending_interrupt()  # a Ctrl-C dropped after the last batch
 
 
 def _load_checkpoint(model: keras.Model, path: Path) -> None:
@@ -311,6 +391,7 @@ def _finish(run: Path, settings: RunConfig, data: Data, frozen: FrozenFeatures |
     metrics = evaluate.evaluate(run)
     _record_outcome(run, history)
     remove_checkpoints(run)
+    shutil.rmtree(run / runs.CACHE_DIR, ignore_errors=True)
     with contextlib.suppress(OSError):  # only if empty: the folder may hold files catdog did not make
         (run / runs.CHECKPOINT_DIR).rmdir()
     logger.info(f"{settings.preset}: test accuracy {metrics['accuracy']:.4f} on {metrics['n']} images; "

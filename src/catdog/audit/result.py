@@ -1,0 +1,104 @@
+"""What an audit found, and its JSON form (`audit.json`, `catdog audit --json`).
+
+Every file is named by the folder as the user gave it joined with its path inside it. The
+top-level keys the issue names, most important first within each:
+
+- `duplicates`: groups `{"kind": "exact"|"near", "paths", "splits", "leak"}`; `splits` names
+  each file's split (`train`, `validation`, `test`, or `against` for a file of an
+  `--against` folder), and `leak` is true when a group spans more than one of them;
+- `label_issues`: `{"path", "label", "suggested", "score", "confident"}`, most suspicious first
+  (`confident`: flagged by confident learning itself, see `catdog.audit.issues`);
+- `outliers`: `{"path", "score"}`, most unusual first.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from catdog import files
+
+AGAINST = "against"
+FAIL_ON = ("leaks", "label-issues")
+JSON_FILE = "audit.json"
+HTML_FILE = "audit.html"
+KEYS = ("duplicates", "label_issues", "outliers")
+
+
+def _is_audit_json(path: Path) -> bool:
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(values, dict) and all(key in values for key in KEYS)
+
+
+JSON_KIND = files.Kind(f"an audit written by catdog (JSON with {', '.join(KEYS)})", _is_audit_json)
+
+
+@dataclass(frozen=True)
+class Group:
+    kind: str
+    paths: list[str]
+    splits: list[str]
+
+    @property
+    def leak(self) -> bool:
+        return len(set(self.splits)) > 1
+
+
+@dataclass(frozen=True)
+class Suspect:
+    path: str
+    label: str
+    suggested: str
+    score: float
+    confident: bool  # flagged by confident learning itself (see catdog.audit.issues)
+
+
+@dataclass(frozen=True)
+class Outlier:
+    path: str
+    score: float
+
+
+@dataclass
+class AuditResult:
+    data: str
+    layout: str
+    seed: int
+    classes: list[str]
+    images: int
+    against: list[dict[str, Any]]  # {"folder", "images", "skipped"}
+    duplicates: list[Group]
+    label_issues: list[Suspect]
+    outliers: list[Outlier]
+    methods: dict[str, Any]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def leaks(self) -> list[Group]:
+        return [group for group in self.duplicates if group.leak]
+
+    def failures(self, fail_on: list[str]) -> list[str]:
+        """Why `catdog audit --fail-on` fails, one sentence per reason; empty if it passes."""
+        reasons = []
+        if "leaks" in fail_on and self.leaks:
+            reasons.append(f"{len(self.leaks)} groups of duplicates span splits or --against folders (leaks)")
+        if "label-issues" in fail_on and self.label_issues:
+            reasons.append(f"{len(self.label_issues)} suspected label errors")
+        return reasons
+
+    def to_json(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["duplicates"] = [{**asdict(group), "leak": group.leak} for group in self.duplicates]
+        return {key: values[key] for key in (*KEYS, "data", "layout", "seed", "classes", "images", "against",
+                                             "methods", "skipped", "warnings", "seconds")}
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write `audit.json` (atomically, over nothing but an earlier audit)."""
+        return files.write_json(path, self.to_json(), JSON_KIND)

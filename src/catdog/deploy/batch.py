@@ -1,0 +1,219 @@
+"""Batch prediction on Ray Data: many images, on this machine or an existing Ray cluster.
+
+    catdog predict RUN photos/ more.txt s3://bucket/photos/ --engine ray [--address ADDR] --out preds.parquet
+
+The images are listed from local folders and files, text files of paths (one per line), and
+folders or files at any URL pyarrow's file systems read (s3://, gs://, hdfs://, file://).
+Ray reads them as bytes; a pool of actors, each holding the run's ONNX export once (written
+by `catdog export` first if the run has none), decodes them exactly as `catdog predict`
+does (catdog.data.images.decode) and runs onnxruntime, on a GPU when the actor has one.
+The driver gathers the rows in the order of the listing, with the fields of `catdog predict
+--json`, and writes them as JSON lines or as one Parquet file.
+
+Ray is an optional extra (`pip install 'catdog[ray]'`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from catdog import config, files
+from catdog.data import images
+from catdog.errors import BadImageError, CatdogError, ParameterError
+from catdog.runs import Run, open_run
+
+LIST_SUFFIXES = (".txt", ".lst")
+OUTPUT_SUFFIXES = (".jsonl", ".parquet")
+
+logger = logging.getLogger(__name__)
+
+
+def list_sources(sources: Iterable[str | os.PathLike]) -> list[str]:
+    """Every image named by `sources` (see the module docstring), in order."""
+    found: list[str] = []
+    for source in map(os.fspath, sources):
+        if "://" in source:
+            found += _list_url(source)
+        elif source.lower().endswith(LIST_SUFFIXES) and Path(source).is_file():
+            lines = Path(source).read_text(encoding="utf-8").splitlines()
+            found += list_sources(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+        else:
+            found += [os.fspath(path) for path in images.find_images([source])]
+    return found
+
+
+def _list_url(url: str) -> list[str]:
+    from pyarrow import fs
+
+    try:
+        filesystem, path = fs.FileSystem.from_uri(url)
+        info = filesystem.get_file_info(path)
+        if info.type == fs.FileType.Directory:
+            entries = filesystem.get_file_info(fs.FileSelector(path, recursive=True))
+            chosen = sorted(e.path for e in entries if e.type == fs.FileType.File
+                            and Path(e.path).suffix.lower() in images.IMAGE_SUFFIXES)
+        elif info.type == fs.FileType.File:
+            chosen = [path]
+        else:
+            raise CatdogError(f"{url} does not exist")
+    except (OSError, ValueError) as e:  # pyarrow's way of saying a URL cannot be read
+        raise CatdogError(f"{url} cannot be listed ({str(e).splitlines()[0]})") from None
+    scheme = url.split("://", 1)[0]
+    return [f"{scheme}://{p}" if "://" not in p else p for p in chosen]
+
+
+class _Model:
+    """One actor's predictor: the run's ONNX export, loaded once; decodes and predicts a batch
+    into the rows `catdog predict --json` prints (as JSON text, which any Ray block holds)."""
+
+    def __init__(self, run_path: str, max_pixels: int, options: dict[str, Any]):
+        from catdog.deploy.predict import Predictor
+
+        self.predictor = Predictor(run_path, max_pixels, runtime="onnx", **options)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        size, pixels, errors = self.predictor.image_size, [], []
+        for contents in batch["bytes"]:
+            try:
+                pixels.append(images.decode(bytes(contents), size, self.predictor.max_pixels))
+                errors.append("")
+            except BadImageError as e:
+                pixels.append(np.zeros((size, size, 3), np.uint8))
+                errors.append(e.reason)
+        scores = self.predictor.score_arrays(np.stack(pixels).astype("float32"))
+        rows = self.predictor.results([str(path) for path in batch["path"]], scores)
+        return {"path": batch["path"], "prediction": np.array([json.dumps(row) for row in rows], dtype=object),
+                "error": np.array(errors, dtype=object)}
+
+
+def predict(run: Run | str | os.PathLike, sources: Iterable[str | os.PathLike], *, address: str | None = None,
+            batch_size: int = config.BATCH_SIZE, max_pixels: int = config.MAX_IMAGE_PIXELS,
+            on_skip: Callable[[str, str], None] | None = None, tta: bool = False, reject_unknown: bool = False,
+            min_confidence: float | None = None) -> Iterator[dict[str, Any]]:
+    """Yield one prediction per readable image, as `Predictor.predict_paths` does (with the same
+    `tta`, `reject_unknown` and `min_confidence`), computed on Ray."""
+    from catdog.deploy.predict import check_labels
+    from catdog.trust import fitting
+
+    ray, data = _ray()
+    run = run if isinstance(run, Run) else open_run(run)
+    check_labels(run, fitting.read(run.path).ood, reject_unknown, min_confidence)  # here, not in every actor
+    options = {"tta": tta, "reject_unknown": reject_unknown, "min_confidence": min_confidence}
+    _ensure_onnx_export(run)
+    paths = list_sources(sources)
+    if not paths:
+        return
+    shown = {_absolute(path): path for path in paths}
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 **({} if address else {"num_cpus": os.cpu_count()}))
+    logging.getLogger("ray").setLevel(logging.WARNING)  # Ray Data's progress lines are for its own users
+    try:
+        context = data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        # Leave CPUs for reading: actors holding every CPU would starve the read tasks.
+        actors = gpus or max(1, int(resources.get("CPU", 1)) // 2)
+        rows = data.read_binary_files(list(shown), include_paths=True).map_batches(
+            _Model, fn_constructor_kwargs={"run_path": str(run.path.resolve()), "max_pixels": max_pixels,
+                                           "options": options},
+            batch_size=batch_size, batch_format="numpy", compute=data.ActorPoolStrategy(size=actors),
+            **({"num_gpus": 1} if gpus else {"num_cpus": 1}))
+        for batch in rows.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            for path, prediction, error in zip(batch["path"], batch["prediction"], batch["error"], strict=True):
+                path = shown.get(str(path), str(path))
+                if error:
+                    if on_skip is not None:
+                        on_skip(path, str(error))
+                    continue
+                yield {**json.loads(prediction), "path": path}
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _absolute(path: str) -> str:
+    """The path as Ray reports it back: URLs without their scheme, local paths absolute."""
+    return path.split("://", 1)[1] if "://" in path else os.path.abspath(path)
+
+
+def _ensure_onnx_export(run: Run) -> None:
+    from catdog.deploy import runtimes
+    from catdog.deploy.export import export
+
+    if runtimes.current_export(run, "onnx") is None:
+        logger.info(f"{run.path} has no up-to-date ONNX export; writing one")
+        export(run, "onnx")
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise CatdogError("the ray engine needs Ray: install it with pip install 'catdog[ray]'") from None
+    return ray, ray.data
+
+
+def _is_predictions(path: Path) -> bool:
+    """A file of predictions catdog wrote: JSON lines or Parquet with path and label."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            return {"path", "label"} <= set(pq.read_schema(path).names)
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+        return not first or {"path", "label"} <= set(json.loads(first))
+    except Exception:  # not JSON, not Parquet, unreadable: not ours
+        return False
+
+
+PREDICTIONS = files.Kind("a predictions file written by catdog", _is_predictions)
+
+
+def write(predictions: Iterable[dict[str, Any]], out: str | os.PathLike, chunk: int = 1024) -> int:
+    """Write `predictions` as they come to `out` (.jsonl, or .parquet: one file), atomically, over
+    nothing but an earlier predictions file; return how many were written."""
+    out = Path(out)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ParameterError("out", f"{{name}} must end in {' or '.join(OUTPUT_SUFFIXES)}, not {out.name}")
+    files.check_replaceable(out, PREDICTIONS)
+    count = 0
+    with files.atomic_path(out, PREDICTIONS) as tmp:
+        if out.suffix.lower() == ".jsonl":
+            with open(tmp, "w", encoding="utf-8") as f:
+                for row in predictions:
+                    f.write(json.dumps(row) + "\n")
+                    count += 1
+        else:
+            writer, rows = None, []
+            for row in predictions:
+                rows.append(row)
+                count += 1
+                if len(rows) == chunk:
+                    writer, rows = _write_rows(writer, tmp, rows), []
+            if rows or writer is None:
+                writer = _write_rows(writer, tmp, rows)
+            writer.close()
+    return count
+
+
+def _write_rows(writer, path: Path, rows: list[dict[str, Any]]):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows) if rows else pa.table({"path": [], "label": [], "probability": []})
+    writer = writer or pq.ParquetWriter(path, table.schema)
+    writer.write_table(table)
+    return writer
