@@ -12,8 +12,10 @@ EPOCHS = 20
 # Keras dtype policies training accepts; "auto" picks one (see catdog.training.recipe).
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
-# Calibration: equal-width bins of confidence for the expected calibration error (Guo et al.'s 15).
+# Calibration: equal-width bins of confidence for the expected calibration error (Guo et al.'s 15),
+# and the folds of the validation split that check a fitted temperature (see catdog.trust.calibration).
 ECE_BINS = 15
+CALIBRATION_FOLDS = 5
 # "None of these": the share of validation images the out-of-distribution threshold flags (false
 # alarms), and how distances from the training images are measured (see catdog.trust.ood).
 OOD_RATE = 0.05

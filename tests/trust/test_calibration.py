@@ -7,6 +7,7 @@ import pytest
 
 from catdog.models.inference import TemperatureScaling
 from catdog.trust.calibration import (
+    calibrate,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
@@ -75,3 +76,26 @@ def test_the_keras_layer_computes_the_same_as_scale():
     for temperature in (0.5, 1.0, 2.5):
         layer = np.asarray(TemperatureScaling(temperature)(probabilities))
         np.testing.assert_allclose(layer, scale(probabilities, temperature), atol=1e-6)
+
+
+def test_a_temperature_is_kept_only_if_it_helps_on_validation_images_it_was_not_fitted_on():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 3, (2000, 2))
+    overconfident = softmax(logits)
+    labels = np.array([rng.choice(2, p=p) for p in softmax(logits / 2.0)])
+    temperature, figures = calibrate(overconfident, labels)
+    assert temperature == pytest.approx(fit_temperature(overconfident, labels)) and temperature > 1.5
+    assert figures["folds"] == 5 and figures["loss_held_out_calibrated"] < figures["loss_held_out"]
+
+    # Probabilities calibrated already: a fitted temperature is mostly noise, and mostly not kept.
+    kept = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        probabilities = softmax(rng.normal(0, 3, (200, 2)))
+        calibrated_labels = np.array([rng.choice(2, p=p) for p in probabilities])
+        temperature, figures = calibrate(probabilities, calibrated_labels, seed=seed)
+        helps = figures["loss_held_out_calibrated"] < figures["loss_held_out"]
+        assert temperature == (pytest.approx(fit_temperature(probabilities, calibrated_labels)) if helps else 1.0)
+        kept.append(helps)
+    assert sum(kept) < 10
+    assert calibrate(overconfident[:3], labels[:3]) == (1.0, {})

@@ -8,9 +8,13 @@ Networks", 2017, with their 15 bins).
 
 Temperature scaling (same paper) divides the logits by one number T fitted on held-out
 data: T > 1 softens over-confident probabilities, T < 1 sharpens under-confident ones,
-and no prediction changes class. Models end in a softmax, so the logits are recovered
-as log-probabilities (equal to the logits up to a constant per image, which the softmax
-ignores): `scale(p, T) = softmax(log(p) / T)`. `catdog.models.inference.TemperatureScaling`
+and no prediction changes class. `calibrate` keeps a fitted T only if it also lowers the
+cross-entropy of validation images it was not fitted on (k-fold), else T = 1: a model that
+is calibrated already is left alone rather than moved by the noise of a few images.
+
+Models end in a softmax, so the logits are recovered as log-probabilities (equal to the
+logits up to a constant per image, which the softmax ignores):
+`scale(p, T) = softmax(log(p) / T)`. `catdog.models.inference.TemperatureScaling`
 is the same formula as a Keras layer, for the graphs that prediction, serving and exports run.
 """
 
@@ -80,6 +84,30 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, tolerance: fl
             loss_b = loss(b)
     best = (low + high) / 2
     return float(1 / best) if loss(best) < loss(1.0) else 1.0
+
+
+def calibrate(probabilities: np.ndarray, labels: np.ndarray, folds: int = config.CALIBRATION_FOLDS,
+              seed: int = config.SEED) -> tuple[float, dict[str, float]]:
+    """The temperature to keep for a model whose validation probabilities are `probabilities`,
+    and the cross-validated figures that decided it.
+
+    Each of `folds` folds gets a temperature fitted on the others; if those temperatures
+    lower the folds' cross-entropy below that of T = 1, the temperature fitted on all the
+    images is kept, else 1 (also with fewer images than folds).
+    """
+    labels = np.asarray(labels)
+    if len(labels) < folds:
+        return 1.0, {}
+    fold = np.random.default_rng(seed).permutation(len(labels)) % folds
+    unscaled = scaled = 0.0
+    for k in range(folds):
+        held_out, rest = fold == k, fold != k
+        temperature = fit_temperature(probabilities[rest], labels[rest])
+        weight = held_out.sum() / len(labels)
+        unscaled += negative_log_likelihood(probabilities[held_out], labels[held_out]) * weight
+        scaled += negative_log_likelihood(scale(probabilities[held_out], temperature), labels[held_out]) * weight
+    figures = {"folds": folds, "loss_held_out": unscaled, "loss_held_out_calibrated": scaled}
+    return (fit_temperature(probabilities, labels) if scaled < unscaled else 1.0), figures
 
 
 @dataclass(frozen=True)

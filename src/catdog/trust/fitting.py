@@ -3,8 +3,9 @@
 After training (`catdog.training.loop`), `fit` runs the run's best model over the training
 and validation splits and writes into the run folder:
 
-- `calibration.json`: the temperature that minimises the validation split's cross-entropy
-  (see catdog.trust.calibration), with the validation figures before and after;
+- `calibration.json`: the temperature that minimises the validation split's cross-entropy,
+  kept if it also does on validation images it was not fitted on (see
+  catdog.trust.calibration), with the validation figures before and after;
 - `ood.npz`: the out-of-distribution detector fitted on the training images' features,
   with the threshold that flags the run's `ood_rate` of the validation images (see
   catdog.trust.ood; the method and rate are the run's settings, `RunConfig.ood_method`
@@ -88,10 +89,11 @@ def fit(run: str | Path, data, frozen=None) -> Trust:
 
     _, train_features, train_labels = collect(TRAIN)
     probabilities, validation_features, labels = collect(VALIDATION)
-    temperature = calibration.fit_temperature(probabilities, labels)
+    temperature, checked = calibration.calibrate(probabilities, labels, seed=settings.seed)
     calibrated = calibration.scale(probabilities, temperature)
     figures = {
         "n": int(len(labels)),
+        **checked,
         "loss": calibration.negative_log_likelihood(probabilities, labels),
         "loss_calibrated": calibration.negative_log_likelihood(calibrated, labels),
         "ece": calibration.expected_calibration_error(probabilities, labels),
