@@ -101,18 +101,11 @@ def tiny_run(tmp_path_factory) -> Path:
     return write_tiny_run(tmp_path_factory.mktemp("runs") / "tiny")
 
 
-@contextlib.contextmanager
-def live_server(app) -> Iterator[str]:
-    """Serve an ASGI `app` with uvicorn on a free port of 127.0.0.1 in a background thread; yield its URL."""
-    import socket
+def start_in_thread(server, sock):
+    """Run the uvicorn `server` on `sock` in a daemon thread; return the thread once the server has started."""
     import threading
     import time
 
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -120,6 +113,20 @@ def live_server(app) -> Iterator[str]:
         if not thread.is_alive() or time.monotonic() > deadline:
             pytest.fail("the test server did not start")
         time.sleep(0.02)
+    return thread
+
+
+@contextlib.contextmanager
+def live_server(app) -> Iterator[str]:
+    """Serve an ASGI `app` with uvicorn on a free port of 127.0.0.1 in a background thread; yield its URL."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = start_in_thread(server, sock)
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:

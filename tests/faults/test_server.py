@@ -28,6 +28,8 @@ from catdog.deploy.connections import Connections, LoopbackHostOnly, listening_s
 from catdog.deploy.predict import Predictor
 from catdog.deploy.serve import Limits, create_app
 
+from conftest import start_in_thread
+
 PHOTO = Path("validation") / "cats" / "cat.2002.jpg"
 
 
@@ -65,13 +67,7 @@ def serving(app, connections: Connections | None = None) -> Iterator[Server]:
     loggers = [logging.getLogger(name) for name in ("uvicorn", "asyncio", "catdog")]
     for logger in loggers:
         logger.addHandler(handler)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the test server did not start")
-        time.sleep(0.02)
+    thread = start_in_thread(server, sock)
     try:
         yield result
     finally:
