@@ -31,7 +31,7 @@ lint: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
-## bench: the full benchmark against the seed recipe (long: see benchmarks/README.md)
+## bench: the full benchmark against the reference recipe (long: see benchmarks/README.md)
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench.py $(ARGS)
 

@@ -1,22 +1,22 @@
 #!/usr/bin/env python3
 """Duplicates, leaks and label errors: how well and how fast catdog finds them.
 
-Every measurement runs on copies made here from the seed photos (links where a file is
+Every measurement runs on copies made here from the reference photos (links where a file is
 unchanged), in `benchmarks/work/audit/`, and writes `audit.md` and `audit.json` beside this file:
 
-- `seed`: `catdog audit --data SEED` timed, features included (target: 2 minutes on 2 cores).
-- `scan`: the scan of the seed data with and without fingerprints (target: at most 20 % more).
+- `reference`: `catdog audit --data REFERENCE` timed, features included (target: 2 minutes on 2 cores).
+- `scan`: the scan of the reference data with and without fingerprints (target: at most 20 % more).
 - `copies`: photos re-encoded at another JPEG quality, resized by 90 % and cropped by 5 %,
   placed beside their originals in a flat layout and in a second folder with unrelated photos;
   precision and recall of the perceptual hash, of the backbone's features and of both, at the
   chosen thresholds and around them; and whether the copies the scan finds stay in one split.
-- `against`: the seed data in a flat layout and a few hundred of its photos re-encoded into a
+- `against`: the reference data in a flat layout and a few hundred of its photos re-encoded into a
   second folder: `catdog audit --against` must find 99 % of them and no false pair.
-- `labels`: the seed data with 5 % of its training labels flipped: 90 % of the flipped files
+- `labels`: the reference data with 5 % of its training labels flipped: 90 % of the flipped files
   must be among the first 2 x flipped of `label_issues` (three draws of the flips).
 - `search`: the near-duplicate search on 100,000 synthetic feature vectors (and as many hashes).
 
-    python benchmarks/audit_bench.py [--only seed,scan,copies,against,labels,search]
+    python benchmarks/audit_bench.py [--only reference,scan,copies,against,labels,search]
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from catdog import config
+from catdog import environment
+from catdog.audit import NEAR_DUPLICATE_COSINE
+from catdog.data.duplicates import NEAR_DUPLICATE_HASH_BITS
 from catdog.files import write_json, write_text
 
 from bench import catdog_command, child_env, shown
@@ -42,9 +44,9 @@ from benchkit import DEFAULT_DATA, DEFAULT_WEIGHTS, run_measured
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORK = BENCH_DIR / "work" / "audit"
-PARTS = ("seed", "scan", "copies", "against", "labels", "search")
-# The seed data holds one pair of duplicates of its own (the same photo, saved twice).
-SEED_DUPLICATES = {frozenset({"dog.180.jpg", "dog.74.jpg"})}
+PARTS = ("reference", "scan", "copies", "against", "labels", "search")
+# The reference data holds one pair of duplicates of its own (the same photo, saved twice).
+REFERENCE_DUPLICATES = {frozenset({"dog.180.jpg", "dog.74.jpg"})}
 
 
 def info(message: str) -> None:
@@ -82,7 +84,7 @@ def crop(source: Path, target: Path, rng: random.Random) -> Path:
 EDITS = {"re-encoded": reencode, "resized 90 %": resize, "cropped 5 %": crop}
 
 
-def seed_photos(data: Path, folder: str) -> list[Path]:
+def reference_photos(data: Path, folder: str) -> list[Path]:
     return sorted(p for c in ("cats", "dogs") for p in (data / folder / c).iterdir())
 
 
@@ -93,7 +95,7 @@ def link(sources: list[Path], folder: Path) -> None:
 
 
 def flat_copy(data: Path, target: Path, folders=("train", "validation")) -> Path:
-    """The seed photos of `folders` in a flat layout (class folders), linked."""
+    """The reference photos of `folders` in a flat layout (class folders), linked."""
     shutil.rmtree(target, ignore_errors=True)
     for class_name in ("cats", "dogs"):
         link([p for f in folders for p in sorted((data / f / class_name).iterdir())], target / class_name)
@@ -113,8 +115,8 @@ def audit_command(args, out: Path, *extra: str) -> dict:
             "peak_rss_bytes": measured.peak_rss_bytes, "result": json.loads(out.read_text())}
 
 
-def measure_seed(args) -> dict:
-    run = audit_command(args, WORK / "seed.json", "--data", str(args.data))
+def measure_reference(args) -> dict:
+    run = audit_command(args, WORK / "reference.json", "--data", str(args.data))
     result = run.pop("result")
     return run | {"images": result["images"], "duplicates": len(result["duplicates"]),
                   "leaks": sum(g["leak"] for g in result["duplicates"]), "label_issues": len(result["label_issues"]),
@@ -131,7 +133,7 @@ def measure_scan(args, repeats: int = 5) -> dict:
     from catdog.data.scan import scan
 
     def first_scan(fingerprints: bool) -> float:
-        with tempfile.TemporaryDirectory() as home, mock.patch.dict(os.environ, {config.ENV_HOME: home}):
+        with tempfile.TemporaryDirectory() as home, mock.patch.dict(os.environ, {environment.ENV_HOME: home}):
             started = time.perf_counter()
             scan(args.data, find_duplicates=fingerprints)
             return time.perf_counter() - started
@@ -158,8 +160,8 @@ def measure_copies(args) -> dict:
     rng = random.Random(12)
     data, against = flat_copy(args.data, WORK / "copies" / "data", folders=("train",)), WORK / "copies" / "against"
     shutil.rmtree(against, ignore_errors=True)
-    link(seed_photos(args.data, "validation"), against)
-    originals = rng.sample(seed_photos(args.data, "train"), 600)
+    link(reference_photos(args.data, "validation"), against)
+    originals = rng.sample(reference_photos(args.data, "train"), 600)
     planted = {}  # copy name -> (original name, edit, where)
     for n, (edit_name, edit) in enumerate(EDITS.items()):
         for k, source in enumerate(originals[200 * n:200 * n + 100]):
@@ -194,14 +196,14 @@ def measure_copies(args) -> dict:
 
     def score(pairs: set[frozenset]) -> dict:
         hits = pairs & truth
-        false = pairs - truth - SEED_DUPLICATES
+        false = pairs - truth - REFERENCE_DUPLICATES
         by_edit = {f"{edit} ({where})": sum(frozenset({c, o}) in hits for c, (o, e, w) in planted.items()
                                             if e == edit and w == where) / 100
                    for edit in EDITS for where in ("data", "against")}
         return {"recall": len(hits) / len(truth), "precision": len(hits) / max(1, len(hits) + len(false)),
                 "false_pairs": len(false), "by_edit": by_edit}
 
-    bits, cosine = config.NEAR_DUPLICATE_HASH_BITS, config.NEAR_DUPLICATE_COSINE
+    bits, cosine = NEAR_DUPLICATE_HASH_BITS, NEAR_DUPLICATE_COSINE
     chosen = {method: score(pairs_of(method, bits, cosine)) for method in ("hash", "features", "both")}
     sweep = {"hash": {b: score(pairs_of("hash", b, cosine)) for b in (4, 6, 8, 10, 12)},
              "features": {c: score(pairs_of("features", bits, c)) for c in (0.85, 0.88, 0.9, 0.92, 0.95)}}
@@ -223,7 +225,7 @@ def measure_against(args, count: int = 300) -> dict:
     data = flat_copy(args.data, WORK / "against" / "data")
     copies = WORK / "against" / "reencoded"
     shutil.rmtree(copies, ignore_errors=True)
-    sources = rng.sample(seed_photos(args.data, "train") + seed_photos(args.data, "validation"), count)
+    sources = rng.sample(reference_photos(args.data, "train") + reference_photos(args.data, "validation"), count)
     for n, source in enumerate(sources):
         reencode(source, copies / f"{n:04d}.jpg", rng)
     source_of = {f"{n:04d}.jpg": source.name for n, source in enumerate(sources)}
@@ -236,7 +238,7 @@ def measure_against(args, count: int = 300) -> dict:
         for name, split in zip(names, group["splits"], strict=True):
             if split != "against":
                 continue
-            expected = {source_of[name]} | {o for pair in SEED_DUPLICATES if source_of[name] in pair for o in pair}
+            expected = {source_of[name]} | {o for pair in REFERENCE_DUPLICATES if source_of[name] in pair for o in pair}
             if source_of[name] in originals:
                 found.add(name)
             if originals - expected:
@@ -250,10 +252,10 @@ def measure_labels(args, seeds=(1, 2, 3), share: float = 0.05) -> dict:
         rng = random.Random(seed)
         root = WORK / "labels" / f"seed{seed}"
         shutil.rmtree(root, ignore_errors=True)
-        train = seed_photos(args.data, "train")
+        train = reference_photos(args.data, "train")
         flipped = set(rng.sample([p.name for p in train], round(share * len(train))))
         for folder in ("train", "validation"):
-            for photo in seed_photos(args.data, folder):
+            for photo in reference_photos(args.data, folder):
                 label = photo.parent.name
                 if photo.name in flipped:
                     label = {"cats": "dogs", "dogs": "cats"}[label]
@@ -287,14 +289,14 @@ def measure_search(n: int = 100_000, planted: int = 1000, dim: int = 1280) -> di
     vectors[pairs[:, 1]] = vectors[pairs[:, 0]] + noise
     truth = {frozenset(p) for p in pairs.tolist()}
     started = time.perf_counter()
-    i, j = similar_pairs(vectors, min_cosine=config.NEAR_DUPLICATE_COSINE)
+    i, j = similar_pairs(vectors, min_cosine=NEAR_DUPLICATE_COSINE)
     vector_seconds = time.perf_counter() - started
     found = {frozenset(p) for p in zip(i.tolist(), j.tolist(), strict=True)}
     hashes = rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, n, dtype=np.uint64)
     flips = np.uint64(0b1001001)  # 3 bits
     hashes[pairs[:, 1]] = hashes[pairs[:, 0]] ^ flips
     started = time.perf_counter()
-    hi, hj = hash_pairs(hashes, max_bits=config.NEAR_DUPLICATE_HASH_BITS)
+    hi, hj = hash_pairs(hashes, max_bits=NEAR_DUPLICATE_HASH_BITS)
     hash_seconds = time.perf_counter() - started
     found_hashes = {frozenset(p) for p in zip(hi.tolist(), hj.tolist(), strict=True)}
     return {"n": n, "dim": dim, "planted": planted, "vector_seconds": vector_seconds,
@@ -316,20 +318,20 @@ def render(results: dict) -> str:
     blocks = [Heading("Duplicates, leaks and label errors: what catdog finds, and how fast", 1),
               Paragraph("Measured by `python benchmarks/audit_bench.py` on the 2-core machine, shared with other "
                         "work (the load average at the start of each part is given). Every copy and flipped label "
-                        "below was made by the script from the seed photos.")]
-    if "seed" in results:
-        r = results["seed"]
-        blocks += [Heading("Audit of the seed data"),
+                        "below was made by the script from the reference photos.")]
+    if "reference" in results:
+        r = results["reference"]
+        blocks += [Heading("Audit of the reference data"),
                    Paragraph(f"`{r['command']}`: **{r['seconds']:.0f} s** for {r['images']} images, features "
                              f"included (target: 120 s), peak memory {r['peak_rss_bytes'] / 1e6:,.0f} MB; load "
-                             f"{r['load_at_start']}. It finds {r['duplicates']} duplicate group (the seed's own "
+                             f"{r['load_at_start']}. It finds {r['duplicates']} duplicate group (the reference's own "
                              f"`dog.180.jpg` and `dog.74.jpg`), {r['leaks']} leaks, {r['label_issues']} suspected "
                              f"label errors ({r['confident_label_issues']} flagged by confident learning itself) "
                              f"and {len(r['outliers'])} outliers.")]
     if "scan" in results:
         r = results["scan"]
         blocks += [Heading("Scanning with fingerprints"),
-                   Paragraph("`catdog.data.scan.scan` of the seed data (2,999 photos, page cache warm, scan "
+                   Paragraph("`catdog.data.scan.scan` of the reference data (2,999 photos, page cache warm, scan "
                              f"cache empty: every file read), {r['repeats']} times each, alternating: median "
                              f"{r['without']:.2f} s without fingerprints (today's scan), {r['with']:.2f} s with them, "
                              f"**{r['overhead']:+.1%}** "
@@ -349,9 +351,9 @@ def render(results: dict) -> str:
                              f"their originals in a flat layout of the {r['images'] - r['planted'] // 2} training "
                              f"photos, and 100 of each in a second folder with the 1,000 validation photos "
                              f"({r['against_images']} images). A found pair is right when it is a copy and its "
-                             "original (the seed's own duplicate pair is not counted either way). Chosen thresholds: "
-                             f"hash within {config.NEAR_DUPLICATE_HASH_BITS} bits, cosine at least "
-                             f"{config.NEAR_DUPLICATE_COSINE}; load {r['load_at_start']}."),
+                             "original (the reference's own duplicate pair is not counted either way). Chosen "
+                             f"thresholds: hash within {NEAR_DUPLICATE_HASH_BITS} bits, cosine at least "
+                             f"{NEAR_DUPLICATE_COSINE}; load {r['load_at_start']}."),
                    Table(["method", "recall", "precision", "false pairs", *edits], rows),
                    Paragraph("Around the thresholds:"),
                    Table(["threshold", "recall", "precision", "false pairs"], sweep),
@@ -363,7 +365,7 @@ def render(results: dict) -> str:
     if "against" in results:
         r = results["against"]
         blocks += [Heading("A second folder of re-encoded photos (`--against`)"),
-                   Paragraph(f"The seed photos in a flat layout, and {r['copies']} of them re-encoded at a JPEG "
+                   Paragraph(f"The reference photos in a flat layout, and {r['copies']} of them re-encoded at a JPEG "
                              f"quality of 50 to 95 into a second folder: `{r['command']}` found **{r['found']} of "
                              f"{r['copies']} ({pct(r['recall'])})** with **{len(r['false_pairs'])} false pairs**, in "
                              f"{r['seconds']:.0f} s; load {r['load_at_start']}.")]
@@ -373,13 +375,13 @@ def render(results: dict) -> str:
                  pct(d["precision"]), f"{d['confident']}", pct(d["confident_recall"]), pct(d["confident_precision"]),
                  f"{d['seconds']:.0f} s"] for d in r["draws"]]
         blocks += [Heading("Flipped labels"),
-                   Paragraph(f"The seed data with {pct(r['share'])} of its training labels flipped (a photo moved "
+                   Paragraph(f"The reference data with {pct(r['share'])} of its training labels flipped (a photo moved "
                              "to the other class folder), three draws; `catdog audit --data DIR`. Target: 90 % of the "
                              "flipped files among the first 2 x flipped of `label_issues`."),
                    Table(["draw", "flipped", "in the first 2x", "listed", "recall", "precision",
                           "confident learning", "its recall", "its precision", "time"], rows),
                    Paragraph("`listed` counts every suspect: those confident learning flags and those whose "
-                             "out-of-fold prediction is the other class; the precision counts the seed's own "
+                             "out-of-fold prediction is the other class; the precision counts the reference's own "
                              "mislabelled or ambiguous photos as wrong.")]
     if "search" in results:
         r = results["search"]
@@ -396,19 +398,21 @@ def render(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the seed data set (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the reference data set (default: %(default)s)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="MobileNetV2 weights (no top)")
     parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts (default: all)")
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     path = BENCH_DIR / "audit.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
+    # An audit.json written before the tutorial's data was called the reference names its part "seed".
+    results = {"reference" if part == "seed" else part: value for part, value in results.items()}
     for part in args.only.split(","):
         info(f"{part} ...")
         started = time.strftime("%Y-%m-%d %H:%M")
         load = os.getloadavg()[0]
-        measure = {"seed": measure_seed, "scan": measure_scan, "copies": measure_copies, "against": measure_against,
-                   "labels": measure_labels, "search": lambda _: measure_search()}[part]
+        measure = {"reference": measure_reference, "scan": measure_scan, "copies": measure_copies,
+                   "against": measure_against, "labels": measure_labels, "search": lambda _: measure_search()}[part]
         results[part] = measure(args) | {"started": started, "load_at_start": round(load, 1)}
         write_json(path, results)
     write_text(BENCH_DIR / "audit.md", render(results))

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""The catdog benchmark: catdog against the seed recipe, on the same data, machine and epochs.
+"""The catdog benchmark: catdog against the reference recipe, on the same data, machine and epochs.
 
 Each repeat trains every catdog preset with `catdog train` (the whole command is timed),
-trains the seed's four models with `seed_recipe.py` and scores them on catdog's leak-free
+trains the reference's four models with `reference_recipe.py` and scores them on catdog's leak-free
 test split, and times `catdog predict` over a folder of JPEGs (after the export the README
 recommends) against a loop calling `model.predict` on one image at a time, and how soon
 `catdog serve` answers. Once, it times `catdog run` at its defaults (the whole exercise),
 with its peak memory. It writes `results.md` and `results.json` beside this file, with
-medians over the repeats, the ratios to the seed, and each target of the issue passed or not.
+medians over the repeats, the ratios to the reference, and each target of the issue passed or not.
 This driver stays light (no TensorFlow): everything it measures runs in a child process.
 
     python benchmarks/bench.py                 # the full benchmark (hours on 2 cores)
@@ -34,7 +34,8 @@ from typing import Any, NamedTuple
 from catdog.cli.common import positive_int
 from catdog.files import write_json, write_text
 from catdog.report import Heading, Paragraph, Table, to_markdown
-from catdog.runs import HISTORY_FILE, METRICS_FILE, open_run, read_history
+from catdog.runs import Run
+from catdog.runs.folder import HISTORY_FILE, METRICS_FILE, read_history
 
 from benchkit import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, image_files, link_flat, link_subset, run_measured
 
@@ -45,8 +46,8 @@ MISSES = BENCH_DIR / "misses.md"
 
 PRESETS = ("scratch", "augmented", "preprocessed", "transfer", "finetune", "cnn")
 PRETRAINED = ("transfer", "finetune")
-SEED_MODELS = ("1", "2", "3", "4")
-SEED_EPOCHS = 20
+REFERENCE_MODELS = ("1", "2", "3", "4")
+REFERENCE_EPOCHS = 20
 QUICK_EPOCHS = 2
 QUICK_PER_CLASS = {"train": 100, "validation": 50}
 QUICK_PREDICT_IMAGES = 100
@@ -60,7 +61,7 @@ class Target(NamedTuple):
     """One of the issue's targets: a figure of the summary against what it needs."""
 
     name: str
-    # A path into the medians: `catdog.ROW.KEY`, `seed.MODEL.KEY`, `seed_total.KEY` (the four
+    # A path into the medians: `catdog.ROW.KEY`, `reference.MODEL.KEY`, `reference_total.KEY` (its four
     # models together), `predict.KEY`, `run.KEY` (the `catdog run` step; `run.models.PRESET.KEY`
     # for its models), with the keys of results.json; or the ratio `A / B` or difference `A - B`.
     figure: str
@@ -69,34 +70,35 @@ class Target(NamedTuple):
     unit: str  # how `fmt` shows the figure: % s x /s B (see `FORMATS`)
 
 
-# The models of `catdog run` at its defaults and the seed model each stands for.
+# The models of `catdog run` at its defaults and the reference model each stands for.
 EXERCISE_PAIRS = (("scratch", "1"), ("augmented", "2"), ("preprocessed", "3"), ("transfer", "4"), ("finetune", "4"))
 
 # The issue's targets, in the order results.md lists them: adding a target is adding a row.
 TARGETS = [
     Target("transfer: test accuracy", "catdog.transfer.test_accuracy", ">=", 0.97, "%"),
-    Target("transfer: command time / seed model 4 fit", "catdog.transfer.command_seconds / seed.4.fit_seconds",
-           "<=", 1 / 8, "x"),
+    Target("transfer: command time / reference model 4 fit",
+           "catdog.transfer.command_seconds / reference.4.fit_seconds", "<=", 1 / 8, "x"),
     Target("finetune: test accuracy", "catdog.finetune.test_accuracy", ">=", 0.985, "%"),
-    Target("finetune: command time / seed model 4 fit", "catdog.finetune.command_seconds / seed.4.fit_seconds",
-           "<=", 1.0, "x"),
-    Target("scratch: time per epoch / seed model 1", "catdog.scratch.epoch_mean / seed.1.epoch_mean", "<=", 0.6, "x"),
-    Target("augmented: time per epoch / seed model 2", "catdog.augmented.epoch_mean / seed.2.epoch_mean",
+    Target("finetune: command time / reference model 4 fit",
+           "catdog.finetune.command_seconds / reference.4.fit_seconds", "<=", 1.0, "x"),
+    Target("scratch: time per epoch / reference model 1", "catdog.scratch.epoch_mean / reference.1.epoch_mean",
            "<=", 0.6, "x"),
-    Target("preprocessed: time per epoch / seed model 3", "catdog.preprocessed.epoch_mean / seed.3.epoch_mean",
+    Target("augmented: time per epoch / reference model 2", "catdog.augmented.epoch_mean / reference.2.epoch_mean",
            "<=", 0.6, "x"),
-    Target("scratch: fastest later epoch / seed model 1", "catdog.scratch.epoch_fastest / seed.1.epoch_fastest",
-           "<=", 0.6, "x"),
-    Target("augmented: fastest later epoch / seed model 2", "catdog.augmented.epoch_fastest / seed.2.epoch_fastest",
-           "<=", 0.6, "x"),
-    Target("preprocessed: fastest later epoch / seed model 3",
-           "catdog.preprocessed.epoch_fastest / seed.3.epoch_fastest", "<=", 0.6, "x"),
+    Target("preprocessed: time per epoch / reference model 3",
+           "catdog.preprocessed.epoch_mean / reference.3.epoch_mean", "<=", 0.6, "x"),
+    Target("scratch: fastest later epoch / reference model 1",
+           "catdog.scratch.epoch_fastest / reference.1.epoch_fastest", "<=", 0.6, "x"),
+    Target("augmented: fastest later epoch / reference model 2",
+           "catdog.augmented.epoch_fastest / reference.2.epoch_fastest", "<=", 0.6, "x"),
+    Target("preprocessed: fastest later epoch / reference model 3",
+           "catdog.preprocessed.epoch_fastest / reference.3.epoch_fastest", "<=", 0.6, "x"),
     Target("cnn: test accuracy", "catdog.cnn.test_accuracy", ">=", 0.85, "%"),
     Target("cnn: command time", "catdog.cnn.command_seconds", "<=", 30 * 60, "s"),
-    Target("`catdog run` at its defaults: command time / the seed's four models' fit",
-           "run.command_seconds / seed_total.fit_seconds", "<=", 0.5, "x"),
-    *[Target(f"`catdog run`: {preset} test accuracy / seed model {model}'s",
-             f"run.models.{preset}.test_accuracy / seed.{model}.test_accuracy", ">=", 1.0, "x")
+    Target("`catdog run` at its defaults: command time / the reference's four models' fit",
+           "run.command_seconds / reference_total.fit_seconds", "<=", 0.5, "x"),
+    *[Target(f"`catdog run`: {preset} test accuracy / reference model {model}'s",
+             f"run.models.{preset}.test_accuracy / reference.{model}.test_accuracy", ">=", 1.0, "x")
       for preset, model in EXERCISE_PAIRS],
     Target("predict: speed-up over the one-at-a-time loop", "predict.speedup", ">=", 3.0, "x"),
     Target("predict: images/s, whole command", "predict.catdog_images_per_second", ">=", 200.0, "/s"),
@@ -108,7 +110,7 @@ TARGETS = [
     Target("memory: `catdog run` at its defaults, peak RSS", "run.peak_rss_bytes", "<=", 4e9, "B"),
 ]
 
-# catdog against the seed: (preset, seed model, what is compared, the key of both figures or of each).
+# catdog against the reference: (preset, reference model, what is compared, the key of both figures or of each).
 # The from-scratch presets' epochs are compared by the mean and by the fastest later epoch.
 COMPARISONS = [
     (preset, model, what, key, key)
@@ -126,9 +128,9 @@ class Job:
     extra: list[str] = field(default_factory=list)
 
 
-# Each seed model runs with the catdog presets paired with it, in this order (the targets that
+# Each reference model runs with the catdog presets paired with it, in this order (the targets that
 # matter most first), so a run cut short still holds whole comparisons.
-SEED_PAIRS = {"4": ("transfer", "finetune"), "1": ("scratch",), "2": ("augmented",), "3": ("preprocessed",)}
+REFERENCE_PAIRS = {"4": ("transfer", "finetune"), "1": ("scratch",), "2": ("augmented",), "3": ("preprocessed",)}
 # Prediction and serving are timed on this row's run: `transfer` at its defaults (224 px).
 PREDICT_ROW = "transfer"
 
@@ -187,11 +189,12 @@ def train_catdog(job: Job, data: Path, weights: Path, epochs: int | None, out: P
     }
 
 
-def run_seed(data: Path, weights: Path, model: str, epochs: int, manifest: Path, out: Path, log: Path, env) -> dict:
-    """Train one model of the seed recipe in a process of its own, timed, and read its figures."""
-    command = [sys.executable, str(BENCH_DIR / "seed_recipe.py"), "--model", model, "--data", str(data),
+def run_reference(data: Path, weights: Path, model: str, epochs: int, manifest: Path, out: Path, log: Path,
+                  env) -> dict:
+    """Train one model of the reference recipe in a process of its own, timed, and read its figures."""
+    command = [sys.executable, str(BENCH_DIR / "reference_recipe.py"), "--model", model, "--data", str(data),
                "--weights", str(weights), "--epochs", str(epochs), "--manifest", str(manifest), "--out", str(out)]
-    info(f"seed recipe, model {model}")
+    info(f"reference recipe, model {model}")
     measured = run_measured(command, log=log, env=env)
     if measured.returncode != 0:
         return {"error": f"exit status {measured.returncode}; see {log}"}
@@ -247,7 +250,7 @@ def bench_predict(run: Path, folder: Path, one: Path, work: Path, env) -> dict:
             return {"error": f"catdog predict printed {predicted} predictions for {images} images; "
                              f"see {work / name}.log"}
     loop_result = json.loads((work / "loop.json").read_text())
-    record = {"images": images, "image_size": open_run(run).image_size, "export_seconds": exported.seconds,
+    record = {"images": images, "image_size": Run.open(run).image_size, "export_seconds": exported.seconds,
               "export": shown(catdog_command("export", "RUN", *EXPORT_OPTIONS)), "export_path": report["path"],
               "export_test_accuracy": report.get("test_accuracy"),
               "keras_test_accuracy": report.get("keras_test_accuracy"),
@@ -339,18 +342,20 @@ def median_record(records: Sequence[dict]) -> dict:
 
 
 def summarise(repeats: Sequence[dict]) -> dict:
-    """Medians over the repeats, per seed model (and the four together), per catdog job, and
+    """Medians over the repeats, per reference model (and the four together), per catdog job, and
     for prediction."""
-    seed_models = sorted({k for r in repeats for k in r.get("seed", {}).get("models", {})})
+    reference_models = sorted({k for r in repeats for k in r.get("reference", {}).get("models", {})})
     jobs = list(dict.fromkeys(k for r in repeats for k in r.get("catdog", {})))
-    seed = {m: median_record([r["seed"]["models"][m] for r in repeats if m in r["seed"].get("models", {})])
-            for m in seed_models}
+    reference = {m: median_record([r["reference"]["models"][m] for r in repeats
+                                   if m in r["reference"].get("models", {})])
+                 for m in reference_models}
     together = ("fit_seconds", "process_seconds")
-    complete = set(SEED_MODELS) <= set(seed) and all(seed[m].get(key) is not None for m in SEED_MODELS
-                                                       for key in together)
+    complete = set(REFERENCE_MODELS) <= set(reference) and all(reference[m].get(key) is not None
+                                                                 for m in REFERENCE_MODELS for key in together)
     return {
-        "seed": seed,
-        "seed_total": {key: sum(seed[m][key] for m in SEED_MODELS) for key in together} if complete else {},
+        "reference": reference,
+        "reference_total": ({key: sum(reference[m][key] for m in REFERENCE_MODELS) for key in together}
+                            if complete else {}),
         "catdog": {j: median_record([r["catdog"][j] for r in repeats if j in r["catdog"]]) for j in jobs},
         "predict": median_record([r["predict"] for r in repeats if "predict" in r]),
     }
@@ -392,9 +397,10 @@ def judge(summary: dict, exercise: dict | None) -> list[dict]:
 EPOCH_COLUMNS = [("epochs", "epochs", ""), ("s/epoch", "epoch_mean", "s"), ("1st epoch", "epoch_first", "s"),
                  ("later epochs", "epoch_later", "s"), ("fastest later", "epoch_fastest", "s")]
 ACCURACY_COLUMNS = [("best val", "best_val_accuracy", "%"), ("last val", "last_val_accuracy", "%")]
-SEED_COLUMNS = [*EPOCH_COLUMNS, ("fit total", "fit_seconds", "s"), ("process", "process_seconds", "s"),
-                ("peak RSS", "peak_rss_bytes", "B"), *ACCURACY_COLUMNS, ("test (catdog split)", "test_accuracy", "%"),
-                ("seed's own test (leaky)", "seed_test_accuracy", "%")]
+REFERENCE_COLUMNS = [*EPOCH_COLUMNS, ("fit total", "fit_seconds", "s"), ("process", "process_seconds", "s"),
+                     ("peak RSS", "peak_rss_bytes", "B"), *ACCURACY_COLUMNS,
+                     ("test (catdog split)", "test_accuracy", "%"),
+                     ("reference's own test (leaky)", "reference_test_accuracy", "%")]
 CATDOG_COLUMNS = [*EPOCH_COLUMNS, ("epochs total", "history_seconds", "s"), ("whole command", "command_seconds", "s"),
                   ("peak RSS", "peak_rss_bytes", "B"), *ACCURACY_COLUMNS, ("test", "test_accuracy", "%")]
 PREDICT_COLUMNS = [("whole process", "seconds", "s"), ("images/s", "images_per_second", "/s"),
@@ -442,7 +448,7 @@ def about_rows(results: dict) -> list[list[str]]:
         ["load average (1, 5, 15 min)",
          f"{load_text(load['start'])} at the start, {load_text(load['end'])} at the end"],
         ["data", f"`{settings['data']}`{subset}"],
-        ["epochs", f"seed {settings['seed_epochs']}; "
+        ["epochs", f"reference {settings['reference_epochs']}; "
                    f"catdog {settings['catdog_epochs'] or 'each preset at its defaults'}"],
         ["repeats", f"{settings['repeat']} (figures are medians)" if settings["repeat"] > 1 else "1"],
         ["took", fmt(results["seconds"], "s")],
@@ -471,34 +477,34 @@ def prediction_blocks(predict: dict) -> list:
 
 
 def exercise_blocks(exercise: dict | None, summary: dict) -> list:
-    """`catdog run`: its time against the seed's four models, its memory, and each model."""
+    """`catdog run`: its time against the reference's four models, its memory, and each model."""
     if not exercise:
         return [Paragraph("Not measured.")]
     if "error" in exercise:
         return [Paragraph(f"Failed: {exercise['error']} (peak RSS until then {fmt(exercise['peak_rss_bytes'], 'B')}).")]
-    seed_fit = summary.get("seed_total", {}).get("fit_seconds")
+    reference_fit = summary.get("reference_total", {}).get("fit_seconds")
     rows = []
     for preset, model in EXERCISE_PAIRS:
         r = exercise["models"].get(preset)
         if r is None:
             continue
         epochs = f"{r['epochs']} of {r['planned_epochs']}" if r.get("stopped") else str(r.get("epochs", ""))
-        seed_test = figure(f"seed.{model}.test_accuracy", summary)
+        reference_test = figure(f"reference.{model}.test_accuracy", summary)
         rows.append([preset, epochs, r.get("stopped") or "", fmt(r["training_seconds"], "s"),
-                     fmt(r["test_accuracy"], "%"), f"model {model}", fmt(seed_test, "%")])
+                     fmt(r["test_accuracy"], "%"), f"model {model}", fmt(reference_test, "%")])
     return [
         Paragraph(f"`{exercise['command']}`: {fmt(exercise['command_seconds'], 's')} for the whole command, against "
-                  f"{fmt(seed_fit, 's')} of `fit` for the seed's four models "
-                  f"({fmt(ratio(exercise['command_seconds'], seed_fit), 'x')}); peak RSS "
+                  f"{fmt(reference_fit, 's')} of `fit` for the reference's four models "
+                  f"({fmt(ratio(exercise['command_seconds'], reference_fit), 'x')}); peak RSS "
                   f"{fmt(exercise['peak_rss_bytes'], 'B')}."),
-        Table(["model", "epochs", "why it stopped", "training", "test", "seed", "seed test"], rows),
+        Table(["model", "epochs", "why it stopped", "training", "test", "reference", "reference test"], rows),
     ]
 
 
 def render(results: dict) -> str:
     """results.md: the circumstances, the targets, then every figure."""
     summary, settings = results["summary"], results["settings"]
-    blocks: list = [Heading("catdog benchmark: catdog against the seed recipe"
+    blocks: list = [Heading("catdog benchmark: catdog against the reference recipe"
                             + (" (quick mode)" if settings["quick"] else ""), level=1)]
     if settings["quick"]:
         blocks.append(Paragraph(
@@ -513,17 +519,19 @@ def render(results: dict) -> str:
                for t in results["targets"]]
     compared = []
     for preset, model, what, ours_key, theirs_key in COMPARISONS:
-        ours, theirs = figure(f"catdog.{preset}.{ours_key}", summary), figure(f"seed.{model}.{theirs_key}", summary)
+        ours = figure(f"catdog.{preset}.{ours_key}", summary)
+        theirs = figure(f"reference.{model}.{theirs_key}", summary)
         compared.append([preset, f"model {model}", what, *(fmt(v, "s") for v in (ours, theirs)),
                          fmt(ratio(ours, theirs), "x")])
     blocks += [
         Table(["", ""], about_rows(results)),
         Heading("Targets"),
         Table(["target", "measured", "needed", "result"], targets),
-        Heading("catdog against the seed"),
-        Table(["catdog", "seed", "compared", "catdog", "seed", "ratio"], compared),
-        Heading("The seed recipe (001), per model"),
-        record_table("model", {f"model {m}": record for m, record in summary["seed"].items()}, SEED_COLUMNS),
+        Heading("catdog against the reference"),
+        Table(["catdog", "reference", "compared", "catdog", "reference", "ratio"], compared),
+        Heading("The reference recipe (001), per model"),
+        record_table("model", {f"model {m}": record for m, record in summary["reference"].items()},
+                     REFERENCE_COLUMNS),
         Heading("catdog, per preset"),
         record_table("preset", summary["catdog"], CATDOG_COLUMNS),
         Heading("Prediction"),
@@ -539,11 +547,11 @@ def render(results: dict) -> str:
 
 
 METHOD = """\
-- Every model (seed) and every command (catdog) runs in a child process of its own; its wall time is
+- Every model (reference) and every command (catdog) runs in a child process of its own; its wall time is
   taken from start to exit and its peak resident memory (RSS) is the kernel's figure for that child
   (`os.wait4`), so one model's memory never hides another's. MB are 10^6 bytes.
-- Seed: `benchmarks/seed_recipe.py`, the recipe of `../shared/seeds/001_*.txt` written fresh with only the
-  Keras 3 fixes it needs (listed at the top of that file). *s/epoch* is the mean wall time of an epoch
+- Reference: `benchmarks/reference_recipe.py`, the tutorial of `../shared/seeds/001_*.txt` written fresh with
+  only the Keras 3 fixes it needs (listed at the top of that file). *s/epoch* is the mean wall time of an epoch
   (training and validation), from a callback; *fit total* is the wall time of `model.fit`, the figure the
   transfer and finetune targets compare with; *process* adds start-up, data loading and scoring.
 - catdog: `catdog train --model PRESET`, timed as a whole command, from start to a finished run folder
@@ -555,10 +563,10 @@ METHOD = """\
   tracing, and for catdog filling its cache), which is the least disturbed, as `timeit` reports the
   minimum.
 - Test accuracy, both sides: catdog's leak-free test split (the `test` rows of the run's splits.csv),
-  the same files for every model. The seed's own test figure is shown for reference only: its split
-  is drawn from a dataset that reshuffles on every pass and overlaps the validation images. The seed
-  validates on its own split, as written, which holds catdog's test files; it never selects or stops on
-  it, so its test score stays fair.
+  the same files for every model. The reference's own test figure is shown for the record only: its
+  split is drawn from a dataset that reshuffles on every pass and overlaps the validation images. The
+  reference validates on its own split, as written, which holds catdog's test files; it never selects or
+  stops on it, so its test score stays fair.
 - Prediction: `catdog predict` on a folder of JPEGs against `benchmarks/predict_loop.py`, which loads the
   same model and calls `model.predict` once per image. *Fixed cost* is what does not depend on the
   number of images (start-up, imports, model loading): for `catdog predict` the time it takes for one
@@ -655,14 +663,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--repeat", type=positive_int, default=1,
         help="repeat the training and prediction steps N times and report medians (default: 1)")
     add("--data", type=Path, default=DEFAULT_DATA,
-        help="seed-layout data folder (default: ../shared/data/cats_and_dogs_filtered)")
+        help="data folder in the tutorial's layout (default: ../shared/data/cats_and_dogs_filtered)")
     add("--weights", type=Path, default=DEFAULT_WEIGHTS,
         help="MobileNetV2 ImageNet weights without top (default: ../shared/weights/mobilenet_v2_1.0_no_top.h5)")
     add("--epochs", type=positive_int,
-        help=f"epochs, both sides (default: the seed's {SEED_EPOCHS} and each preset's own; --quick: {QUICK_EPOCHS})")
+        help=f"epochs, both sides (default: the reference's {REFERENCE_EPOCHS} and each preset's own; "
+        f"--quick: {QUICK_EPOCHS})")
     add("--presets", type=comma_list(PRESETS), default=list(PRESETS), help="catdog presets to train (default: all)")
-    add("--seed-models", type=comma_list(SEED_MODELS), default=list(SEED_MODELS),
-        help="seed models to train (default: 1,2,3,4)")
+    add("--reference-models", type=comma_list(REFERENCE_MODELS), default=list(REFERENCE_MODELS),
+        help="the reference's models to train (default: 1,2,3,4)")
     add("--variant", type=parse_job, action="append", default=[], metavar="NAME=PRESET [OPTIONS]",
         help="an extra catdog row: a preset with other options (repeatable)")
     add("--predict-images", type=positive_int,
@@ -685,7 +694,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.predict_images = args.predict_images or (QUICK_PREDICT_IMAGES if args.quick else PREDICT_IMAGES)
     args.run_epochs = args.run_epochs or (QUICK_EPOCHS if args.quick else None)
     args.catdog_epochs = args.epochs or (QUICK_EPOCHS if args.quick else None)
-    args.seed_epochs = args.epochs or (QUICK_EPOCHS if args.quick else SEED_EPOCHS)
+    args.reference_epochs = args.epochs or (QUICK_EPOCHS if args.quick else REFERENCE_EPOCHS)
     args.jobs = [Job(preset, preset) for preset in args.presets] + args.variant
     return args
 
@@ -730,22 +739,22 @@ class Plan:
 
 
 def run_repeat(args: argparse.Namespace, plan: Plan, here: Path, repeat: dict, save: Callable[[], None]) -> None:
-    """One repeat into `repeat`, saving after every step: each seed model with the catdog
+    """One repeat into `repeat`, saving after every step: each reference model with the catdog
     presets paired with it, prediction after the transfer run, then the unpaired presets."""
     here.mkdir(parents=True)
-    repeat.update({"catdog": {}, "seed": {"models": {}}, "failures": []})
+    repeat.update({"catdog": {}, "reference": {"models": {}}, "failures": []})
     # catdog's leak-free split of the data, which both sides are scored on.
     split = catdog_command("data", "split", "--data", str(plan.data), "--out", str(here / "splits.csv"))
     if run_measured(split, log=here / "split.log", env=plan.env).returncode != 0:
         raise SystemExit(f"bench: `{shown(split)}` failed; see {here / 'split.log'}")
-    for model, presets in SEED_PAIRS.items():
-        if model in args.seed_models:
-            seed = run_seed(plan.data, plan.weights, model, args.seed_epochs, here / "splits.csv",
-                            here / f"seed-{model}.json", here / f"seed-{model}.log", plan.env)
-            if "error" in seed:
-                repeat["failures"].append(f"seed recipe model {model}: {seed['error']}")
+    for model, presets in REFERENCE_PAIRS.items():
+        if model in args.reference_models:
+            reference = run_reference(plan.data, plan.weights, model, args.reference_epochs, here / "splits.csv",
+                                      here / f"reference-{model}.json", here / f"reference-{model}.log", plan.env)
+            if "error" in reference:
+                repeat["failures"].append(f"reference recipe model {model}: {reference['error']}")
             else:
-                repeat["seed"]["models"][model] = seed
+                repeat["reference"]["models"][model] = reference
             save()
         for job in args.jobs:
             if job.preset in presets:
@@ -759,11 +768,28 @@ def run_repeat(args: argparse.Namespace, plan: Plan, here: Path, repeat: dict, s
                 if "error" in repeat["predict"]:
                     repeat["failures"].append(f"prediction: {repeat['predict']['error']}")
             save()
-    paired = {preset for presets in SEED_PAIRS.values() for preset in presets}
+    paired = {preset for presets in REFERENCE_PAIRS.values() for preset in presets}
     for job in args.jobs:
         if job.preset not in paired:
             plan.train(job, here, repeat)
             save()
+
+
+def read_results(json_path: Path) -> dict:
+    """A results .json as bench.py writes it. One written before the tutorial's side was called
+    the reference (`seed`, `seed_epochs`, `seed_test_accuracy`) is read with today's keys."""
+    results = json.loads(json_path.read_text())
+
+    def renamed(record: dict, old: str, new: str) -> dict:
+        return {new if key == old else key: value for key, value in record.items()}
+
+    results["settings"] = renamed(results["settings"], "seed_epochs", "reference_epochs")
+    results["repeats"] = [renamed(repeat, "seed", "reference") for repeat in results["repeats"]]
+    for repeat in results["repeats"]:
+        models = repeat.get("reference", {}).get("models", {})
+        for model, record in models.items():
+            models[model] = renamed(record, "seed_test_accuracy", "reference_test_accuracy")
+    return results
 
 
 def remeasure(markdown_path: Path, names: Sequence[str], command: str) -> int:
@@ -774,7 +800,7 @@ def remeasure(markdown_path: Path, names: Sequence[str], command: str) -> int:
     if not json_path.is_file():
         info(f"error: {os.path.relpath(json_path)} does not exist; run the benchmark first")
         return 2
-    results = json.loads(json_path.read_text())
+    results = read_results(json_path)
     settings = results["settings"]
     jobs = {job["name"]: Job(**job) for job in settings["jobs"]}
     refused = [name for name in names if name not in jobs or name == PREDICT_ROW]
@@ -801,9 +827,9 @@ def remeasure(markdown_path: Path, names: Sequence[str], command: str) -> int:
 def rerender(markdown_path: Path) -> None:
     """Write `markdown_path` again from its .json, every epoch figure recomputed from the
     recorded epoch times: a change to the report needs no new measurements."""
-    results = json.loads(markdown_path.with_suffix(".json").read_text())
+    results = read_results(markdown_path.with_suffix(".json"))
     for repeat in results["repeats"]:
-        for record in [*repeat.get("catdog", {}).values(), *repeat.get("seed", {}).get("models", {}).values()]:
+        for record in [*repeat.get("catdog", {}).values(), *repeat.get("reference", {}).get("models", {}).values()]:
             if "epoch_seconds" in record:
                 record |= epoch_stats(record["epoch_seconds"])
     write_results(results, markdown_path)
@@ -834,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "load_average": {"start": list(os.getloadavg()), "end": None},
         "settings": {"quick": args.quick, "data": str(args.data), "subset": subset if args.quick else None,
-                     "weights": str(args.weights), "seed_epochs": args.seed_epochs,
+                     "weights": str(args.weights), "reference_epochs": args.reference_epochs,
                      "catdog_epochs": args.catdog_epochs, "repeat": args.repeat,
                      "jobs": [asdict(job) for job in args.jobs]},
         "repeats": [],

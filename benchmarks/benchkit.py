@@ -1,4 +1,4 @@
-"""Helpers shared by the seed recipe and the benchmark driver.
+"""Helpers shared by the reference recipe and the benchmark driver.
 
 Both sides are measured the same way: each model or command runs in its own child
 process, timed from start to exit, and its peak resident memory is read from the
@@ -63,7 +63,7 @@ def image_files(folder: Path) -> list[Path]:
 def link_subset(source: Path, dest: Path, per_class: Mapping[str, int]) -> Path:
     """Mirror `source/<split>/<class>/` into `dest` with the first `per_class[split]` images of each class.
 
-    `per_class` maps split folder names (as in the seed layout: `train`, `validation`) to a
+    `per_class` maps split folder names (as in the tutorial's layout: `train`, `validation`) to a
     count per class. Files are linked, not copied; the choice is deterministic.
     """
     for split, count in per_class.items():

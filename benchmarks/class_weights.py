@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Which `--class-weight` should be the default: measured on validation splits, never on test.
 
-Flat data sets of seed photos (linked) from balanced to 40 to 1 (cats to dogs), and the
+Flat data sets of reference photos (linked) from balanced to 40 to 1 (cats to dogs), and the
 120-class set of `many_classes.py` when it has been made; on each, for three seeds (each its
 own split and initial weights),
 
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from catdog import config
+from catdog.data import IMBALANCE_RATIO
 from catdog.files import write_json, write_text
 from catdog.report import Heading, Paragraph, Table, to_markdown
 
@@ -51,12 +51,12 @@ def validation_scores(run: Path) -> dict:
     """Balanced accuracy and accuracy of the run's model on its validation split (and, for the
     record only, on its test split)."""
     from catdog.data import load
-    from catdog.evaluate import score
+    from catdog.evaluation import score
     from catdog.models.inference import numpy_function
-    from catdog.runs import open_run
+    from catdog.runs import Run
 
-    opened = open_run(run)
-    model = numpy_function(opened.load_model())
+    opened = Run.open(run)
+    model = numpy_function(opened.keras_model())
     loaded = load(opened.config.data, image_size=opened.image_size, manifest=opened.manifest(), cache=False)
     validation, _ = score(model, loaded.validation, opened.class_names)
     test, _ = score(model, loaded.test, opened.class_names)
@@ -66,7 +66,7 @@ def validation_scores(run: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the seed data set (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the reference data set (default: %(default)s)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="MobileNetV2 weights (no top)")
     parser.add_argument("--seeds", default="42,1,2", help="comma-separated seeds (default: %(default)s)")
     parser.add_argument("--render", action="store_true", help="measure nothing: write class-weights.md again")
@@ -117,7 +117,7 @@ def render(started: str, records: list[dict]) -> str:
     rows, overall = [], {mode: [] for mode in (*MODES, "auto")}
     for name in sets:
         by_mode = {mode: [r for r in records if r["set"] == name and r["mode"] == mode] for mode in MODES}
-        auto = "balanced" if name in RATIOS and RATIOS[name][0] > config.IMBALANCE_RATIO * RATIOS[name][1] \
+        auto = "balanced" if name in RATIOS and RATIOS[name][0] > IMBALANCE_RATIO * RATIOS[name][1] \
             or name not in RATIOS else "none"
         for mode in MODES:
             overall[mode].append(mean(by_mode[mode], "val_balanced_accuracy"))
@@ -129,7 +129,7 @@ def render(started: str, records: list[dict]) -> str:
         Heading("Class weights: none or balanced, measured on validation", 1),
         Paragraph(f"Run by `python benchmarks/class_weights.py` from {started} on the 2-core machine: `catdog train "
                   "--model transfer --class-weight none|balanced --seed S` (20 epochs, the preset's default) on "
-                  "flat sets of the seed's training photos, cats to dogs as named, and on the 120-class set of "
+                  "flat sets of the reference's training photos, cats to dogs as named, and on the 120-class set of "
                   f"`many_classes.py` (2 to 17 images a class); seeds {seeds}, "
                   "each its own split; means over the seeds. The choice is made on the validation split; the test "
                   "split's figures are shown for the record."),
@@ -138,7 +138,7 @@ def render(started: str, records: list[dict]) -> str:
         Paragraph("Mean validation balanced accuracy over the data sets: "
                   + ", ".join(f"{mode} {fmt(statistics.mean(v), '%')}" for mode, v in overall.items() if v) + ". "
                   "Balanced weights lift the small class where it is small (10:1, 40:1) and cost a little at 3:1; "
-                  "`auto` takes each side where it is better, and leaves a nearly balanced data set (the seed's) "
+                  "`auto` takes each side where it is better, and leaves a nearly balanced data set (the reference's) "
                   "training exactly as before, so it is the default."),
     ]
     return to_markdown(blocks, BENCH_DIR)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""The issue's 120-breed case, made from the seed photos, trained with the default settings.
+"""The issue's 120-breed case, made from the reference photos, trained with the default settings.
 
 Kaggle's dog-breed data sets come as one folder of images named by ids and a `labels.csv`
-(`id,breed`, ids without extensions), with 120 classes of a few images each. The seed has two
-classes, so this makes 120 from it: a class is an animal (cat, dog), a rotation (0, 90, 180,
+(`id,breed`, ids without extensions), with 120 classes of a few images each. The reference data set
+has two classes, so this makes 120 from it: a class is an animal (cat, dog), a rotation (0, 90, 180,
 270 degrees) and one of 15 colour casts, and holds 2 to 17 photos (drawn at random, seeded),
 each photo used once. Then it runs, with every default,
 
@@ -14,7 +14,7 @@ what the split left out of validation and test, the baseline, and each model's t
 balanced accuracy, macro F1 and top-5 accuracy, with the pairs of classes the chosen model
 confuses most.
 
-    python benchmarks/many_classes.py [--data SEED_DATA] [--weights WEIGHTS]
+    python benchmarks/many_classes.py [--data REFERENCE_DATA] [--weights WEIGHTS]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def make_breeds(data: Path, out: Path, seed: int = 0) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the seed data set (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the reference data set (default: %(default)s)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="MobileNetV2 weights (no top)")
     args = parser.parse_args(argv)
 
@@ -129,7 +129,7 @@ def render(results: dict) -> str:
     counts = {split: sum(c.values()) for split, c in data["splits"].items()}
     blocks = [
         Heading("120 classes of 2 to 17 images, trained with the default settings", 1),
-        Paragraph(f"Made by `python benchmarks/many_classes.py` on {results['started']} from the seed photos: "
+        Paragraph(f"Made by `python benchmarks/many_classes.py` on {results['started']} from the reference photos: "
                   f"{len(sizes)} classes (cat or dog, 4 rotations, 15 looks), {sum(sizes.values())} images, "
                   f"{min(sizes.values())} to {max(sizes.values())} per class, in one folder named by ids with a "
                   "`labels.csv` (`id,breed`, no extensions), as Kaggle's breed data sets come. Then, in "

@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
 
     from catdog.files import write_json
-    from catdog.runs import open_run
+    from catdog.runs import Run
 
-    run = open_run(args.run)
-    model = run.load_model()
+    run = Run.open(args.run)
+    model = run.keras_model()
     paths = image_files(args.folder)
     size = (run.image_size, run.image_size)
     start = time.perf_counter()

@@ -5,7 +5,7 @@ and scanning a folder of 100,000 files, first and again.
     python benchmarks/scale.py                  # writes benchmarks/scale.md and scale.json
     python benchmarks/scale.py --files 10000    # a smaller scan
 
-1. `catdog train --model transfer --epochs 2` on the seed data with `--strategy none`, then with
+1. `catdog train --model transfer --epochs 2` on the reference data with `--strategy none`, then with
    `CATDOG_CPU_DEVICES=2 ... --strategy mirrored`: whole command, time per epoch, test accuracy.
    The same for `scratch` (trained end to end, where the replicas do the work of every step).
 2. `catdog predict RUN FOLDER --json` on 1,000 photos (the run's ONNX export) against the same
@@ -28,9 +28,10 @@ import sys
 import time
 from pathlib import Path
 
-from catdog import files, runs
+from catdog import files
 from catdog.cli.common import positive_int
 from catdog.report import Table, to_markdown
+from catdog.runs.folder import read_history
 
 from benchkit import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, image_files, link_flat, run_measured
 
@@ -64,7 +65,7 @@ def replicas(data: Path, weights: Path, epochs: int) -> list[dict]:
                              "--strategy", strategy, "--out", str(out))
             measured = checked(run_measured(command, log=WORK / f"{out.name}.log",
                                             env=env(CATDOG_CPU_DEVICES=devices)), out.name)
-            history = runs.read_history(out / "history.csv")
+            history = read_history(out / "history.csv")
             config = json.loads((out / "config.json").read_text())
             rows.append({"preset": preset, "strategy": strategy, "replicas": config["replicas"],
                          "seconds": measured.seconds, "epoch_seconds": [row["seconds"] for row in history],

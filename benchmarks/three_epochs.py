@@ -28,7 +28,7 @@ from typing import Any
 from catdog.cli.common import positive_int
 from catdog.files import write_json, write_text
 from catdog.report import Heading, Paragraph, Table, to_markdown
-from catdog.runs import HISTORY_FILE, METRICS_FILE, read_history
+from catdog.runs.folder import HISTORY_FILE, METRICS_FILE, read_history
 
 from bench import catdog_command, child_env, fmt
 from benchkit import DEFAULT_DATA, DEFAULT_WEIGHTS, run_measured
@@ -84,8 +84,8 @@ def render(results: dict[str, Any]) -> str:
         Heading(f"`transfer` against `finetune` at {epochs} epochs, over {len(seeds)} seeds", level=1),
         Paragraph(f"Measured {results['date']} by `{results['command']}` ({results['seconds'] / 60:.1f} min).\n"
                   f"Each row: `catdog train --model transfer|finetune --epochs {epochs} --seed S --data DATA "
-                  "--weights WEIGHTS`; each seed draws its own split (test split: 200 images of the seed data) and "
-                  "its own initial weights."),
+                  "--weights WEIGHTS`; each seed draws its own split (test split: 200 images of the reference data) "
+                  "and its own initial weights."),
         Table(["seed", *(f"{p} {header}" for _, header, _ in FIGURES for p in PRESETS)], rows),
         Paragraph(f"`finetune` ahead on test accuracy for {ahead} of {len(pairs)} seeds, level for {level}, "
                   f"behind for {len(pairs) - ahead - level}.{not_measured}"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Can a prediction be trusted? Calibration, "none of these" and test-time augmentation, measured.
 
-    python benchmarks/trust.py                  # trains `transfer` (defaults) on the seed data first
+    python benchmarks/trust.py                  # trains `transfer` (defaults) on the reference data first
     python benchmarks/trust.py --run RUN        # measures a run trained already
 
 1. The out-of-distribution check set: photos of other things, fetched by `ood_photos.py`
@@ -10,7 +10,7 @@
 3. Calibration on the test split: the run's `metrics.json` ("calibration"), and the loss
    before and after.
 4. Flag rates at the run's rate (5 %): `catdog predict RUN FOLDER --json` over the check set
-   and over the seed data's test split, with Keras and again with the ONNX export (`catdog
+   and over the reference data's test split, with Keras and again with the ONNX export (`catdog
    export RUN --format onnx`, which predict then runs with onnxruntime).
 5. Test-time augmentation on the test split: `catdog evaluate --tta` on a copy of the run.
 6. The choices, made on the validation split, never the test split: each detector is
@@ -39,7 +39,8 @@ import numpy as np
 
 from catdog.files import write_json, write_text
 from catdog.report import Heading, Paragraph, Table, to_markdown
-from catdog.runs import CALIBRATION_FILE, CONFIG_FILE, METRICS_FILE, read_json
+from catdog.runs import Run
+from catdog.runs.folder import CALIBRATION_FILE, CONFIG_FILE, METRICS_FILE, read_json
 
 from bench import catdog_command, child_env, fmt, machine, shown
 from benchkit import DEFAULT_DATA, DEFAULT_WEIGHTS, link_flat, run_measured
@@ -117,14 +118,13 @@ def choices(run: Path) -> dict[str, Any]:
     """The detector and the test-time views, compared on the validation split (in this process)."""
     import tensorflow as tf
 
-    from catdog import runs
     from catdog.data import images, load
     from catdog.models.inference import numpy_function, served
-    from catdog.trust import calibration, fitting, ood
+    from catdog.trust import calibration, ood
 
-    opened = runs.open_run(run)
-    size, temperature = opened.image_size, fitting.read(run).temperature
-    model = numpy_function(served(opened.load_model()))
+    opened = Run.open(run)
+    size, temperature = opened.image_size, opened.temperature
+    model = numpy_function(served(opened.keras_model()))  # probabilities without the temperature
     data = load(opened.config.data, image_size=size, batch_size=32, manifest=opened.manifest())
 
     def zoom(pixels):
@@ -157,13 +157,13 @@ def choices(run: Path) -> dict[str, Any]:
     detectors = []
     for method, k in DETECTORS:
         share_k = {} if k is None else {"share": k / len(train_x)}
-        fitted = ood.METHODS[method].fit(train_x, train_y, seed=opened.config.seed, **share_k)
+        fitted = ood.METHODS[method].fit(train_x, train_y, seed=opened.settings.seed, **share_k)
         inside, outside = fitted.distances(val_x), fitted.distances(other_x)
-        threshold = ood.threshold_for(inside, opened.config.ood_rate)
+        threshold = ood.threshold_for(inside, opened.settings.ood_rate)
         detectors.append({"method": method, "k": k, "flagged": float(np.mean(outside > threshold)),
                           "auroc": auroc(inside, outside)})
-    default = {"method": opened.config.ood_method,
-               "k": max(1, round(len(train_x) * ood.NEIGHBOUR_SHARE)) if opened.config.ood_method == "knn" else None}
+    chosen = opened.settings.ood_method
+    default = {"method": chosen, "k": max(1, round(len(train_x) * ood.NEIGHBOUR_SHARE)) if chosen == "knn" else None}
 
     tta = []
     for name, members in VIEW_SETS.items():
@@ -177,13 +177,12 @@ def choices(run: Path) -> dict[str, Any]:
 
 def test_loss_uncalibrated(run: Path) -> float:
     """The test split's cross-entropy without the temperature, for the table (reported, never chosen on)."""
-    from catdog import runs
     from catdog.data import load
     from catdog.models.inference import numpy_function, served
     from catdog.trust import calibration
 
-    opened = runs.open_run(run)
-    model = numpy_function(served(opened.load_model()))
+    opened = Run.open(run)
+    model = numpy_function(served(opened.keras_model()))
     data = load(opened.config.data, image_size=opened.image_size, batch_size=32, manifest=opened.manifest())
     parts = [(model(x)["probabilities"], y) for x, y in data.test.as_numpy_iterator()]
     return calibration.negative_log_likelihood(np.concatenate([p for p, _ in parts]),
@@ -246,9 +245,8 @@ def measure(args: argparse.Namespace, results: dict[str, Any], save) -> None:
     save()
 
     from catdog.data.splits import TEST
-    from catdog.runs import open_run
 
-    test_files = [Path(p) for p in open_run(run).manifest().files(TEST)[0]]
+    test_files = [Path(p) for p in Run.open(run).manifest().files(TEST)[0]]
     info("flag rates with Keras")
     results["flags"] = {"keras": predict_rates(run, test_files, "keras", env)}
     command = catdog_command("export", str(run), "--format", "onnx")
@@ -312,7 +310,7 @@ def render(results: dict[str, Any]) -> str:
     if "flags" in results:
         flags = results["flags"]
         rows = []
-        for name, label in (("test", "seed data's test split"), *((g, f"check set: {g}") for g in GROUPS),
+        for name, label in (("test", "reference data's test split"), *((g, f"check set: {g}") for g in GROUPS),
                             ("all", "check set: all")):
             cells = [label, str(flags["keras"].get(name, {}).get("n", "–"))]
             for runtime in ("keras", "onnx"):

@@ -1,4 +1,5 @@
-"""Shared fixtures: the seed photographs from ../shared, and small generated images."""
+"""Shared fixtures: the reference photographs from ../shared, and small generated images; and
+`train`/`resume`, a preset trained into a finished run folder in one call."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ os.environ["CATDOG_HOME"] = tempfile.mkdtemp(prefix="catdog-home-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-SEED_DATA = SHARED / "data" / "cats_and_dogs_filtered"
+REFERENCE_DATA = SHARED / "data" / "cats_and_dogs_filtered"
 SHARED_WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_no_top.h5"
 
 
@@ -35,15 +36,32 @@ def _require(path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def seed_data() -> Path:
-    """The real photographs of the seed data set (read-only)."""
-    return _require(SEED_DATA)
+def reference_data() -> Path:
+    """The real photographs of the reference data set (read-only)."""
+    return _require(REFERENCE_DATA)
 
 
 @pytest.fixture(scope="session")
 def shared_weights() -> Path:
     """ImageNet weights for MobileNetV2 without its top."""
     return _require(SHARED_WEIGHTS)
+
+
+def train(preset: str, data, *, out=None, strategy: str = "auto", callbacks=(), **overrides) -> Path:
+    """Train `preset` with the settings `overrides` on `data` into a finished run folder (training,
+    then the steps after it: `catdog.workflow.train_run`), and return its path."""
+    from catdog.runs import TrainSettings
+    from catdog.workflow import train_run
+
+    settings = TrainSettings.resolve(preset, **overrides)
+    return train_run(settings, data, out=out, strategy=strategy, callbacks=callbacks).path
+
+
+def resume(run, data=None, *, strategy: str = "auto", callbacks=()) -> Path:
+    """Complete the run folder `run` (`catdog.workflow.resume_run`), and return its path."""
+    from catdog.workflow import resume_run
+
+    return resume_run(run, data, strategy=strategy, callbacks=callbacks).path
 
 
 def write_image(path: Path, size=(48, 40), color=(200, 30, 30), fmt: str | None = None, seed: int = 0) -> Path:
@@ -79,7 +97,7 @@ def write_tiny_run(path: Path, image_size: int = 64, class_names=("cats", "dogs"
 
     import keras
 
-    from catdog.runs import RunConfig
+    from catdog.runs import RunConfig, TrainSettings
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((image_size, image_size, 3))
@@ -89,8 +107,8 @@ def write_tiny_run(path: Path, image_size: int = 64, class_names=("cats", "dogs"
     outputs = keras.layers.Dense(len(class_names), activation="softmax", dtype="float32")(x)
     path.mkdir(parents=True, exist_ok=True)
     keras.Model(inputs, outputs).save(path / "model.keras")
-    RunConfig(preset="tiny", class_names=list(class_names), image_size=image_size, data=str(data or ""),
-              batch_size=8, seed=seed).write(path / "config.json")
+    settings = TrainSettings.from_dict({"preset": "tiny", "image_size": image_size, "batch_size": 8, "seed": seed})
+    RunConfig(settings, tuple(class_names), str(data or "")).write(path / "config.json")
     (path / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "loss": 0.69, "n": 2}))
     return path
 
@@ -173,9 +191,9 @@ def write_bad_images(folder: Path) -> dict[str, str]:
     }
 
 
-def write_seed_layout(root: Path, n_train: int = 4, n_validation: int = 5, n_test: int = 0,
+def write_split_layout(root: Path, n_train: int = 4, n_validation: int = 5, n_test: int = 0,
                       classes=("cats", "dogs")) -> Path:
-    """A small data set in the seed's layout: train/, validation/ and (if n_test) test/, with class folders."""
+    """A small data set in the split layout: train/, validation/ and (if n_test) test/, with class folders."""
     for folder, n in (("train", n_train), ("validation", n_validation), ("test", n_test)):
         for class_name in classes:
             for i in range(n):
@@ -184,11 +202,11 @@ def write_seed_layout(root: Path, n_train: int = 4, n_validation: int = 5, n_tes
 
 
 @pytest.fixture(scope="session")
-def shared_scan(seed_data):
+def shared_scan(reference_data):
     """`catdog.data.scan.scan` of the shared photographs, made once per session (treat as read-only)."""
     from catdog.data.scan import scan
 
-    return scan(seed_data)
+    return scan(reference_data)
 
 
 def one_line_error(capsys, code: int, *fragments: str) -> str:
@@ -203,24 +221,22 @@ def one_line_error(capsys, code: int, *fragments: str) -> str:
     return last
 
 
-def link_photos(folder: Path, seed_data: Path, split: str, numbers: range) -> Path:
-    """A flat folder of class folders (cats, dogs) linking to real photographs of the seed data set."""
+def link_photos(folder: Path, reference_data: Path, split: str, numbers: range) -> Path:
+    """A flat folder of class folders (cats, dogs) linking to real photographs of the reference data set."""
     for name in ("cats", "dogs"):
         (folder / name).mkdir(parents=True, exist_ok=True)
         for n in numbers:
             photo = f"{name[:-1]}.{n}.jpg"
-            (folder / name / photo).symlink_to(seed_data / split / name / photo)
+            (folder / name / photo).symlink_to(reference_data / split / name / photo)
     return folder
 
 
 @pytest.fixture(scope="session")
-def trusted_run(tmp_path_factory, seed_data, shared_weights) -> Path:
+def trusted_run(tmp_path_factory, reference_data, shared_weights) -> Path:
     """`transfer` (224 px), trained for 5 epochs on 150 real photographs per class (105 train, 22 validation,
     23 test), with its temperature and out-of-distribution detector; shared, do not modify."""
-    from catdog.training import train
-
     root = tmp_path_factory.mktemp("trusted")
-    data = link_photos(root / "data", seed_data, "train", range(150))
+    data = link_photos(root / "data", reference_data, "train", range(150))
     return train("transfer", data, epochs=5, batch_size=16, weights=shared_weights, out=root / "run")
 
 

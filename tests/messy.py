@@ -1,4 +1,4 @@
-"""Messy copies of the seed's real photographs, as users' data sets come: the same photo saved
+"""Messy copies of the reference's real photographs, as users' data sets come: the same photo saved
 again (re-encoded, resized, cropped, brightened), labels in a CSV file, classes of a few images,
 imbalance, flipped labels. Every test builds its own copies in a temporary folder."""
 
@@ -12,9 +12,9 @@ from pathlib import Path
 from PIL import Image, ImageEnhance
 
 
-def photos(seed_data: Path, class_name: str, n: int, start: int = 0, folder: str = "train") -> list[Path]:
-    """`n` photos of a class of the seed data (sorted by name, from `start`)."""
-    return sorted((seed_data / folder / class_name).iterdir())[start:start + n]
+def photos(reference_data: Path, class_name: str, n: int, start: int = 0, folder: str = "train") -> list[Path]:
+    """`n` photos of a class of the reference data (sorted by name, from `start`)."""
+    return sorted((reference_data / folder / class_name).iterdir())[start:start + n]
 
 
 def copy(sources: list[Path], folder: Path, names: Callable[[Path], str] = lambda p: p.name) -> list[Path]:

@@ -19,7 +19,7 @@ from catdog.report import to_markdown
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-import seed_recipe  # noqa: E402
+import reference_recipe  # noqa: E402
 import three_epochs  # noqa: E402
 
 import bench  # noqa: E402
@@ -52,13 +52,13 @@ def test_run_measured_splits_output_from_messages(tmp_path):
     assert (tmp_path / "log").read_text() == "message\n"
 
 
-def test_the_driver_stays_light_and_the_seed_recipe_stands_alone():
+def test_the_driver_stays_light_and_the_reference_recipe_stands_alone():
     # bench.py and three_epochs.py run catdog in child processes: they must not load TensorFlow.
-    # seed_recipe.py is the independent seed recipe: it must not load catdog.
+    # reference_recipe.py is the independent reference recipe: it must not load catdog.
     script = f"""
 import sys
 sys.path.insert(0, {str(BENCHMARKS)!r})
-import seed_recipe
+import reference_recipe
 alone = sorted(m for m in sys.modules if m.split(".")[0] == "catdog")
 import bench, three_epochs
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
@@ -90,18 +90,18 @@ def test_prediction_images_alternate_classes(tmp_path, make_image):
     assert names == ["cats.0.jpg", "dogs.0.jpg", "cats.1.jpg", "dogs.1.jpg"]
 
 
-def test_seed_recipe_scores_on_the_test_rows_of_catdogs_manifest(tmp_path, make_image):
+def test_reference_recipe_scores_on_the_test_rows_of_catdogs_manifest(tmp_path, make_image):
     for name in ("cats/a.jpg", "cats/b.jpg", "dogs/c.jpg"):
         make_image(tmp_path / "data" / "validation" / name)
     manifest = tmp_path / "splits.csv"
     manifest.write_text("path,class,split\nvalidation/cats/a.jpg,cats,test\nvalidation/cats/b.jpg,cats,validation\n"
                         "validation/dogs/c.jpg,dogs,test\n")
-    test_dir = seed_recipe.link_manifest_test_split(manifest, tmp_path / "data", tmp_path / "test")
+    test_dir = reference_recipe.link_manifest_test_split(manifest, tmp_path / "data", tmp_path / "test")
     assert sorted(str(p.relative_to(test_dir)) for p in test_dir.rglob("*.jpg")) == ["cats/00000-a.jpg",
                                                                                     "dogs/00000-c.jpg"]
     manifest.write_text("path,class,split\nvalidation/cats/a.jpg,cats,train\n")
     with pytest.raises(SystemExit, match="no test files"):
-        seed_recipe.link_manifest_test_split(manifest, tmp_path / "data", tmp_path / "none")
+        reference_recipe.link_manifest_test_split(manifest, tmp_path / "data", tmp_path / "none")
 
 
 def test_epoch_stats():
@@ -118,7 +118,7 @@ def test_epoch_stats():
 FAKE_CATDOG = """
 import json, sys
 from pathlib import Path
-from catdog.runs import write_history
+from catdog.runs.folder import write_history
 args = sys.argv[1:]
 out = Path(args[args.index("--out") + 1])
 print(" ".join(args), file=sys.stderr)
@@ -167,7 +167,7 @@ def test_median_record_takes_medians_of_numbers_and_skips_failed_repeats():
 
 
 def summary(**catdog) -> dict:
-    seed = {
+    reference = {
         "1": {"epoch_mean": 10.0, "epoch_fastest": 8.0, "test_accuracy": 0.55},
         "2": {"epoch_mean": 12.0, "epoch_fastest": 10.0, "test_accuracy": 0.6},
         "3": {"epoch_mean": 12.0},
@@ -175,10 +175,10 @@ def summary(**catdog) -> dict:
     }
     predict = {"speedup": 4.0, "catdog_images_per_second": 150.0, "catdog_steady_images_per_second": 400.0,
                "keras_test_accuracy": 0.985, "export_test_accuracy": 0.975, "serve_first_answer_seconds": 3.0}
-    return {"seed": seed, "seed_total": {"fit_seconds": 1900.0}, "catdog": catdog, "predict": predict}
+    return {"reference": reference, "reference_total": {"fit_seconds": 1900.0}, "catdog": catdog, "predict": predict}
 
 
-def test_targets_compare_with_the_seed_counterparts():
+def test_targets_compare_with_the_reference_counterparts():
     found = bench.judge(
         summary(
             transfer={"test_accuracy": 0.975, "command_seconds": 90.0},
@@ -192,26 +192,26 @@ def test_targets_compare_with_the_seed_counterparts():
     )
     by_name = {t["name"]: t for t in found}
     assert [t["name"] for t in found] == [t.name for t in bench.TARGETS]
-    transfer_time = by_name["transfer: command time / seed model 4 fit"]
+    transfer_time = by_name["transfer: command time / reference model 4 fit"]
     assert transfer_time["measured"] == pytest.approx(90 / 800)
     assert (transfer_time["needed"], transfer_time["at_most"], transfer_time["passed"]) == (0.125, True, True)
     assert by_name["transfer: test accuracy"]["passed"] is True
     assert by_name["finetune: test accuracy"]["passed"] is False
-    assert by_name["finetune: command time / seed model 4 fit"]["passed"] is True
-    assert by_name["scratch: time per epoch / seed model 1"]["measured"] == pytest.approx(0.5)
-    assert by_name["augmented: time per epoch / seed model 2"]["passed"] is False  # 8/12 > 0.6
-    assert by_name["preprocessed: time per epoch / seed model 3"]["passed"] is None  # not run
-    assert by_name["augmented: fastest later epoch / seed model 2"]["measured"] == pytest.approx(0.5)
-    assert by_name["scratch: fastest later epoch / seed model 1"]["passed"] is None  # no such figure
+    assert by_name["finetune: command time / reference model 4 fit"]["passed"] is True
+    assert by_name["scratch: time per epoch / reference model 1"]["measured"] == pytest.approx(0.5)
+    assert by_name["augmented: time per epoch / reference model 2"]["passed"] is False  # 8/12 > 0.6
+    assert by_name["preprocessed: time per epoch / reference model 3"]["passed"] is None  # not run
+    assert by_name["augmented: fastest later epoch / reference model 2"]["measured"] == pytest.approx(0.5)
+    assert by_name["scratch: fastest later epoch / reference model 1"]["passed"] is None  # no such figure
     assert by_name["cnn: test accuracy"]["passed"] is None  # failed
     assert by_name["predict: images/s, whole command"]["passed"] is False
     assert by_name["predict: images/s, steady (start-up left out)"]["passed"] is True
     assert by_name["memory: `catdog run` at its defaults, peak RSS"]["passed"] is True
-    assert by_name["`catdog run` at its defaults: command time / the seed's four models' fit"]["measured"] == (
+    assert by_name["`catdog run` at its defaults: command time / the reference's four models' fit"]["measured"] == (
         pytest.approx(700 / 1900))
-    assert by_name["`catdog run`: scratch test accuracy / seed model 1's"]["passed"] is True  # 0.6 >= 0.55
-    assert by_name["`catdog run`: augmented test accuracy / seed model 2's"]["passed"] is False  # 0.5 < 0.6
-    assert by_name["`catdog run`: transfer test accuracy / seed model 4's"]["passed"] is None  # not in the run
+    assert by_name["`catdog run`: scratch test accuracy / reference model 1's"]["passed"] is True  # 0.6 >= 0.55
+    assert by_name["`catdog run`: augmented test accuracy / reference model 2's"]["passed"] is False  # 0.5 < 0.6
+    assert by_name["`catdog run`: transfer test accuracy / reference model 4's"]["passed"] is None  # not in the run
     assert by_name["predict: the export's test accuracy below the Keras model's"]["measured"] == pytest.approx(0.01)
     assert by_name["predict: the export's test accuracy below the Keras model's"]["passed"] is False
     assert by_name["serve: first answer after start"]["passed"] is True
@@ -232,14 +232,14 @@ def test_every_target_names_a_figure_the_benchmark_records():
 
 
 def test_figure_reads_paths_and_ratios():
-    found = {"catdog": {"a": {"x": 3.0}}, "seed": {"1": {"x": 4.0, "zero": 0.0}}}
+    found = {"catdog": {"a": {"x": 3.0}}, "reference": {"1": {"x": 4.0, "zero": 0.0}}}
     assert bench.figure("catdog.a.x", found) == 3.0
-    assert bench.figure("catdog.a.x / seed.1.x", found) == 0.75
-    assert bench.figure("catdog.a.x / seed.1.zero", found) is None
-    assert bench.figure("catdog.b.x / seed.1.x", found) is None
+    assert bench.figure("catdog.a.x / reference.1.x", found) == 0.75
+    assert bench.figure("catdog.a.x / reference.1.zero", found) is None
+    assert bench.figure("catdog.b.x / reference.1.x", found) is None
     assert bench.figure("catdog.a.x.deeper", found) is None
-    assert bench.figure("seed.1.x - catdog.a.x", found) == 1.0
-    assert bench.figure("seed.1.x - catdog.b.x", found) is None
+    assert bench.figure("reference.1.x - catdog.a.x", found) == 1.0
+    assert bench.figure("reference.1.x - catdog.b.x", found) is None
 
 
 def test_fmt_and_record_table():
@@ -278,16 +278,16 @@ def test_count_predictions_ignores_other_lines(tmp_path):
 
 
 def recorded_results(catdog: dict, jobs: list[dict] | None = None) -> dict:
-    """A results.json as bench.py writes it, before its summary: one repeat of the seed's model 1 and `catdog`."""
+    """A results.json as bench.py writes it, before its summary: one repeat of the reference's model 1 and `catdog`."""
     return {
         "date": "2026-11-22 00:00 UTC",
         "command": "bench.py",
         "machine": {"cpu": "AMD EPYC", "cores": 2, "usable_cores": 2, "bfloat16": True, "memory_bytes": 2.5e10,
                     "python": "3.11.7", "tensorflow": "2.21.0", "keras": "3.15.1", "os": "Linux"},
         "load_average": {"start": None, "end": None},
-        "settings": {"quick": False, "data": "d", "subset": None, "weights": "w", "seed_epochs": 3,
+        "settings": {"quick": False, "data": "d", "subset": None, "weights": "w", "reference_epochs": 3,
                      "catdog_epochs": None, "repeat": 1, "jobs": jobs or []},
-        "repeats": [{"catdog": catdog, "seed": {"models": {"1": {"model": 1, "epoch_seconds": [12.0, 8.0, 10.0]}}},
+        "repeats": [{"catdog": catdog, "reference": {"models": {"1": {"model": 1, "epoch_seconds": [12.0, 8.0, 10.0]}}},
                      "failures": []}],
         "exercise": None,
         "seconds": 1.0,
@@ -306,13 +306,31 @@ def test_render_recomputes_epoch_figures_from_the_recorded_times(tmp_path):
     assert written["summary"]["catdog"]["scratch"]["epoch_mean"] == pytest.approx(11.0)
     assert written["summary"]["catdog"]["scratch"]["epoch_fastest"] == 4.0
     by_name = {t["name"]: t for t in written["targets"]}
-    assert by_name["scratch: fastest later epoch / seed model 1"]["measured"] == pytest.approx(0.5)
+    assert by_name["scratch: fastest later epoch / reference model 1"]["measured"] == pytest.approx(0.5)
     page = (tmp_path / "results.md").read_text()
     assert "| scratch | model 1 | fastest later epoch | 4.0 s | 8.0 s | 0.5× |" in page
-    assert "| scratch: fastest later epoch / seed model 1 | 0.5× | ≤ 0.6× | pass |" in page
+    assert "| scratch: fastest later epoch / reference model 1 | 0.5× | ≤ 0.6× | pass |" in page
     assert "| transfer: test accuracy | – | ≥ 97.0 % | not measured |" in page
     assert "Failed: exit status 1; see run.log (peak RSS until then 1,000 MB)." in page
     assert written["failures"] == ["catdog run: exit status 1; see run.log"]  # reported, and bench.py exits 1
+
+
+def test_render_reads_results_written_before_the_reference_was_named(tmp_path):
+    # A results.json from before the tutorial's side was called the reference keeps its figures.
+    results = recorded_results({})
+    results["settings"]["seed_epochs"] = results["settings"].pop("reference_epochs")
+    models = results["repeats"][0].pop("reference")["models"]
+    models["1"]["seed_test_accuracy"] = 0.5
+    results["repeats"][0]["seed"] = {"models": models}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+
+    bench.rerender(tmp_path / "results.md")
+
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["settings"]["reference_epochs"] == 3 and "seed_epochs" not in written["settings"]
+    assert written["summary"]["reference"]["1"]["epoch_fastest"] == 8.0
+    assert written["repeats"][0]["reference"]["models"]["1"]["reference_test_accuracy"] == 0.5
+    assert "| epochs | reference 3; catdog each preset at its defaults |" in (tmp_path / "results.md").read_text()
 
 
 def test_three_epochs_page_counts_wins_and_averages_over_seeds():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from catdog.cli import main
-from catdog.exercise import run_exercise
+from catdog.exercise import exercise_settings, run_exercise
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def exercise(tmp_path_factory):
         for i in range(12):
             write_image(data / label / f"{i}.jpg", color=color, seed=i)
     out = root / "out"
-    summary = run_exercise(data, models=["scratch", "augmented"], epochs=2, image_size=32, out=out)
+    summary = run_exercise(data, exercise_settings(["scratch", "augmented"], epochs=2, image_size=32), out=out)
     return data, out, summary
 
 
@@ -84,7 +84,7 @@ def test_missing_weights_fail_before_any_training(tmp_path, tiny_dataset, capsys
 
 
 def test_each_preset_trains_at_its_own_size_on_the_same_split(tiny_dataset, tmp_path):
-    summary = run_exercise(tiny_dataset, models=["scratch", "cnn", "transfer"], epochs=1, weights="none",
+    summary = run_exercise(tiny_dataset, exercise_settings(["scratch", "cnn", "transfer"], epochs=1, weights="none"),
                            out=tmp_path / "out")
 
     sizes = {row["preset"]: row["image_size"] for row in summary["models"]}

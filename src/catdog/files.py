@@ -107,7 +107,7 @@ def disk_full_is_an_error(path: str | os.PathLike) -> Iterator[None]:
     except OSError as e:
         if e.errno != errno.ENOSPC and "errno = 28" not in str(e):  # h5py words it its own way
             raise
-        raise CatdogError(f"no space left on {mount_point(path)} while writing {path}") from None
+        raise CatdogError(f"no space left on {mount_point(path)} while writing {path}") from e
 
 
 def mount_point(path: str | os.PathLike) -> Path:

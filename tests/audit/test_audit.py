@@ -22,7 +22,7 @@ FLIPPED = ("c10", "c11", "d10", "d11")  # 4 of 90 files, about 5 %
 
 
 @pytest.fixture(scope="module")
-def messy(seed_data, tmp_path_factory):
+def messy(reference_data, tmp_path_factory):
     """The data set, the --against folder, and what was planted: {copy: original} within the data, the same for
     the --against folder, the unrelated --against files, and the flipped ids."""
     from matplotlib import cbook
@@ -33,7 +33,7 @@ def messy(seed_data, tmp_path_factory):
     rows, original_of = [], {}
     for class_name, prefix in (("cats", "c"), ("dogs", "d")):
         (data / "images").mkdir(parents=True, exist_ok=True)
-        for i, photo in enumerate(photos(seed_data, class_name, 40)):
+        for i, photo in enumerate(photos(reference_data, class_name, 40)):
             shutil.copyfile(photo, data / "images" / f"{prefix}{i}.jpg")
             label = {"cats": "dogs", "dogs": "cats"}[class_name] if f"{prefix}{i}" in FLIPPED else class_name
             rows.append(f"images/{prefix}{i},{label}")
@@ -56,8 +56,8 @@ def messy(seed_data, tmp_path_factory):
         for n, (name, edit) in enumerate(EDITS.items(), 20):
             copied_from[f"{prefix}-{name}.jpg"] = f"images/{prefix}{n}.jpg"
             edit(data / "images" / f"{prefix}{n}.jpg", against / f"{prefix}-{name}.jpg")
-    unrelated = [p.name for p in copy(photos(seed_data, "cats", 3, folder="validation")
-                                      + photos(seed_data, "dogs", 3, folder="validation"), against)]
+    unrelated = [p.name for p in copy(photos(reference_data, "cats", 3, folder="validation")
+                                      + photos(reference_data, "dogs", 3, folder="validation"), against)]
     return data, against, original_of, copied_from, unrelated
 
 
@@ -103,7 +103,7 @@ def test_every_planted_copy_is_found_and_nothing_else(messy, audited):
 
 
 def test_flipped_labels_lead_the_label_issues_with_their_true_class_suggested(messy, audited):
-    """Among 90 photos, 3 of the 4 flipped labels at least are in the first 8 (the seed data's 5 % flipped:
+    """Among 90 photos, 3 of the 4 flipped labels at least are in the first 8 (the reference data's 5 % flipped:
     benchmarks/audit.md)."""
     data, *_ = messy
     _, result, _ = audited
@@ -139,11 +139,11 @@ def test_fail_on_leaks_exits_1_and_the_page_shows_every_group_and_suspect(audite
     assert "labelled dogs, looks like cats" in page
 
 
-def test_a_clean_folder_passes_fail_on_and_an_audit_is_replaced_only_by_an_audit(seed_data, shared_weights,
+def test_a_clean_folder_passes_fail_on_and_an_audit_is_replaced_only_by_an_audit(reference_data, shared_weights,
                                                                                 tmp_path, capsys):
     data = tmp_path / "clean"
     for class_name in ("cats", "dogs"):
-        copy(photos(seed_data, class_name, 12, start=100), data / class_name)
+        copy(photos(reference_data, class_name, 12, start=100), data / class_name)
     out = tmp_path / "out"
     out.mkdir()
     (out / "audit.json").write_text('{"mine": true}')

@@ -21,9 +21,9 @@ def run_json(capsys, *argv):
     return json.loads(capsys.readouterr().out)
 
 
-def test_shared_data_info_json_has_the_issues_figures(seed_data):
+def test_shared_data_info_json_has_the_issues_figures(reference_data):
     result = subprocess.run(
-        [sys.executable, "-m", "catdog", "data", "info", "--data", str(seed_data), "--json"],
+        [sys.executable, "-m", "catdog", "data", "info", "--data", str(reference_data), "--json"],
         capture_output=True,
         text=True,
         env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"},
@@ -40,23 +40,23 @@ def test_shared_data_info_json_has_the_issues_figures(seed_data):
     assert report["skipped"] == [] and report["warnings"] == []
 
 
-def test_data_split_twice_writes_the_same_manifest(seed_data, tmp_path, capsys):
+def test_data_split_twice_writes_the_same_manifest(reference_data, tmp_path, capsys):
     for name in ("first.csv", "second.csv"):
-        assert main(["data", "split", "--data", str(seed_data), "--out", str(tmp_path / name)]) == 0
+        assert main(["data", "split", "--data", str(reference_data), "--out", str(tmp_path / name)]) == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "first.csv"), str(tmp_path / "second.csv")]
     assert (tmp_path / "first.csv").read_bytes() == (tmp_path / "second.csv").read_bytes()
-    rows = Manifest.read(tmp_path / "first.csv", seed_data).rows
+    rows = Manifest.read(tmp_path / "first.csv", reference_data).rows
     assert len(rows) == len({row.path for row in rows}) == 2999
 
 
 @pytest.fixture
-def slice_with_bad_files(seed_data, tmp_path):
-    """A few shared photographs (linked, not copied) in the seed layout, plus one bad file of each kind."""
+def slice_with_bad_files(reference_data, tmp_path):
+    """A few shared photographs (linked, not copied) in the split layout, plus one bad file of each kind."""
     root = tmp_path / "slice"
     for folder in ("train", "validation"):
         for class_name in ("cats", "dogs"):
             (root / folder / class_name).mkdir(parents=True)
-            for source in sorted((seed_data / folder / class_name).iterdir())[:5]:
+            for source in sorted((reference_data / folder / class_name).iterdir())[:5]:
                 (root / folder / class_name / source.name).symlink_to(source)
     bad = write_bad_images(root / "train" / "cats")
     write_image(root / "validation" / "dogs" / "really_a_bmp.jpg", fmt="BMP")

@@ -1,5 +1,5 @@
 """Duplicates found while scanning: copies of real photos (re-encoded, resized, cropped, brightened) are
-found, other photos are not; a flat layout keeps each group in one split; the seed layout reports them."""
+found, other photos are not; a flat layout keeps each group in one split; the split layout reports them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from catdog.data import duplicates, scan_and_split
 from catdog.data.duplicates import groups, hash_pairs, perceptual_hash, similar_pairs
 from catdog.data.scan import scan
 
-from conftest import write_seed_layout
+from conftest import write_split_layout
 from messy import brighten, copy, crop, photos, reencode, resize
 
 
@@ -23,9 +23,9 @@ def bits(a: int, b: int) -> int:
     return bin(a ^ b).count("1")
 
 
-def test_edited_copies_hash_close_and_other_photos_far(seed_data, tmp_path):
+def test_edited_copies_hash_close_and_other_photos_far(reference_data, tmp_path):
     """Re-encoded, resized and brightened copies always; crops mostly (the backbone's embedding finds the rest)."""
-    originals = photos(seed_data, "cats", 12) + photos(seed_data, "dogs", 12)
+    originals = photos(reference_data, "cats", 12) + photos(reference_data, "dogs", 12)
     hashes, cropped = {}, []
     for path in originals:
         with Image.open(path) as image:
@@ -75,12 +75,12 @@ def test_groups_are_connected_components():
 
 
 @pytest.fixture
-def flat_with_copies(seed_data, tmp_path):
+def flat_with_copies(reference_data, tmp_path):
     """A flat layout of 30 photos per class, with an exact copy, a re-encoded, a resized and a cropped copy of
     some of them in the same class folder."""
     root = tmp_path / "flat"
     for class_name in ("cats", "dogs"):
-        originals = copy(photos(seed_data, class_name, 30), root / class_name)
+        originals = copy(photos(reference_data, class_name, 30), root / class_name)
         shutil.copyfile(originals[0], root / class_name / "exact-copy.jpg")
         reencode(originals[1], root / class_name / "reencoded.jpg")
         resize(originals[2], root / class_name / "resized.jpg")
@@ -109,12 +109,12 @@ def test_a_flat_layout_keeps_each_group_of_copies_in_one_split(flat_with_copies)
     assert all(abs(test - 10) <= 2 and abs(validation - 10) <= 2 for _, validation, test in sizes)
 
 
-def test_the_seed_layout_reports_copies_across_its_folders_and_train_warns(seed_data, tmp_path, capsys):
-    root = write_seed_layout(tmp_path / "seed", n_train=0, n_validation=0)
+def test_the_seed_layout_reports_copies_across_its_folders_and_train_warns(reference_data, tmp_path, capsys):
+    root = write_split_layout(tmp_path / "split", n_train=0, n_validation=0)
     for folder in ("train", "validation"):
         for class_name in ("cats", "dogs"):
-            copy(photos(seed_data, class_name, 10, folder=folder), root / folder / class_name)
-    leaked = photos(seed_data, "cats", 1)[0]
+            copy(photos(reference_data, class_name, 10, folder=folder), root / folder / class_name)
+    leaked = photos(reference_data, "cats", 1)[0]
     reencode(leaked, root / "validation" / "cats" / "leaked.jpg")
     assert main(["data", "info", "--data", str(root), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from catdog import config
+from catdog.data import fetch as fetch_module
 from catdog.data.fetch import content_digest, fetch, reference_files
 from catdog.errors import CatdogError
 
@@ -20,7 +20,7 @@ NAME = "cats_and_dogs_filtered"
 
 
 def build_zip(tmp_path, extra: dict[str, bytes] | None = None, symlink: str | None = None) -> bytes:
-    """A zip of the seed layout with one tiny image per class and folder, plus any `extra` entries."""
+    """A zip of the split layout with one tiny image per class and folder, plus any `extra` entries."""
     image = write_image(tmp_path / "image.jpg", size=(8, 8)).read_bytes()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
@@ -119,23 +119,24 @@ def test_an_archive_of_the_right_size_and_content_is_accepted_without_a_warning(
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 
-def test_the_pinned_content_digest_is_that_of_the_shared_copy(seed_data):
+def test_the_pinned_content_digest_is_that_of_the_shared_copy(reference_data):
     """The reference set is exactly the shared copy's files, and the pinned digest is theirs."""
     reference = reference_files()
-    found = sorted(p.relative_to(seed_data).as_posix() for p in seed_data.rglob("*") if p.is_file())
+    found = sorted(p.relative_to(reference_data).as_posix() for p in reference_data.rglob("*") if p.is_file())
     assert found == reference and len(reference) == 2999
     assert "train/cats/cat.459.jpg" not in reference
-    assert content_digest(seed_data, reference) == config.SEED_DATASET_CONTENT_SHA256
+    assert content_digest(reference_data, reference) == fetch_module.DATASET_CONTENT_SHA256
     # the caps leave room for the real thing (2,999 files + cat.459.jpg, folders and a few extras)
-    assert sum((seed_data / path).stat().st_size for path in reference) * 2 < config.SEED_DATASET_MAX_EXTRACTED_BYTES
-    assert len(reference) * 3 < config.SEED_DATASET_MAX_ENTRIES
+    total = sum((reference_data / path).stat().st_size for path in reference)
+    assert total * 2 < fetch_module.DATASET_MAX_EXTRACTED_BYTES
+    assert len(reference) * 3 < fetch_module.DATASET_MAX_ENTRIES
 
 
-def seed_zip(path, seed_data, changed: str | None = None):
+def seed_zip(path, reference_data, changed: str | None = None):
     """A zip of the shared copy (as the published archive lays it out), with one byte of `changed` flipped."""
     with zipfile.ZipFile(path, "w") as zf:  # stored: JPEGs do not compress
         for relative in reference_files():
-            data = bytearray((seed_data / relative).read_bytes())
+            data = bytearray((reference_data / relative).read_bytes())
             if relative == changed:
                 data[len(data) // 2] ^= 0x01
             zf.writestr(f"{NAME}/{relative}", bytes(data))
@@ -144,15 +145,15 @@ def seed_zip(path, seed_data, changed: str | None = None):
 
 
 @pytest.mark.slow
-def test_a_tampered_copy_of_the_seed_data_is_refused_by_the_pinned_digest(server, seed_data, tmp_path):
+def test_a_tampered_copy_of_the_seed_data_is_refused_by_the_pinned_digest(server, reference_data, tmp_path):
     folder, base = server
     dest = tmp_path / "cache"
-    archive = seed_zip(folder / "data.zip", seed_data, changed="train/dogs/dog.500.jpg")
+    archive = seed_zip(folder / "data.zip", reference_data, changed="train/dogs/dog.500.jpg")
     with pytest.raises(CatdogError, match="differ from the reference data set .*; nothing was moved into place$"):
         fetch(dest, url=f"{base}/data.zip", size=archive.stat().st_size, sha256=None)  # the pinned content digest
     assert list(dest.iterdir()) == []
 
-    seed_zip(archive, seed_data)  # the same without the change passes
+    seed_zip(archive, reference_data)  # the same without the change passes
     assert fetch(dest, url=f"{base}/data.zip", size=archive.stat().st_size, sha256=None) == dest / NAME
 
 

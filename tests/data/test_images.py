@@ -127,9 +127,9 @@ def test_downscaling_is_antialiased():
     assert abs(pixels.mean() - 127.5) < 2 and pixels.std() < 3
 
 
-def test_a_large_jpeg_decoded_at_reduced_scale_looks_like_the_full_decode(seed_data, tmp_path):
+def test_a_large_jpeg_decoded_at_reduced_scale_looks_like_the_full_decode(reference_data, tmp_path):
     """JPEGs much larger than the model's input are decoded at a reduced scale first: same picture."""
-    photo = Image.open(seed_data / "train" / "dogs" / "dog.7.jpg").convert("RGB")
+    photo = Image.open(reference_data / "train" / "dogs" / "dog.7.jpg").convert("RGB")
     big = tmp_path / "big.jpg"
     photo.resize((photo.width * 4, photo.height * 4), Image.Resampling.BICUBIC).save(big, quality=95)
     fast = decode(big, 64).astype(float)

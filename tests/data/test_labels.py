@@ -17,21 +17,21 @@ from messy import copy, photos
 
 
 @pytest.fixture
-def kaggle(seed_data, tmp_path):
+def kaggle(reference_data, tmp_path):
     """A flat folder of photos named by hex ids, and `labels.csv` (`id,breed`) listing them without extensions
     (lines 2 to 17), then one row of each kind that cannot be used (lines 18 to 21), and a file no row names."""
     root = tmp_path / "kaggle"
     rows = []
     for class_name, breed in (("cats", "tabby"), ("dogs", "boxer")):
-        for i, photo in enumerate(photos(seed_data, class_name, 8)):
+        for i, photo in enumerate(photos(reference_data, class_name, 8)):
             image_id = f"{breed[:2]}{i:030x}"
             copy([photo], root / "train", names=lambda _, image_id=image_id: f"{image_id}.jpg")
             rows.append(f"train/{image_id},{breed}")
-    copy(photos(seed_data, "cats", 1, start=40), root / "train", names=lambda _: "x.jpg")
-    copy(photos(seed_data, "cats", 1, start=31), root / "train", names=lambda _: "twin.jpg")
+    copy(photos(reference_data, "cats", 1, start=40), root / "train", names=lambda _: "x.jpg")
+    copy(photos(reference_data, "cats", 1, start=31), root / "train", names=lambda _: "twin.jpg")
     write_image(root / "train" / "twin.png", size=(16, 16))
     rows += ["train/gone0001,tabby", "train/x.jpg,", ",boxer", "train/twin,tabby"]
-    copy(photos(seed_data, "dogs", 1, start=20), root / "train", names=lambda _: "unlisted.jpg")
+    copy(photos(reference_data, "dogs", 1, start=20), root / "train", names=lambda _: "unlisted.jpg")
     labels = tmp_path / "labels.csv"
     labels.write_text("id,breed\n" + "\n".join(rows) + "\n")
     return root, labels
@@ -63,8 +63,8 @@ def test_data_info_takes_labels_and_their_columns(kaggle, capsys):
     assert "train/unlisted.jpg" in {item["path"] for item in report["skipped"]}
 
 
-def test_a_file_listed_twice_with_two_labels_is_skipped(seed_data, tmp_path):
-    copy(photos(seed_data, "cats", 3), tmp_path / "images")
+def test_a_file_listed_twice_with_two_labels_is_skipped(reference_data, tmp_path):
+    copy(photos(reference_data, "cats", 3), tmp_path / "images")
     names = sorted(p.name for p in (tmp_path / "images").iterdir())
     (tmp_path / "labels.csv").write_text("path,label\n" + "".join(
         f"images/{name},{label}\n" for name, label in zip(names, ["a", "b", "a"], strict=True))

@@ -8,23 +8,22 @@ import json
 import numpy as np
 import pytest
 
-from catdog import runs
 from catdog.cli import main
 from catdog.data import load, summary
 from catdog.data.pack import open_pack
-from catdog.training import train
+from catdog.runs import folder
 
-from conftest import one_line_error, write_image
+from conftest import one_line_error, train, write_image
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory, seed_data):
+def packed(tmp_path_factory, reference_data):
     """Real photos, 10 per class, and their pack in 2 shards per split."""
     root = tmp_path_factory.mktemp("photos")
     for name in ("cats", "dogs"):
         (root / name).mkdir()
         for n in range(10):
-            (root / name / f"{n}.jpg").symlink_to(seed_data / "train" / name / f"{name[:-1]}.{n}.jpg")
+            (root / name / f"{n}.jpg").symlink_to(reference_data / "train" / name / f"{name[:-1]}.{n}.jpg")
     (root / "dogs" / "broken.jpg").write_bytes(b"not a photo")
     out = tmp_path_factory.mktemp("packs") / "pack"
     assert main(["data", "pack", "--data", str(root), "--out", str(out), "--shards", "2"]) == 0
@@ -60,7 +59,7 @@ def test_training_from_a_pack_matches_training_from_the_folder(packed, tmp_path)
     settings = dict(epochs=2, image_size=32, batch_size=4, seed=42)  # the pack's split: seed 42
     from_folder = train("scratch", root, out=tmp_path / "folder", **settings)
     from_pack = train("scratch", out, out=tmp_path / "pack", **settings)
-    one, two = (runs.read_history(run / "history.csv") for run in (from_folder, from_pack))
+    one, two = (folder.read_history(run / "history.csv") for run in (from_folder, from_pack))
     for a, b in zip(one, two, strict=True):  # the same images, in the same order, shuffled the same way
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["val_accuracy"] == b["val_accuracy"]
     metrics = [json.loads((run / "metrics.json").read_text()) for run in (from_folder, from_pack)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from catdog.data.scan import FLAT_LAYOUT, SEED_LAYOUT, scan
+from catdog.data.scan import FLAT_LAYOUT, SPLIT_LAYOUT, scan
 from catdog.errors import CatdogError
 
-from conftest import write_bad_images, write_image, write_seed_layout
+from conftest import write_bad_images, write_image, write_split_layout
 
 
 def test_flat_layout_finds_sorted_classes_and_every_image(tiny_dataset):
@@ -20,8 +20,8 @@ def test_flat_layout_finds_sorted_classes_and_every_image(tiny_dataset):
 
 
 def test_seed_layout_keeps_each_images_split_folder(tmp_path):
-    found = scan(write_seed_layout(tmp_path, n_test=2))
-    assert found.layout == SEED_LAYOUT
+    found = scan(write_split_layout(tmp_path, n_test=2))
+    assert found.layout == SPLIT_LAYOUT
     counts = {folder: sum(image.folder == folder for image in found.images)
               for folder in ("train", "validation", "test")}
     assert counts == {"train": 8, "validation": 10, "test": 4}
@@ -80,7 +80,7 @@ def test_a_class_with_only_bad_files_is_empty(tiny_dataset, tmp_path):
 
 
 def test_seed_layout_split_folders_must_hold_the_same_classes(tmp_path):
-    write_seed_layout(tmp_path)
+    write_split_layout(tmp_path)
     write_image(tmp_path / "validation" / "birds" / "b.jpg")
     with pytest.raises(CatdogError, match="validation has class folders .* but .*train has"):
         scan(tmp_path)
@@ -93,10 +93,10 @@ def test_seed_layout_needs_a_validation_folder(tmp_path):
         scan(tmp_path)
 
 
-def test_symlinked_files_are_followed(seed_data, tmp_path):
+def test_symlinked_files_are_followed(reference_data, tmp_path):
     for class_name in ("cats", "dogs"):
         (tmp_path / class_name).mkdir()
-        for source in sorted((seed_data / "train" / class_name).iterdir())[:3]:
+        for source in sorted((reference_data / "train" / class_name).iterdir())[:3]:
             (tmp_path / class_name / source.name).symlink_to(source)
     found = scan(tmp_path)
     assert len(found.images) == 6 and not found.skipped
@@ -104,5 +104,5 @@ def test_symlinked_files_are_followed(seed_data, tmp_path):
 
 def test_shared_data_scans_clean(shared_scan):
     found = (shared_scan.layout, shared_scan.class_names, len(shared_scan.images))
-    assert found == (SEED_LAYOUT, ["cats", "dogs"], 2999)
+    assert found == (SPLIT_LAYOUT, ["cats", "dogs"], 2999)
     assert not shared_scan.skipped and not shared_scan.warnings

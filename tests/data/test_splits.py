@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from catdog import config
 from catdog.data.scan import scan
-from catdog.data.splits import Manifest, split
+from catdog.data.splits import FLAT_TEST_FRACTION, FLAT_VALIDATION_FRACTION, SPLITS, Manifest, split
 from catdog.errors import CatdogError
 
-from conftest import write_image, write_seed_layout
+from conftest import write_image, write_split_layout
 
 
 def assignment(manifest):
@@ -48,15 +47,15 @@ def test_flat_layout_is_split_by_the_configured_fractions(tmp_path):
     manifest = split(scan(tmp_path), seed=1)
     counts = manifest.counts()
     for class_name, n in (("cats", 20), ("dogs", 40)):
-        test = round(n * config.FLAT_TEST_FRACTION)
-        validation = round(n * config.FLAT_VALIDATION_FRACTION)
+        test = round(n * FLAT_TEST_FRACTION)
+        validation = round(n * FLAT_VALIDATION_FRACTION)
         assert counts["test"][class_name] == test
         assert counts["validation"][class_name] == validation
         assert counts["train"][class_name] == n - test - validation
 
 
 def test_a_test_folder_is_used_as_it_is(tmp_path):
-    manifest = split(scan(write_seed_layout(tmp_path, n_validation=5, n_test=3)))
+    manifest = split(scan(write_split_layout(tmp_path, n_validation=5, n_test=3)))
     assert manifest.counts() == {
         "train": {"cats": 4, "dogs": 4},
         "validation": {"cats": 5, "dogs": 5},
@@ -73,13 +72,13 @@ def test_classes_too_small_for_three_splits_train_first(tmp_path):
             write_image(tmp_path / class_name / f"{i}.png", size=(16, 16), seed=100 * n_class + i)
     manifest = split(scan(tmp_path), seed=1)
     counts = manifest.counts()
-    assert {name: [counts[s][name] for s in config.SPLITS] for name in sizes} == {
+    assert {name: [counts[s][name] for s in SPLITS] for name in sizes} == {
         "one": [1, 0, 0], "two": [1, 1, 0], "three": [1, 1, 1], "many": [14, 3, 3]}
     assert manifest.missing() == {"validation": ["one"], "test": ["one", "two"]}
 
 
 def test_a_tiny_validation_folder_keeps_its_image_for_validation(tmp_path):
-    write_seed_layout(tmp_path, n_train=3, n_validation=1)
+    write_split_layout(tmp_path, n_train=3, n_validation=1)
     manifest = split(scan(tmp_path))
     assert manifest.counts()["validation"] == {"cats": 1, "dogs": 1}
     assert manifest.missing()["test"] == ["cats", "dogs"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from catdog.deploy.predict import Predictor
-from catdog.deploy.serve import create_app
+from catdog.deploy.serve.app import create_app
 
 from conftest import live_server
 
@@ -63,8 +63,8 @@ def page(browser, server):
 
 
 @pytest.fixture
-def cat_photo(seed_data) -> Path:
-    return seed_data / "validation" / "cats" / "cat.2005.jpg"
+def cat_photo(reference_data) -> Path:
+    return reference_data / "validation" / "cats" / "cat.2005.jpg"
 
 
 def expect_card_shows(card, prediction) -> None:

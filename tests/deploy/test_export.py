@@ -12,17 +12,17 @@ import pytest
 from catdog.cli import main
 from catdog.data import images
 from catdog.deploy.export import check_parity, export, parity_images
-from catdog.deploy.formats import FLOAT_TOLERANCE, FORMATS, QUANTIZED_TOLERANCE
 from catdog.errors import CatdogError
+from catdog.formats import FLOAT_TOLERANCE, FORMATS, QUANTIZED_TOLERANCE
 from catdog.models.inference import served
-from catdog.runs import RunConfig, open_run
+from catdog.runs import Run, RunConfig, TrainSettings
 
 from conftest import write_tiny_run
 
 
 @pytest.fixture
-def photos(seed_data) -> list[Path]:
-    validation = seed_data / "validation"
+def photos(reference_data) -> list[Path]:
+    validation = reference_data / "validation"
     return [validation / "cats" / f"cat.{n}.jpg" for n in (2003, 2004)] + [validation / "dogs" / "dog.2003.jpg"]
 
 
@@ -33,7 +33,7 @@ def pixels(photos) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def keras_model(tiny_run):
-    return open_run(tiny_run).load_model()
+    return Run.open(tiny_run).keras_model()
 
 
 def run_savedmodel_as_uint8(path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
@@ -116,7 +116,7 @@ def test_the_check_uses_the_runs_test_split_when_its_files_exist(tmp_path, tiny_
     tests = [f"{label}/{label}.{i}.jpg" for label in ("cats", "dogs") for i in range(3)]
     (run / "splits.csv").write_text("path,class,split\n" + "".join(f"{p},{p.split('/')[0]},test\n" for p in tests))
 
-    pixels, origin = parity_images(open_run(run))
+    pixels, origin = parity_images(Run.open(run))
 
     assert origin == "the run's test split"
     expected = images.load_images([tiny_dataset / p for p in tests], 64)
@@ -142,7 +142,7 @@ def test_the_check_fails_on_a_damaged_file(tiny_run, keras_model, tmp_path, pixe
 
 def test_an_export_that_fails_its_check_is_not_written(tiny_run, tmp_path, monkeypatch):
     """A converter that got the model wrong (here: it is handed a different model) leaves nothing behind."""
-    wrong = open_run(write_tiny_run(tmp_path / "wrong", seed=2)).load_model()
+    wrong = Run.open(write_tiny_run(tmp_path / "wrong", seed=2)).keras_model()
     monkeypatch.setattr("catdog.models.inference.exportable", lambda model: served(wrong))
     out = tmp_path / "out" / "savedmodel"
 
@@ -160,7 +160,8 @@ def test_augmentation_is_left_out_of_the_exported_graph(tmp_path):
     run = tmp_path / "augmented"
     run.mkdir()
     model.save(run / "model.keras")
-    RunConfig(preset="augmented", class_names=["cats", "dogs"], image_size=32).write(run / "config.json")
+    settings = TrainSettings.from_dict({"preset": "augmented", "image_size": 32})
+    RunConfig(settings, ("cats", "dogs")).write(run / "config.json")
 
     report = export(run, "onnx")
     assert report.max_difference <= report.tolerance

@@ -16,7 +16,7 @@ from catdog.data.images import find_images
 from catdog.deploy.export import export
 from catdog.deploy.predict import Predictor
 from catdog.errors import BadImageError, CatdogError
-from catdog.runs import open_run
+from catdog.runs import Run
 
 from conftest import write_tiny_run
 
@@ -27,8 +27,8 @@ def predictor(tiny_run) -> Predictor:
 
 
 @pytest.fixture
-def photos(seed_data) -> list[Path]:
-    validation = seed_data / "validation"
+def photos(reference_data) -> list[Path]:
+    validation = reference_data / "validation"
     return [validation / "cats" / "cat.2000.jpg", validation / "cats" / "cat.2001.jpg",
             validation / "dogs" / "dog.2000.jpg"]
 
@@ -51,7 +51,7 @@ def test_predictions_match_the_model_on_real_photos(predictor, photos):
 
     assert [r["path"] for r in results] == [str(p) for p in photos]
     assert predictor.runtime == "keras"
-    model = open_run(predictor.run.path).load_model()
+    model = Run.open(predictor.run.path).keras_model()
     expected = model.predict(images.load_images(photos, predictor.image_size), verbose=0)
     for result, probabilities in zip(results, expected, strict=True):
         assert set(result["probabilities"]) == {"cats", "dogs"}
@@ -214,12 +214,12 @@ def test_predict_on_an_onnx_export_never_imports_tensorflow(exported_run, photos
         assert list(a["probabilities"].values()) == pytest.approx(list(b["probabilities"].values()), abs=1e-4)
 
 
-def test_training_and_prediction_see_the_same_pixels(seed_data):
+def test_training_and_prediction_see_the_same_pixels(reference_data):
     """Prediction decodes with Pillow alone (no TensorFlow); the training and evaluation
     pipeline decodes the same files to exactly the same pixels."""
     from catdog.data.pipeline import make_dataset
 
-    paths = sorted(str(p) for p in (seed_data / "validation" / "cats").glob("*.jpg"))[:6]
+    paths = sorted(str(p) for p in (reference_data / "validation" / "cats").glob("*.jpg"))[:6]
     (batch, _), = make_dataset(paths, [0] * len(paths), 224, batch_size=len(paths), shuffle=False).take(1)
     np.testing.assert_array_equal(batch.numpy(), images.load_images(paths, 224))
     np.testing.assert_array_equal(batch.numpy()[0], images.decode(paths[0], 224))

@@ -22,9 +22,11 @@ import httpx
 import numpy as np
 import pytest
 
-from catdog import config
 from catdog.deploy.predict import Predictor
-from catdog.deploy.serve import Batcher, Limits, create_app
+from catdog.deploy.serve.app import create_app
+from catdog.deploy.serve.batcher import Batcher
+from catdog.deploy.serve.connections import Connections
+from catdog.deploy.serve.limits import Limits
 from catdog.errors import CatdogError
 
 from conftest import live_server
@@ -46,8 +48,8 @@ def strict_client(tiny_run):
 
 
 @pytest.fixture
-def photos(seed_data) -> list[Path]:
-    validation = seed_data / "validation"
+def photos(reference_data) -> list[Path]:
+    validation = reference_data / "validation"
     return [validation / "cats" / "cat.2002.jpg", validation / "dogs" / "dog.2002.jpg"]
 
 
@@ -256,14 +258,14 @@ def catdog_serve(run: Path, *options: str) -> Iterator[tuple[subprocess.Popen, s
         reader.join(10)
 
 
-def test_load_with_attacks_good_requests_all_succeed_and_memory_settles(tiny_run, seed_data, capsys):
+def test_load_with_attacks_good_requests_all_succeed_and_memory_settles(tiny_run, reference_data, capsys):
     """Good clients predict real photos while others send pixel bombs, too many files, text,
     large but allowed images, 300 connections that never finish their headers, and uploads
     cut off half-way; every good request succeeds and the server's memory settles."""
     if not Path("/proc/self/status").exists():
         pytest.skip("reads memory from /proc")
-    photos = sorted((seed_data / "validation" / "cats").glob("*.jpg"))[:8]
-    photos += sorted((seed_data / "validation" / "dogs").glob("*.jpg"))[:8]
+    photos = sorted((reference_data / "validation" / "cats").glob("*.jpg"))[:8]
+    photos += sorted((reference_data / "validation" / "dogs").glob("*.jpg"))[:8]
     big = png((6000, 6000), mode="L")  # 36 megapixels in 35 KB
     large_photo = png((6000, 6000))  # the same size in RGB
     results: dict[str, list[int]] = {}
@@ -336,11 +338,11 @@ def test_load_with_attacks_good_requests_all_succeed_and_memory_settles(tiny_run
     # While the good requests ran, each slow connection was still waiting, or (on a machine
     # slow enough to take longer than the header timeout) had been answered 408.
     assert all(answer is None or answer.startswith(b"HTTP/1.1 408") for answer in slow_answers)
-    if slow_waited < config.SERVE_HEADER_TIMEOUT_S - 1:
+    if slow_waited < Connections().header_timeout_s - 1:
         assert slow_answers == [None] * 300
     assert not any("Traceback" in line or "ERROR" in line for line in log), "\n".join(log)
     # What stays: oneDNN's allocator keeps the largest decoded images (one per decoding slot) for reuse.
-    retained = config.MAX_CONCURRENT_DECODES * 6000 * 6000 * 3 / 2**20
+    retained = Limits().max_decoding * 6000 * 6000 * 3 / 2**20
     assert after - before < retained + 150, f"{before:.0f} MB before, {after:.0f} MB after"
     with capsys.disabled():
         print(f"\nserve under attack: {images / seconds:.1f} images/s ({images} images in 24 requests, all 200, "

@@ -12,8 +12,9 @@ from PIL import Image
 from catdog.cli import main
 from catdog.explain.explainer import Explainer
 from catdog.explain.gradcam import GradCAM
-from catdog.runs import open_run
-from catdog.training import train
+from catdog.runs import Run
+
+from conftest import train
 
 SIZE = 64
 # Where the patch that decides the class sits: rows and columns [top, bottom) x [left, right).
@@ -50,7 +51,7 @@ def test_the_heatmap_peaks_in_the_patch_that_decides_the_class(patch_run):
     names = list(COLOURS)
     pixels = np.stack([patch_image(rng, COLOURS[names[i % 2]]) for i in range(16)]).astype("float32")
 
-    result = GradCAM(open_run(patch_run).load_model())(pixels)
+    result = GradCAM(Run.open(patch_run).keras_model())(pixels)
 
     assert [names[c] for c in result.classes] == [names[i % 2] for i in range(16)]
     top, bottom, left, right = PATCH

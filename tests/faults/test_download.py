@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from catdog import config
 from catdog.data import fetch as fetch_module
-from catdog.data.fetch import CHUNK_BYTES, content_digest, fetch
+from catdog.data.fetch import CHUNK_BYTES, DATASET_MAX_EXTRACTED_BYTES, content_digest, fetch
 from catdog.errors import CatdogError
 
 from conftest import write_image
@@ -117,7 +116,7 @@ def test_the_reported_bomb_is_refused_by_the_default_cap(server, tmp_path, photo
     archive = buffer.getvalue()
     assert len(archive) < 250_000
     refused(server, tmp_path, archive, photos,
-            f"expands to more than {config.SEED_DATASET_MAX_EXTRACTED_BYTES} bytes; refused$")
+            f"expands to more than {DATASET_MAX_EXTRACTED_BYTES} bytes; refused$")
     assert bytes_read[0] == 0
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from catdog.cli import main
 from catdog.data import images
 from catdog.data.scan import scan
-from catdog.runs import RunConfig
+from catdog.runs import RunConfig, TrainSettings
 
 from conftest import one_line_error, write_image, write_tiny_run
 
@@ -71,7 +71,7 @@ def test_a_model_with_python_code_is_refused_for_what_it_is(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     keras.Model(inputs, outputs).save(run / "model.keras")
-    RunConfig(preset="tiny", class_names=["a", "b"], image_size=16).write(run / "config.json")
+    RunConfig(TrainSettings.from_dict({"preset": "tiny", "image_size": 16}), ("a", "b")).write(run / "config.json")
     one_line_error(capsys, main(["predict", str(run), str(write_image(tmp_path / "x.png"))]),
                    "contains Python code (a Lambda layer); catdog loads only safe models")
 
@@ -160,7 +160,7 @@ def test_grayscale_and_16_bit_images_keep_working(tmp_path, mode):
 
 @pytest.fixture(scope="module")
 def mixed_precision_run(tmp_path_factory):
-    from catdog.training import train
+    from conftest import train
 
     root = tmp_path_factory.mktemp("colours")
     for label, color in (("red", (210, 60, 40)), ("blue", (40, 80, 210))):

@@ -121,8 +121,9 @@ def test_train_into_a_file_is_refused(tiny_dataset, tmp_path, capsys):
 
 def test_a_finished_run_keeps_what_the_user_put_in_its_checkpoint_folder(tiny_dataset, tmp_path):
     """Training removes the checkpoint files it wrote, not the folder with someone else's file in it."""
-    from catdog.training import train
     from catdog.training.callbacks import RunRecorder
+
+    from conftest import train
 
     run = tmp_path / "run"
 
@@ -131,13 +132,13 @@ def test_a_finished_run_keeps_what_the_user_put_in_its_checkpoint_folder(tiny_da
             super().on_epoch_end(epoch, logs)
             (run / "checkpoint" / "note.txt").write_text("mine\n")
 
-    import catdog.training.loop as loop
+    import catdog.training.fit as fit
 
-    original, loop.RunRecorder = loop.RunRecorder, DropANote
+    original, fit.RunRecorder = fit.RunRecorder, DropANote
     try:
         train("scratch", tiny_dataset, epochs=2, image_size=32, batch_size=8, out=run)
     finally:
-        loop.RunRecorder = original
+        fit.RunRecorder = original
     assert [p.name for p in (run / "checkpoint").iterdir()] == ["note.txt"]
     assert json.loads((run / "training.json").read_text())["epochs"] == 2
 

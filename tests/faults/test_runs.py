@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from catdog import runs
 from catdog.cli import main
-from catdog.training import resume, train
+from catdog.runs import Run, folder
 
-from conftest import REPO, one_line_error
+from conftest import REPO, one_line_error, resume, train
 
 OUTPUTS = {"model.keras", "metrics.json", "training.json", "accuracy.png", "loss.png", "confusion_matrix.png",
            "misclassified.png", "history.csv", "config.json", "splits.csv"}
@@ -66,8 +65,8 @@ def test_a_second_writer_is_refused_naming_the_process_and_a_dead_ones_lock_does
         first.send_signal(signal.SIGKILL)
         first.wait()
     # The lock died with its process: the run resumes (its remaining 200 epochs are cut short by stopping it).
-    assert runs.lock_holder(run) is None
-    history = runs.read_history(run / "history.csv")
+    assert folder.lock_holder(run) is None
+    history = folder.read_history(run / "history.csv")
     assert history, "the killed run had finished at least one epoch"
 
 
@@ -77,15 +76,19 @@ def test_ctrl_c_during_the_final_evaluation_is_completed_by_resume(tiny_dataset,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("catdog.evaluate.evaluate", interrupted)
+    monkeypatch.setattr("catdog.workflow.evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train("scratch", tiny_dataset, epochs=2, image_size=32, batch_size=8, out=run)
-    assert not (run / "metrics.json").exists() and (run / "checkpoint").is_dir()
+    # Training had ended, and the steps after it before the test scores were done.
+    assert (run / "training.json").is_file() and (run / "calibration.json").is_file()
+    assert not (run / "metrics.json").exists()
+    calibrated = (run / "calibration.json").stat().st_mtime_ns
     monkeypatch.undo()
 
     resume(run)
     complete(run)
-    assert len(runs.read_history(run / "history.csv")) == 2  # nothing trained again
+    assert (run / "calibration.json").stat().st_mtime_ns == calibrated  # done, so not done again
+    assert len(folder.read_history(run / "history.csv")) == 2  # nothing trained again
     with pytest.raises(Exception, match="already finished its 2 epochs"):
         resume(run)
 
@@ -98,8 +101,9 @@ def test_killed_while_saving_the_model_resume_rebuilds_it_and_sweeps_the_leftove
         import os, signal
         from pathlib import Path
         import catdog.training.callbacks as callbacks
-        import catdog.training.loop as loop
-        from catdog.training import train
+        import catdog.training.checkpoints as checkpoints
+        from catdog.runs import TrainSettings
+        from catdog.workflow import train_run
 
         saves = []
         original = callbacks.save_model
@@ -114,28 +118,28 @@ def test_killed_while_saving_the_model_resume_rebuilds_it_and_sweeps_the_leftove
                 os.kill(os.getpid(), signal.SIGKILL)
             original(model, path)
 
-        callbacks.save_model = loop.save_model = save_then_die
-        train("scratch", {str(tiny_dataset)!r}, epochs=3, image_size=32, batch_size=8, out={str(run)!r},
-              learning_rate=1e-4)
+        callbacks.save_model = checkpoints.save_model = save_then_die
+        settings = TrainSettings.resolve("scratch", epochs=3, image_size=32, batch_size=8, learning_rate=1e-4)
+        train_run(settings, {str(tiny_dataset)!r}, out={str(run)!r})
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    history = runs.read_history(run / "history.csv")
+    history = folder.read_history(run / "history.csv")
     assert not (run / "model.keras").exists() and (run / ".model.keras.dying.tmp").is_dir()
 
     assert main(["train", "--resume", str(run)]) == 0
     complete(run)
-    history = runs.read_history(run / "history.csv")
+    history = folder.read_history(run / "history.csv")
     assert [row["epoch"] for row in history] == [1, 2, 3]
     # model.keras is the best epoch's model: it scores the validation split as training measured it.
     from catdog.data import load
-    from catdog.evaluate import score
+    from catdog.evaluation import score
     from catdog.models.inference import numpy_function
 
-    best = runs.best_epoch(history)
-    data = load(tiny_dataset, image_size=32, batch_size=8, manifest=runs.open_run(run).manifest())
-    metrics, _ = score(numpy_function(runs.open_run(run).load_model()), data.validation, data.class_names)
+    best = folder.best_epoch(history)
+    data = load(tiny_dataset, image_size=32, batch_size=8, manifest=Run.open(run).manifest())
+    metrics, _ = score(numpy_function(Run.open(run).keras_model()), data.validation, data.class_names)
     assert metrics["accuracy"] == pytest.approx(best["val_accuracy"])
     assert metrics["loss"] == pytest.approx(best["val_loss"], rel=1e-3)
 
@@ -184,7 +188,7 @@ def test_a_loss_that_becomes_nan_stops_training_and_keeps_the_best_epoch(tiny_da
     run = train("scratch", tiny_dataset, epochs=5, image_size=32, batch_size=8, out=tmp_path / "run",
                 callbacks=[Poison()])
     complete(run)
-    history = runs.read_history(run / "history.csv")
+    history = folder.read_history(run / "history.csv")
     assert [row["epoch"] for row in history] == [1, 2]
     outcome = json.loads((run / "training.json").read_text())
     assert outcome["stopped"].startswith("the training loss became nan in epoch 3")

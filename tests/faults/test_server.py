@@ -23,10 +23,11 @@ import httpx
 import pytest
 import uvicorn
 
-from catdog.deploy import serve as serve_module
-from catdog.deploy.connections import Connections, LoopbackHostOnly, listening_socket, uvicorn_config
 from catdog.deploy.predict import Predictor
-from catdog.deploy.serve import Limits, create_app
+from catdog.deploy.serve import app as serve_module
+from catdog.deploy.serve.app import create_app
+from catdog.deploy.serve.connections import Connections, LoopbackHostOnly, listening_socket, uvicorn_config
+from catdog.deploy.serve.limits import Limits
 
 from conftest import start_in_thread
 
@@ -134,8 +135,8 @@ def app(tiny_run):
 
 
 @pytest.fixture
-def photo(seed_data) -> bytes:
-    return (seed_data / PHOTO).read_bytes()
+def photo(reference_data) -> bytes:
+    return (reference_data / PHOTO).read_bytes()
 
 
 # 1. Pixels: per request, from the headers, and decoding bounded across requests.

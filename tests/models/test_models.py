@@ -1,4 +1,4 @@
-"""Model presets: shapes, class counts, seeds, weights, and `catdog models`."""
+"""Model presets: shapes, class counts, random seeds, weights, and `catdog models`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from catdog import models
 from catdog.cli import main
 from catdog.errors import CatdogError
+from catdog.models.builders import BASE, HEAD, PREPROCESS
 
 
 @pytest.mark.parametrize("name", list(models.PRESETS))
@@ -19,7 +20,7 @@ def test_every_preset_works_for_three_classes_at_another_size(name):
 
     assert model.input_shape == (None, 64, 64, 3)
     assert model.output_shape == (None, 3)
-    output = model.get_layer(models.HEAD).layers[-1] if models.get_preset(name).pretrained else model.layers[-1]
+    output = model.get_layer(HEAD).layers[-1] if models.get_preset(name).pretrained else model.layers[-1]
     assert output.activation is keras.activations.softmax and output.dtype_policy.name == "float32"
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     probabilities = np.asarray(model(pixels, training=False))
@@ -37,7 +38,7 @@ def test_outputs_stay_float32_under_mixed_precision():
     assert model(np.zeros((1, 32, 32, 3)), training=False).dtype == "float32"
 
 
-def test_the_seed_cnn_has_the_seed_architecture():
+def test_the_reference_cnn_has_the_reference_architecture():
     # Conv2D(32) and MaxPooling2D x3 on 160 px leave 18 x 18 x 32 for the classifier.
     model = models.create_model("scratch", 2, image_size=160, seed=0)
     convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -60,7 +61,7 @@ def test_a_weights_file_is_loaded_into_the_pretrained_base(shared_weights):
     model = models.create_model("transfer", 2, image_size=96, weights=shared_weights)
     reference = keras.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False, weights=str(shared_weights))
 
-    base = model.get_layer(models.BASE)
+    base = model.get_layer(BASE)
     assert not base.trainable
     assert all(np.array_equal(a, b) for a, b in zip(base.get_weights(), reference.get_weights(), strict=True))
 
@@ -126,11 +127,11 @@ def test_unknown_preset_and_backbone_list_the_known_ones():
 def test_every_backbone_builds_both_pretrained_presets_with_its_own_preprocessing(backbone):
     spec = models.get_backbone(backbone)
     model = models.create_model("finetune", 3, image_size=64, backbone=backbone, weights="none", seed=0)
-    base = model.get_layer(models.BASE)
+    base = model.get_layer(BASE)
     assert base.get_layer(spec.fine_tune_from)  # the fine-tuning layer exists in the network
     assert not base.trainable
     # The model's first step maps the backbone's mean pixel to 0 and mean + std to 1.
-    preprocess = model.get_layer(models.PREPROCESS)
+    preprocess = model.get_layer(PREPROCESS)
     mean, std = np.broadcast_to(spec.mean, 3), np.broadcast_to(spec.std, 3)
     pixels = np.stack([mean, mean + std]).reshape(1, 2, 1, 3).astype("float32")
     np.testing.assert_allclose(np.asarray(preprocess(pixels)).reshape(2, 3), [[0] * 3, [1] * 3], atol=1e-5)

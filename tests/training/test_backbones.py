@@ -10,8 +10,8 @@ import pytest
 from catdog import models
 from catdog.cli import main
 from catdog.data import load
+from catdog.runs.settings import plan
 from catdog.training.frozen import FrozenFeatures
-from catdog.training.recipe import plan
 
 
 @pytest.mark.parametrize("backbone", list(models.BACKBONES))
@@ -35,12 +35,12 @@ def test_the_frozen_bottom_and_the_trainable_top_compose_to_the_whole_model(back
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["efficientnet_v2_b0", "convnext_tiny"])
-def test_transfer_on_another_backbone_trains_predicts_and_exports(backbone, seed_data, tmp_path, capsys):
+def test_transfer_on_another_backbone_trains_predicts_and_exports(backbone, reference_data, tmp_path, capsys):
     photos = tmp_path / "photos"
     for name in ("cats", "dogs"):
         (photos / name).mkdir(parents=True)
         for n in range(12):
-            (photos / name / f"{n}.jpg").symlink_to(seed_data / "train" / name / f"{name[:-1]}.{n}.jpg")
+            (photos / name / f"{n}.jpg").symlink_to(reference_data / "train" / name / f"{name[:-1]}.{n}.jpg")
     run = tmp_path / "run"
     assert main(["train", "--model", "transfer", "--backbone", backbone, "--weights", "none", "--epochs", "1",
                  "--image-size", "96", "--data", str(photos), "--out", str(run)]) == 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from catdog import runs
+from catdog.runs import folder
 
 from conftest import REPO
 
@@ -33,13 +33,13 @@ def finished(process: subprocess.Popen, timeout: float = 600) -> str:
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory, seed_data) -> Path:
+def photos(tmp_path_factory, reference_data) -> Path:
     """Real photos, 40 per class: 28 train, 6 validation, 6 test each."""
     root = tmp_path_factory.mktemp("photos")
     for name in ("cats", "dogs"):
         (root / name).mkdir()
         for n in range(40):
-            (root / name / f"{n}.jpg").symlink_to(seed_data / "train" / name / f"{name[:-1]}.{n}.jpg")
+            (root / name / f"{n}.jpg").symlink_to(reference_data / "train" / name / f"{name[:-1]}.{n}.jpg")
     return root
 
 
@@ -54,7 +54,7 @@ def test_two_replicas_train_as_one_device_does(photos, shared_weights, tmp_path)
     config = json.loads((tmp_path / "two" / "config.json").read_text())
     assert (config["strategy"], config["replicas"], config["workers"]) == ("mirrored", 2, 1)
     assert config["devices"] == ["CPU:0", "CPU:1"]
-    one, two = (runs.read_history(tmp_path / name / "history.csv") for name in ("one", "two"))
+    one, two = (folder.read_history(tmp_path / name / "history.csv") for name in ("one", "two"))
     # The same frozen features and global batch (7 divides the 56 training images, and splits into
     # 4 + 3 on the replicas): the head learns the same way up to its dropout, whose random draws
     # differ across replicas. The tolerance, once the first epoch has settled the head: 0.05 of
@@ -75,16 +75,16 @@ def test_finetune_is_interrupted_and_resumed_under_the_mirrored_strategy(photos,
                      "--data", str(photos), "--weights", str(shared_weights), "--strategy", "mirrored",
                      "--out", str(run), env=two_devices)
     deadline = time.monotonic() + 300
-    while len(runs.read_history(run / "history.csv")) < 1:  # Ctrl-C once the head's epoch is recorded
+    while len(folder.read_history(run / "history.csv")) < 1:  # Ctrl-C once the head's epoch is recorded
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert len(runs.read_history(run / "history.csv")) < 3
+    assert len(folder.read_history(run / "history.csv")) < 3
 
     finished(catdog("train", "--resume", str(run), "--strategy", "mirrored", env=two_devices))
-    history = runs.read_history(run / "history.csv")
+    history = folder.read_history(run / "history.csv")
     assert [row["epoch"] for row in history] == [1, 2, 3]
     config = json.loads((run / "config.json").read_text())
     assert config["replicas"] == 2 and config["stages"][1]["unfreeze_from"] == "block_11_expand_relu"
@@ -120,5 +120,5 @@ def test_two_workers_on_loopback_train_one_model_and_only_the_chief_writes(photo
     config = json.loads((run / "config.json").read_text())
     assert (config["strategy"], config["workers"], config["replicas"]) == ("multiworker", 2, 2)
     assert {"model.keras", "metrics.json", "history.csv"} <= {p.name for p in run.iterdir()}
-    assert len(runs.read_history(run / "history.csv")) == 2
+    assert len(folder.read_history(run / "history.csv")) == 2
     assert not list((tmp_path / "worker-1").iterdir())  # the other worker's copy was removed

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not gpus(), reason="no GPU: Te
 
 def test_auto_precision_is_mixed_on_a_recent_gpu():
     from catdog.models import get_preset
-    from catdog.training.recipe import resolve_precision
+    from catdog.runs.settings import resolve_precision
 
     capability = gpu_compute_capability()
     expected = "mixed_bfloat16" if capability >= (8, 0) else "mixed_float16" if capability >= (7, 0) else "float32"
@@ -23,7 +23,7 @@ def test_auto_precision_is_mixed_on_a_recent_gpu():
 
 
 def test_mirrored_trains_on_every_gpu(tiny_dataset, tmp_path):
-    from catdog.training import train
+    from conftest import train
 
     run = train("scratch", tiny_dataset, epochs=2, image_size=32, batch_size=8, strategy="mirrored",
                 out=tmp_path / "run")

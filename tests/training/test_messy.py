@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from catdog.cli import main
-from catdog.exercise import run_exercise
+from catdog.exercise import exercise_settings, run_exercise
 from catdog.training.recipe import class_weights
 
 from messy import photos
@@ -21,15 +21,15 @@ SIZES = {"cats": 40, "dogs": 12, "six": 6, "three": 3, "two": 2, "one": 1}  # 40
 
 
 @pytest.fixture(scope="module")
-def messy_csv(seed_data, tmp_path_factory):
+def messy_csv(reference_data, tmp_path_factory):
     """Real photos named by ids in one folder, labelled by `labels.csv` (`id,breed`, no extensions)."""
     root = tmp_path_factory.mktemp("messy") / "data"
     (root / "images").mkdir(parents=True)
-    sources = {"cats": photos(seed_data, "cats", 40), "dogs": photos(seed_data, "dogs", 12),
-               "six": photos(seed_data, "cats", 6, folder="validation"),
-               "three": photos(seed_data, "dogs", 3, folder="validation"),
-               "two": photos(seed_data, "cats", 2, start=10, folder="validation"),
-               "one": photos(seed_data, "dogs", 1, start=10, folder="validation")}
+    sources = {"cats": photos(reference_data, "cats", 40), "dogs": photos(reference_data, "dogs", 12),
+               "six": photos(reference_data, "cats", 6, folder="validation"),
+               "three": photos(reference_data, "dogs", 3, folder="validation"),
+               "two": photos(reference_data, "cats", 2, start=10, folder="validation"),
+               "one": photos(reference_data, "dogs", 1, start=10, folder="validation")}
     rows = []
     for n, (label, files) in enumerate(sources.items()):
         for i, source in enumerate(files):
@@ -81,7 +81,8 @@ def test_the_exercise_report_has_the_audit_and_the_many_class_metrics(messy_csv,
 
     out = tmp_path / "exercise"
     summary = run_exercise(Source(messy_csv, LabelsFile(messy_csv / "labels.csv", "id", "breed")),
-                           models=["transfer"], epochs=1, image_size=96, weights=str(shared_weights), out=out)
+                           exercise_settings(["transfer"], epochs=1, image_size=96, weights=str(shared_weights)),
+                           out=out)
     assert summary["audit"]["images"] == sum(SIZES.values())
     assert (out / "audit.json").is_file() and (out / "audit.html").is_file()
     md = (out / "report.md").read_text()

@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from catdog import runs
 from catdog.data import load
 from catdog.errors import CatdogError, ParameterError
-from catdog.evaluate import score
+from catdog.evaluation import score
 from catdog.models import presets
 from catdog.models.inference import numpy_function
 from catdog.models.layers import FusedBatchNormalization
-from catdog.training import recipe, resume, train
+from catdog.runs import Run, folder
+from catdog.training import recipe
+
+from conftest import resume, train
 
 
 def with_preset(monkeypatch, name: str, **changes) -> presets.Preset:
@@ -61,10 +63,10 @@ def test_weight_averaging_validates_and_saves_the_averaged_weights_and_resumes(c
               callbacks=[StopAfterFirstEpoch()])
     resume(run)
 
-    history = runs.read_history(run / runs.HISTORY_FILE)
+    history = folder.read_history(run / folder.HISTORY_FILE)
     assert [row["epoch"] for row in history] == [1, 2, 3]
-    best = runs.best_epoch(history)
-    model = runs.open_run(run).load_model()
+    best = folder.best_epoch(history)
+    model = Run.open(run).keras_model()
     data = load(colours, image_size=32, batch_size=4, seed=1)
     scored, _ = score(numpy_function(model), data.validation, data.class_names)
     # The saved model is the one validation scored: the average, not the weights last trained.
@@ -98,12 +100,12 @@ def test_training_stops_when_validation_stalls_keeps_the_best_epoch_and_says_why
     with_preset(monkeypatch, "scratch", learning_rate=1e-12)
     run = train("scratch", colours, epochs=10, image_size=32, batch_size=8, seed=1, out=tmp_path / "run", patience=2)
 
-    assert [row["epoch"] for row in runs.read_history(run / runs.HISTORY_FILE)] == [1, 2, 3]
-    outcome = runs.read_json(run / runs.TRAINING_FILE)
+    assert [row["epoch"] for row in folder.read_history(run / folder.HISTORY_FILE)] == [1, 2, 3]
+    outcome = folder.read_json(run / folder.TRAINING_FILE)
     assert outcome["best_epoch"] == 1 and outcome["epochs"] == 3
     assert outcome["stopped"] == "validation had not improved for 2 epochs since the best, epoch 1"
-    assert runs.open_run(run).config.patience == 2
-    assert (run / runs.METRICS_FILE).is_file() and not (run / runs.CHECKPOINT_DIR).exists()
+    assert Run.open(run).settings.patience == 2
+    assert (run / folder.METRICS_FILE).is_file() and not (run / folder.CHECKPOINT_DIR).exists()
     with pytest.raises(CatdogError, match="already finished"):
         resume(run)  # an early stop ends the run: resuming trains no further
 
@@ -111,7 +113,7 @@ def test_training_stops_when_validation_stalls_keeps_the_best_epoch_and_says_why
 def test_patience_zero_runs_every_epoch_and_negative_is_refused(colours, tmp_path, monkeypatch):
     with_preset(monkeypatch, "scratch", learning_rate=1e-12, patience=1)
     run = train("scratch", colours, epochs=3, image_size=32, batch_size=8, seed=1, out=tmp_path / "run", patience=0)
-    assert len(runs.read_history(run / runs.HISTORY_FILE)) == 3
-    assert runs.read_json(run / runs.TRAINING_FILE)["stopped"] is None
+    assert len(folder.read_history(run / folder.HISTORY_FILE)) == 3
+    assert folder.read_json(run / folder.TRAINING_FILE)["stopped"] is None
     with pytest.raises(ParameterError, match="patience must be 0"):
         train("scratch", colours, epochs=3, out=tmp_path / "other", patience=-1)

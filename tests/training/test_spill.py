@@ -7,8 +7,9 @@ import logging
 
 import pytest
 
-from catdog import runs
-from catdog.training import train
+from catdog.runs import folder
+
+from conftest import train
 
 
 @pytest.mark.parametrize("preset", ["scratch", "transfer"])
@@ -19,15 +20,15 @@ def test_over_the_memory_budget_training_spills_to_disk_and_reaches_the_same_res
 
     monkeypatch.setenv("CATDOG_CACHE_MEMORY_MB", "0.001")  # 1 kB: every split is over it
     spilled_files = []
-    import catdog.training.loop as loop
+    import catdog.training.engine as engine
 
-    original = loop._fit
+    original = engine.fit
 
     def fit_and_look(run, *args, **kwargs):
         original(run, *args, **kwargs)
         spilled_files.extend(sorted(p.name for p in (run / "cache").rglob("*") if p.is_file()))
 
-    monkeypatch.setattr(loop, "_fit", fit_and_look)
+    monkeypatch.setattr(engine, "fit", fit_and_look)
     with caplog.at_level(logging.INFO, logger="catdog"):
         on_disk = train(preset, tiny_dataset, out=tmp_path / "disk", **settings)
 
@@ -36,7 +37,7 @@ def test_over_the_memory_budget_training_spills_to_disk_and_reaches_the_same_res
     if preset == "transfer":
         assert "features-train.npy" in spilled_files and "kept in " + str(tmp_path / "disk") in caplog.text
     assert not (on_disk / "cache").exists()  # removed with the run complete
-    one, two = (runs.read_history(run / "history.csv") for run in (in_memory, on_disk))
+    one, two = (folder.read_history(run / "history.csv") for run in (in_memory, on_disk))
     for a, b in zip(one, two, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
         assert a["val_accuracy"] == b["val_accuracy"]

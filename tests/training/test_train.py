@@ -11,17 +11,18 @@ import keras
 import numpy as np
 import pytest
 
-from catdog import models, runs
+from catdog import models
 from catdog.cli import main
 from catdog.data import load
 from catdog.data.splits import Manifest
-from catdog.evaluate import score
+from catdog.evaluation import score
+from catdog.models.builders import BASE, POOL
 from catdog.models.inference import numpy_function
-from catdog.runs import RunConfig
-from catdog.training import resume, train
+from catdog.runs import Run, RunConfig, TrainSettings, folder
+from catdog.runs.settings import plan
 from catdog.training.frozen import FrozenFeatures, separating_tensor
-from catdog.training.loop import stages
-from catdog.training.recipe import plan
+
+from conftest import resume, train
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +56,13 @@ def test_a_run_folder_holds_everything_a_user_expects(scratch_run, colours):
     assert (config["image_size"], config["batch_size"], config["seed"], config["epochs"]) == (32, 8, 3, 2)
     assert config["weights"] == "none" and config["data"] == str(colours.resolve())
     assert {"catdog", "tensorflow", "keras", "python", "numpy"} <= set(config["versions"])
+    # config.json is the settings it trained with, written down: they read back the same.
+    trained_with = TrainSettings.resolve("scratch", epochs=2, image_size=32, batch_size=8, seed=3)
+    assert Run.open(scratch_run).settings == trained_with
 
-    history = runs.read_history(scratch_run / "history.csv")
+    history = folder.read_history(scratch_run / "history.csv")
     assert [row["epoch"] for row in history] == [1, 2]
-    assert all(set(row) == set(runs.HISTORY_FIELDS) and row["seconds"] > 0 for row in history)
+    assert all(set(row) == set(folder.HISTORY_FIELDS) and row["seconds"] > 0 for row in history)
 
     manifest = Manifest.read(scratch_run / "splits.csv", colours)
     assert manifest.counts()["train"] == {"blue": 8, "red": 8}
@@ -66,7 +70,7 @@ def test_a_run_folder_holds_everything_a_user_expects(scratch_run, colours):
     assert metrics["n"] == 4 and sum(map(sum, metrics["confusion_matrix"])) == 4
     assert any(path.name.startswith("events.out.tfevents") for path in (scratch_run / "logs").rglob("*"))
 
-    model = runs.open_run(scratch_run).load_model()
+    model = Run.open(scratch_run).keras_model()
     assert model.output_shape == (None, 2)
 
 
@@ -99,7 +103,7 @@ def test_plan_fine_tunes_after_a_third_of_the_epochs_at_a_lower_rate():
     assert [(s.start, s.end) for s in plan(finetune, MOBILENET_V2, 2)] == [(0, 1), (1, 2)]
     assert len(plan(finetune, MOBILENET_V2, 1)) == 1
     assert len(plan(models.get_preset("transfer"), MOBILENET_V2, 20)) == 1
-    # Fine-tuning starts where the backbone's row says: MobileNetV2's layer 100, the seed's fine_tune_at.
+    # Fine-tuning starts where the backbone's row says: MobileNetV2's layer 100, the reference's fine_tune_at.
     base = keras.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False, weights=None)
     assert [layer.name for layer in base.layers].index(second.unfreeze_from) == 100
 
@@ -108,7 +112,7 @@ def test_a_run_recorded_without_stages_gets_them_from_its_preset():
     recorded = {"preset": "finetune", "class_names": ["a", "b"], "data": "d", "epochs": 20, "image_size": 224,
                 "batch_size": 32, "seed": 42, "weights": "w", "learning_rate": 1e-3}
     expected = plan(models.get_preset("finetune"), MOBILENET_V2, 20, 1e-3)
-    assert stages(RunConfig.from_dict(recorded)) == expected
+    assert RunConfig.from_dict(recorded).settings.stages == expected
 
 
 def test_plan_keeps_one_epoch_for_each_stage():
@@ -130,11 +134,11 @@ def test_interrupted_run_resumes_where_it_stopped(colours, tmp_path, capsys):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train("augmented", colours, epochs=3, image_size=32, batch_size=8, out=run, callbacks=[StopAfter(1)])
-    assert [row["epoch"] for row in runs.read_history(run / "history.csv")] == [1]
+    assert [row["epoch"] for row in folder.read_history(run / "history.csv")] == [1]
     assert (run / "model.keras").is_file() and not (run / "metrics.json").exists()
 
     assert main(["train", "--resume", str(run)]) == 0
-    history = runs.read_history(run / "history.csv")
+    history = folder.read_history(run / "history.csv")
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert (run / "metrics.json").is_file() and not (run / "checkpoint").exists()
 
@@ -165,10 +169,10 @@ def test_a_ctrl_c_dropped_by_a_finalizer_still_stops_training(colours, tmp_path,
         train("augmented", colours, epochs=3, image_size=32, batch_size=8, out=run, callbacks=[CtrlCInFinalizer()])
     assert [type(d.exc_value) for d in dropped] == [KeyboardInterrupt]
     monkeypatch.undo()
-    assert runs.read_history(run / "history.csv") == []  # stopped in the first epoch, not after the last
+    assert folder.read_history(run / "history.csv") == []  # stopped in the first epoch, not after the last
     assert not (run / "metrics.json").exists()
     assert main(["train", "--resume", str(run)]) == 0
-    assert [row["epoch"] for row in runs.read_history(run / "history.csv")] == [1, 2, 3]
+    assert [row["epoch"] for row in folder.read_history(run / "history.csv")] == [1, 2, 3]
 
 
 @pytest.mark.slow
@@ -179,7 +183,7 @@ def test_finetune_on_frozen_features_resumes_inside_stage_two_and_saves_the_whol
     with pytest.raises(KeyboardInterrupt):
         train("finetune", colours, **settings, callbacks=[StopAfter(3)])
     checkpoints = {p.name for p in (run / "checkpoint").iterdir()}
-    best = runs.best_epoch(runs.read_history(run / "history.csv"))["epoch"]
+    best = folder.best_epoch(folder.read_history(run / "history.csv"))["epoch"]
     assert checkpoints == {"stage-1-epoch-1.weights.h5", "stage-2-epoch-3.weights.h5", f"best-epoch-{best}.weights.h5"}
     recorded = json.loads((run / "config.json").read_text())["stages"]
     assert recorded == [
@@ -187,14 +191,14 @@ def test_finetune_on_frozen_features_resumes_inside_stage_two_and_saves_the_whol
         {"start": 1, "end": 4, "learning_rate": pytest.approx(1e-5), "unfreeze_from": "block_11_expand_relu"},
     ]
     # Resuming follows the stages the run recorded, even if the preset's schedule has changed since.
-    monkeypatch.setattr("catdog.training.recipe.plan", lambda *args: pytest.fail("resume must not plan anew"))
+    monkeypatch.setattr("catdog.runs.settings.plan", lambda *args: pytest.fail("resume must not plan anew"))
     resume(run)
-    history = runs.read_history(run / "history.csv")
+    history = folder.read_history(run / "history.csv")
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
 
-    saved = runs.open_run(run).load_model()
-    trained = saved.get_layer(models.BASE)
-    pretrained = models.create_model("finetune", 2, image_size=64, weights=shared_weights).get_layer(models.BASE)
+    saved = Run.open(run).keras_model()
+    trained = saved.get_layer(BASE)
+    pretrained = models.create_model("finetune", 2, image_size=64, weights=shared_weights).get_layer(BASE)
     changed = {layer.name for layer, before in zip(trained.layers, pretrained.layers, strict=True)
                if not all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), before.get_weights(), strict=True))}
     below = {layer.name for layer in pretrained.layers[:100]}
@@ -202,7 +206,7 @@ def test_finetune_on_frozen_features_resumes_inside_stage_two_and_saves_the_whol
     assert changed and not changed & below and not changed & batch_norms
 
     # The saved end-to-end model scores the validation split exactly as training measured it.
-    best = runs.best_epoch(history)
+    best = folder.best_epoch(history)
     data = load(colours, image_size=64, batch_size=8, manifest=Manifest.read(run / "splits.csv", colours))
     metrics, _ = score(numpy_function(saved), data.validation, data.class_names)
     assert metrics["accuracy"] == pytest.approx(best["val_accuracy"])
@@ -220,7 +224,7 @@ def test_frozen_features_are_the_models_own_activations(colours, shared_weights)
     # The stored views are what the model computes from the image, from its mirror image,
     # and from a random augmentation of it.
     images = np.concatenate([x for x, _ in data.train.as_numpy_iterator()])
-    base = keras.Model(model.input, model.get_layer(models.POOL).output)
+    base = keras.Model(model.input, model.get_layer(POOL).output)
     direct = np.asarray(base(images, training=False))
     mirrored = np.asarray(base(images[:, :, ::-1], training=False))
     for stored in train_x:

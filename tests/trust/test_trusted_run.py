@@ -10,42 +10,43 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from catdog import runs
 from catdog.cli import main
 from catdog.data import images, load
 from catdog.deploy.export import export
 from catdog.deploy.predict import Predictor
 from catdog.errors import CatdogError
 from catdog.models.inference import numpy_function, served
-from catdog.trust import calibration, fitting
+from catdog.runs import Run
+from catdog.trust import calibration
+from catdog.workflow import fit_trust
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def data(trusted_run):
-    opened = runs.open_run(trusted_run)
+    opened = Run.open(trusted_run)
     return load(opened.config.data, image_size=opened.image_size, batch_size=16, manifest=opened.manifest())
 
 
 @pytest.fixture
-def cat(seed_data) -> Path:
-    return seed_data / "validation" / "cats" / "cat.2005.jpg"
+def cat(reference_data) -> Path:
+    return reference_data / "validation" / "cats" / "cat.2005.jpg"
 
 
 def outputs_of(run: Path, dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The uncalibrated probabilities, features and labels of the run's saved model on `dataset`."""
-    model = numpy_function(served(runs.open_run(run).load_model()))
+    model = numpy_function(served(Run.open(run).keras_model()))
     parts = [(model(x), y) for x, y in dataset.as_numpy_iterator()]
     return (np.concatenate([p["probabilities"] for p, _ in parts]), np.concatenate([p["features"] for p, _ in parts]),
             np.concatenate([y for _, y in parts]))
 
 
 def test_the_temperature_and_threshold_are_fitted_on_the_validation_split(trusted_run, data):
-    trust = fitting.read(trusted_run)
+    trust = Run.open(trusted_run)
     probabilities, features, labels = outputs_of(trusted_run, data.validation)
 
-    kept, checked = calibration.calibrate(probabilities, labels, seed=runs.open_run(trusted_run).config.seed)
+    kept, checked = calibration.calibrate(probabilities, labels, seed=Run.open(trusted_run).settings.seed)
     assert trust.temperature == pytest.approx(kept, rel=1e-3)
     recorded = json.loads((trusted_run / "calibration.json").read_text())
     assert recorded["validation"]["loss_held_out"] == pytest.approx(checked["loss_held_out"], rel=1e-3)
@@ -54,14 +55,14 @@ def test_the_temperature_and_threshold_are_fitted_on_the_validation_split(truste
     fitted = calibration.fit_temperature(probabilities, labels)
     held_out_better = checked["loss_held_out_calibrated"] < checked["loss_held_out"]
     assert trust.temperature == pytest.approx(fitted if held_out_better else 1.0, rel=1e-3)
-    assert trust.ood.method == "knn" and trust.ood.rate == 0.05
-    assert np.mean(trust.ood.scores(features) > 1) <= 0.05
+    assert trust.detector.method == "knn" and trust.detector.rate == 0.05
+    assert np.mean(trust.detector.scores(features) > 1) <= 0.05
 
 
 def test_metrics_give_the_expected_calibration_error_before_and_after_on_the_test_split(trusted_run, data):
     metrics = json.loads((trusted_run / "metrics.json").read_text())
     probabilities, features, labels = outputs_of(trusted_run, data.test)
-    temperature = fitting.read(trusted_run).temperature
+    temperature = Run.open(trusted_run).temperature
 
     assert metrics["calibration"] == {
         "temperature": pytest.approx(temperature),
@@ -71,19 +72,19 @@ def test_metrics_give_the_expected_calibration_error_before_and_after_on_the_tes
     }
     assert metrics["loss"] == pytest.approx(calibration.negative_log_likelihood(
         calibration.scale(probabilities, temperature), labels), abs=1e-5)
-    assert metrics["ood"]["flagged"] == pytest.approx(np.mean(fitting.read(trusted_run).ood.scores(features) > 1))
+    assert metrics["ood"]["flagged"] == pytest.approx(np.mean(Run.open(trusted_run).detector.scores(features) > 1))
     assert (trusted_run / "reliability.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_stored_features_give_the_same_fit_as_running_the_model_again(trusted_run, data, tmp_path):
-    """Training fits from the frozen features it already has; without them the model runs again."""
+    """The calibration step fits from the head inputs training stored; without them the model runs again."""
     again = tmp_path / "run"
     shutil.copytree(trusted_run, again)
-    refitted = fitting.fit(again, data)  # no frozen features: every image through the model
-    trained = fitting.read(trusted_run)
+    fit_trust(Run.open(again))  # no stored head inputs: every image through the model
+    refitted, trained = Run.open(again), Run.open(trusted_run)
 
     assert refitted.temperature == pytest.approx(trained.temperature, rel=1e-4)
-    assert refitted.ood.threshold == pytest.approx(trained.ood.threshold, rel=1e-4)
+    assert refitted.detector.threshold == pytest.approx(trained.detector.threshold, rel=1e-4)
 
 
 def test_predictions_are_calibrated_and_flag_a_photo_of_something_else(trusted_run, cat, other_photo):
@@ -93,8 +94,8 @@ def test_predictions_are_calibrated_and_flag_a_photo_of_something_else(trusted_r
     assert hopper["in_distribution"] is False and hopper["ood_score"] > 1
     assert hopper["label"] in ("cats", "dogs")  # flagged, but still labelled without --reject-unknown
     assert cat_result["in_distribution"] is True and cat_result["ood_score"] <= 1 and cat_result["label"] == "cats"
-    raw = runs.open_run(trusted_run).load_model().predict(images.load_images([other_photo, cat], 224), verbose=0)
-    calibrated = calibration.scale(raw, fitting.read(trusted_run).temperature)
+    raw = Run.open(trusted_run).keras_model().predict(images.load_images([other_photo, cat], 224), verbose=0)
+    calibrated = calibration.scale(raw, Run.open(trusted_run).temperature)
     for result, expected in zip((hopper, cat_result), calibrated, strict=True):
         assert list(result["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-5)
 
@@ -179,7 +180,7 @@ def test_a_run_without_trust_statistics_predicts_and_resume_adds_them(trusted_ru
 
     assert main(["train", "--resume", str(run)]) == 0
     assert {"calibration.json", "ood.npz", "reliability.png"} <= {p.name for p in run.iterdir()}
-    assert fitting.read(run).temperature == pytest.approx(fitting.read(trusted_run).temperature, rel=1e-4)
+    assert Run.open(run).temperature == pytest.approx(Run.open(trusted_run).temperature, rel=1e-4)
     assert main(["train", "--resume", str(run)]) == 2
     assert "already finished" in capsys.readouterr().err
 

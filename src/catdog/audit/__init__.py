@@ -5,16 +5,18 @@
     >>> result.label_issues[:10]
 
 - **Duplicates**: files holding the same photo, `exact` (the same bytes) or `near` (perceptual
-  hashes within `config.NEAR_DUPLICATE_HASH_BITS` bits, or backbone features with a cosine
-  similarity of at least `config.NEAR_DUPLICATE_COSINE`; see `catdog.data.duplicates`), within
+  hashes within `NEAR_DUPLICATE_HASH_BITS` bits, or backbone features with a cosine
+  similarity of at least `NEAR_DUPLICATE_COSINE`; see `catdog.data.duplicates`), within
   the data set, marked where they span the splits catdog makes of it with `seed`, and the
   files of each `against` folder (a test set from elsewhere, say) that duplicate files of
   the data set.
 - **Label issues** and **outliers**: see `catdog.audit.issues`.
 
-The modules: `features.py` (the backbone's features), `issues.py` (label errors and
-outliers), `result.py` (what was found, as JSON), `html.py` (`audit.html`), `report.py`
-(the audit's section of `catdog run`'s report).
+- `features.py`: the backbone's features of every image.
+- `issues.py`: suspected label errors and outliers.
+- `result.py`: what was found, and its JSON form.
+
+Its page (`audit.html`) and its section of `catdog run`'s report are catdog.report's.
 """
 
 from __future__ import annotations
@@ -28,13 +30,19 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog import config
+from catdog import defaults
 from catdog.audit.features import backbone_features, describe
-from catdog.audit.issues import FOLDS, find_label_issues, outlier_scores
+from catdog.audit.issues import (
+    FOLDS,
+    LABEL_CHECK_MIN_ACCURACY,
+    OUTLIER_DISTANCE_RATIO,
+    find_label_issues,
+    outlier_scores,
+)
 from catdog.audit.result import AGAINST, AuditResult, Group, Outlier, Suspect
 from catdog.data import DataArgument, as_source, resolve_data_dir, scan_and_split
 from catdog.data import describe as describe_data
-from catdog.data.duplicates import EXACT, NEAR, file_digest, groups, hash_pairs, similar_pairs
+from catdog.data.duplicates import EXACT, NEAR, NEAR_DUPLICATE_HASH_BITS, file_digest, groups, hash_pairs, similar_pairs
 from catdog.data.images import find_images, inspect_image
 from catdog.data.scan import Scan
 from catdog.data.splits import Manifest
@@ -42,12 +50,16 @@ from catdog.errors import BadImageError, ParameterError
 
 __all__ = ["AuditResult", "audit"]
 
+# Two images are the same photo when the backbone's embeddings have at least this cosine
+# similarity; chosen by measurement on copies of the reference photos (benchmarks/audit.md).
+NEAR_DUPLICATE_COSINE = 0.9
+
 logger = logging.getLogger(__name__)
 
 
-def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (), seed: int = config.SEED,
+def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (), seed: int = defaults.SEED,
           backbone: str | None = None, weights: str | os.PathLike | None = None,
-          batch_size: int = config.BATCH_SIZE, scanned: tuple[Scan, Manifest] | None = None) -> AuditResult:
+          batch_size: int = defaults.BATCH_SIZE, scanned: tuple[Scan, Manifest] | None = None) -> AuditResult:
     """Audit the data set `data` (a folder or a `catdog.data.Source`), and compare the images of
     each `against` folder with it. `scanned`: the data set already scanned and split with
     `seed` (`catdog.data.scan_and_split`), to save scanning it again."""
@@ -74,13 +86,13 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
                     for issue in check.issues]
     scores = outlier_scores(features[:n])
     outliers = [Outlier(names[i], round(float(scores[i]), 3)) for i in np.argsort(-scores, kind="stable")
-                if scores[i] >= config.OUTLIER_DISTANCE_RATIO]
+                if scores[i] >= OUTLIER_DISTANCE_RATIO]
 
     summary = describe_data(found, manifest, seed=seed)
     if not check.judged and check.accuracy is not None:
         summary["warnings"].append(
             f"labels not judged: the other images predict an image's class only {check.accuracy:.1%} of the time "
-            f"(out of fold), below the {config.LABEL_CHECK_MIN_ACCURACY:.0%} needed to judge labels by")
+            f"(out of fold), below the {LABEL_CHECK_MIN_ACCURACY:.0%} needed to judge labels by")
         logger.warning(summary["warnings"][-1])
     result = AuditResult(
         data=str(shown), layout=found.layout, seed=seed, classes=manifest.class_names, images=n,
@@ -89,12 +101,12 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
         duplicates=duplicates, label_issues=label_issues, outliers=outliers,
         methods={
             "exact_duplicates": "the same bytes (sha256)",
-            "near_duplicate_hash_bits": config.NEAR_DUPLICATE_HASH_BITS,
-            "near_duplicate_cosine": config.NEAR_DUPLICATE_COSINE,
+            "near_duplicate_hash_bits": NEAR_DUPLICATE_HASH_BITS,
+            "near_duplicate_cosine": NEAR_DUPLICATE_COSINE,
             "features": describe(backbone),
             "label_issues": f"confident learning (cleanlab) on the probabilities of a {FOLDS}-fold out-of-fold "
                             "logistic regression, and every out-of-fold prediction of another class",
-            "outlier_distance_ratio": config.OUTLIER_DISTANCE_RATIO,
+            "outlier_distance_ratio": OUTLIER_DISTANCE_RATIO,
             "out_of_fold_accuracy": None if check.accuracy is None else round(check.accuracy, 4),
         },
         skipped=summary["skipped"], warnings=summary["warnings"],
@@ -136,11 +148,11 @@ def _duplicates(files: list[Path], names: list[str], splits: list[str], hashes: 
     """Groups of files holding the same photo, among the first `n` (the data set) and between
     them and the rest (the `against` folders); leaks first."""
     data_hashes, other_hashes = hashes[:n], hashes[n:]
-    found = [hash_pairs(data_hashes, max_bits=config.NEAR_DUPLICATE_HASH_BITS),
-             similar_pairs(features[:n], min_cosine=config.NEAR_DUPLICATE_COSINE)]
+    found = [hash_pairs(data_hashes, max_bits=NEAR_DUPLICATE_HASH_BITS),
+             similar_pairs(features[:n], min_cosine=NEAR_DUPLICATE_COSINE)]
     if len(files) > n:
-        for i, j in (hash_pairs(other_hashes, data_hashes, max_bits=config.NEAR_DUPLICATE_HASH_BITS),
-                     similar_pairs(features[n:], features[:n], min_cosine=config.NEAR_DUPLICATE_COSINE)):
+        for i, j in (hash_pairs(other_hashes, data_hashes, max_bits=NEAR_DUPLICATE_HASH_BITS),
+                     similar_pairs(features[n:], features[:n], min_cosine=NEAR_DUPLICATE_COSINE)):
             found.append((i + n, j))
     pairs = tuple(np.concatenate([pair[k] for pair in found]) for k in (0, 1))
     result = []

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from catdog import config
+from catdog import defaults, environment
 from catdog.errors import CatdogError, ParameterError
 
 logger = logging.getLogger(__name__)
@@ -34,21 +34,20 @@ def describe(backbone: str | None = None) -> str:
 
 
 def backbone_features(paths: Sequence[str | os.PathLike], *, backbone: str | None = None,
-                      weights: str | os.PathLike | None = None, batch_size: int = config.BATCH_SIZE) -> np.ndarray:
+                      weights: str | os.PathLike | None = None, batch_size: int = defaults.BATCH_SIZE) -> np.ndarray:
     """Unit-length features, (len(paths), channels) float32, of image files already checked
     by a scan (at least one). `weights` as for `transfer` (`catdog.models.resolve_weights`);
     random weights are refused, since they would describe nothing."""
     from catdog.data.pipeline import make_dataset
     from catdog.models import create_model, default_image_size, get_preset, resolve_backbone, resolve_weights
-    from catdog.models.inference import inference_function
-    from catdog.training.frozen import pooled_bottom
+    from catdog.models.inference import inference_function, pooled_bottom
 
     spec = get_preset(FEATURE_PRESET)
     network = resolve_backbone(spec, backbone)
     resolved = resolve_weights(spec, network, weights)
     if resolved is None:
         raise ParameterError("weights", "{name} none: comparing images needs the backbone's pretrained weights "
-                                        f"(imagenet, or ${config.ENV_WEIGHTS} for mobilenet_v2)")
+                                        f"(imagenet, or ${environment.ENV_WEIGHTS} for mobilenet_v2)")
     size = default_image_size(spec, network)
     started = time.perf_counter()
     bottom = inference_function(pooled_bottom(create_model(FEATURE_PRESET, 2, backbone=network.name,

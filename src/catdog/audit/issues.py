@@ -6,21 +6,18 @@ regression on the frozen features predicts each image's class from the other ima
 probability than that class's images usually give it, while another class's usual
 probability is met, counts as a disagreement, cleanlab estimates from those counts how many
 labels are wrong, and flags that many (`confident`). On a few hundred images its estimate is
-cautious (measured: it flagged 1 of 4 flipped labels among 90 photos, and 94 to 98 % of 100
-among the seed's 3,000), so an image whose out-of-fold prediction is another class is listed
-too: the list holds about as many images as the out-of-fold predictions miss (1.7 % of the
-seed's photos). It is ranked by the out-of-fold probability of the given label, and an
-image's score is 1 minus it: 0.97 means the other images make its label 3 % likely. A class
-with a single image cannot be checked this way and is left out; and where the other images
-predict classes too rarely to judge labels by (`config.LABEL_CHECK_MIN_ACCURACY`; 4.5 % for
-120 classes of 2 to 17 images told apart by colour casts and rotations), none is listed.
+cautious (benchmarks/decisions.md), so an image whose out-of-fold prediction is another class is
+listed too: the list holds about as many images as the out-of-fold predictions miss. It is
+ranked by the out-of-fold probability of the given label, and an image's score is 1 minus it:
+0.97 means the other images make its label 3 % likely. A class with a single image cannot be
+checked this way and is left out; and where the other images predict classes too rarely to
+judge labels by (`LABEL_CHECK_MIN_ACCURACY`), none is listed.
 
 Outliers are images unlike the rest (cleanlab's `OutOfDistribution` on the features): the
 mean cosine distance to an image's 10 nearest neighbours, over the data set's median of that
-distance, is its score (1: as typical as the median image); above
-`config.OUTLIER_DISTANCE_RATIO` it is listed. The neighbourhoods need a data set of some
-size: among 90 photos a portrait scored 1.31, among 3,000 it scored 1.69 (and the most
-unusual of the 3,000 cats and dogs 1.62).
+distance, is its score (1: as typical as the median image); above `OUTLIER_DISTANCE_RATIO`
+it is listed. The neighbourhoods need a data set of some size: a photo that stands out
+among thousands may not among a hundred (benchmarks/decisions.md).
 
 Both need the `audit` extra (`pip install 'catdog[audit]'`: cleanlab, scikit-learn).
 """
@@ -33,9 +30,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import config
+from catdog import defaults
 from catdog.errors import CatdogError
 
+# Labels are judged only where the other images predict an image's class at least this often
+# (out-of-fold accuracy): below it, every label looks doubtful.
+LABEL_CHECK_MIN_ACCURACY = 0.5
+# An image is an outlier when its mean distance to its nearest neighbours (in the backbone's
+# features) is at least this many times the data set's median of that distance.
+OUTLIER_DISTANCE_RATIO = 1.5
 FOLDS = 5
 
 
@@ -52,14 +55,14 @@ def _cleanlab():
         import cleanlab.filter
         import cleanlab.outlier
         import sklearn  # noqa: F401
-    except ImportError:
+    except ImportError as e:
         raise CatdogError("finding label errors and outliers needs cleanlab and scikit-learn: "
-                          "pip install 'catdog[audit]'") from None
+                          "pip install 'catdog[audit]'") from e
     return cleanlab
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, n_classes: int,
-                              seed: int = config.SEED) -> np.ndarray:
+                              seed: int = defaults.SEED) -> np.ndarray:
     """(n, n_classes) probabilities of each image's class, each from a logistic regression
     that did not see the image (stratified k-fold)."""
     _cleanlab()
@@ -90,9 +93,9 @@ class LabelCheck:
 
 
 def find_label_issues(features: np.ndarray, labels: np.ndarray, n_classes: int,
-                      seed: int = config.SEED) -> LabelCheck:
+                      seed: int = defaults.SEED) -> LabelCheck:
     """The images whose labels the other images doubt (see the module docstring). When the
-    other images predict an image's class less often than `config.LABEL_CHECK_MIN_ACCURACY`
+    other images predict an image's class less often than `LABEL_CHECK_MIN_ACCURACY`
     (too few images per class for the backbone's features, say), every label would look
     doubtful, so none is listed."""
     cleanlab = _cleanlab()
@@ -105,7 +108,7 @@ def find_label_issues(features: np.ndarray, labels: np.ndarray, n_classes: int,
     local = np.searchsorted(classes, labels[checked])
     probabilities = out_of_fold_probabilities(features[checked], local, len(classes), seed)
     accuracy = float((probabilities.argmax(axis=1) == local).mean())
-    if accuracy < config.LABEL_CHECK_MIN_ACCURACY:
+    if accuracy < LABEL_CHECK_MIN_ACCURACY:
         return LabelCheck([], accuracy, False)
     confident = cleanlab.filter.find_label_issues(local, probabilities, n_jobs=1)
     given = probabilities[np.arange(len(local)), local]

@@ -1,9 +1,22 @@
 """The `catdog` command: a thin layer over the Python API.
 
 Each command lives in the module named after it and exposes `register(subparsers)`,
-which adds its parser and sets `func` on it. Results go to stdout, messages to
-stderr; exit codes: 0 success, 1 failure, 2 bad input or usage, 130 interrupted.
-A library error about a parameter (`ParameterError`) is shown with the option's name.
+which adds its parser and sets its handler, `execute(args)`, as `func`. Results go to
+stdout, messages to stderr; exit codes: 0 success, 1 failure, 2 bad input or usage, 130
+interrupted. An error is one line (a library error about a parameter, `ParameterError`,
+names the option); `--debug` or `$CATDOG_DEBUG=1` prints the full traceback under it.
+
+- `common.py`: the options and output helpers the commands share.
+- `data.py`: `catdog data fetch|info|show|split|pack`.
+- `audit.py`: `catdog audit`.
+- `models.py`: `catdog models`.
+- `train.py`: `catdog train`.
+- `evaluate.py`: `catdog evaluate`.
+- `predict.py`: `catdog predict`.
+- `explain.py`: `catdog explain`.
+- `serve.py`: `catdog serve`.
+- `export.py`: `catdog export`.
+- `run.py`: `catdog run`, the whole exercise.
 """
 
 from __future__ import annotations
@@ -11,9 +24,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
-import tempfile
+import traceback
 
 from catdog import __version__, environment
 from catdog.cli.common import option_name
@@ -35,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate, serve and export image classifiers (cats vs dogs and beyond).",
     )
     parser.add_argument("--version", action="version", version=f"catdog {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"print the full traceback under an error (or set ${environment.ENV_DEBUG}=1)")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"catdog.cli.{name}").register(subparsers)
@@ -44,41 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _record_command_parsers(parser: argparse.ArgumentParser) -> None:
     """Let every (sub)command's parser put itself in the namespace as `command_parser`, so
-    errors can name its options (the innermost command's parse runs last, and wins)."""
+    errors can name its options (the innermost command's parse runs last, and wins), and take
+    `--debug` after the command too."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for command in action.choices.values():
                 command.set_defaults(command_parser=command)
+                command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                     help="print the full traceback under an error")
                 _record_command_parsers(command)
-
-
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter hidden.
-
-    TensorFlow writes several lines to file descriptor 2 while loading, before
-    `TF_CPP_MIN_LOG_LEVEL` takes effect. They are captured and shown only if the
-    import fails.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-    # TensorFlow's own Python warnings (retracing when several models run in one process,
-    # deprecations inside Keras) are for library developers; catdog reports what users need.
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 class _PlainFormatter(logging.Formatter):
@@ -113,16 +101,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "needs_tensorflow", True):
             environment.check_tensorflow()
-            import_tensorflow_quietly()
+            environment.import_tensorflow_quietly()
             environment.configure_devices()  # before TensorFlow sets up its devices
         return args.func(args) or 0
     except ParameterError as e:
         name = option_name(args.command_parser, e.parameter) or e.parameter
-        print(f"catdog: error: {e.in_terms_of(name)}", file=sys.stderr)
-        return e.exit_code
+        return _error(e.in_terms_of(name), e.exit_code, args)
     except CatdogError as e:
-        print(f"catdog: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _error(str(e), e.exit_code, args)
     except KeyboardInterrupt:
         print("catdog: interrupted", file=sys.stderr)
         return 130
+
+
+def _error(message: str, code: int, args: argparse.Namespace) -> int:
+    """Print the error on one line, and with --debug the traceback (its causes too) under it."""
+    print(f"catdog: error: {message}", file=sys.stderr)
+    if args.debug or environment.debug():
+        traceback.print_exc(file=sys.stderr)
+    return code

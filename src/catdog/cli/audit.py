@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from catdog import config
+from catdog import defaults
 from catdog.cli.common import (
     add_backbone_option,
     add_data_option,
@@ -42,21 +42,21 @@ def register(subparsers) -> None:
     add_seed_option(parser)
     add_backbone_option(parser)
     add_weights_option(parser)
-    parser.add_argument("--batch-size", type=positive_int, default=config.BATCH_SIZE, metavar="B",
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.BATCH_SIZE, metavar="B",
                         help="batch size for the backbone (default: %(default)s)")
     parser.add_argument("--out", metavar="DIR", help="write audit.json and audit.html (thumbnails) into this folder")
     parser.add_argument("--fail-on", action="append", choices=FAIL_ON, default=[],
                         help="exit 1 if the audit finds leaks (duplicates across splits or --against folders) or "
                         "label issues; repeat for both (for CI pipelines)")
     add_json_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=execute)
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from catdog import files
     from catdog.audit import audit
-    from catdog.audit.html import HTML_KIND, write_html
     from catdog.audit.result import HTML_FILE, JSON_FILE, JSON_KIND
+    from catdog.report.audit_page import HTML_KIND, write_html
 
     if args.out:  # before the audit, not after it
         files.check_replaceable(Path(args.out) / JSON_FILE, JSON_KIND)

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from catdog import config
+from catdog import defaults, environment
 
 if TYPE_CHECKING:
     from catdog.data import Source
 
-DATA_HELP = (f"folder of labelled images, or a pack (catdog data pack) at a path or URL (default: ${config.ENV_DATA}, "
-             "else the cached seed data set)")
+DATA_HELP = ("folder of labelled images, or a pack (catdog data pack) at a path or URL (default: "
+             f"${environment.ENV_DATA}, else the reference data set, downloaded once)")
 
 
 def add_data_option(parser: argparse.ArgumentParser, *, help: str = DATA_HELP, min_images: bool = True) -> None:
@@ -51,12 +51,29 @@ def data_source(args: argparse.Namespace) -> Source:
     return Source(args.data, labels, getattr(args, "min_images", None))
 
 
+def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the options of a training command override (see `catdog.runs.TrainSettings.resolve`):
+    those given, by the names `resolve` takes."""
+    renamed = {"xla": "jit_compile"}
+    chosen = {renamed.get(name, name): getattr(args, name) for name in SETTING_OPTIONS if hasattr(args, name)}
+    if getattr(args, "end_to_end", False):
+        chosen["frozen_features"] = False
+    return {name: value for name, value in chosen.items() if value is not None and value is not False}
+
+
+# The options of `catdog train` and `catdog run` that are training settings.
+SETTING_OPTIONS = ("epochs", "image_size", "batch_size", "seed", "backbone", "weights", "learning_rate", "views",
+                   "precision", "xla", "class_weight", "patience", "ood_rate", "ood_method")
+
+
 def add_class_weight_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--class-weight", choices=config.CLASS_WEIGHTS,
+    from catdog.data import IMBALANCE_RATIO
+    from catdog.runs.settings import CLASS_WEIGHTS
+
+    parser.add_argument("--class-weight", choices=CLASS_WEIGHTS,
                         help="how the classes weigh in the loss: none; balanced (each class as much in total, so a "
-                        f"small class is not ignored); auto: balanced when the largest class has more than "
-                        f"{config.IMBALANCE_RATIO:g}x the training images of the smallest, else none "
-                        f"(default: {config.CLASS_WEIGHT})")
+                        "small class is not ignored); auto: balanced when the largest class has more than "
+                        f"{IMBALANCE_RATIO:g}x the training images of the smallest, else none (default: auto)")
 
 
 def add_run_argument(parser: argparse.ArgumentParser) -> None:
@@ -64,8 +81,8 @@ def add_run_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_seed_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=config.SEED,
-                        help="seed for splits, shuffling and weights (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.SEED,
+                        help="random seed for splits, shuffling and weights (default: %(default)s)")
 
 
 def add_backbone_option(parser: argparse.ArgumentParser) -> None:
@@ -77,8 +94,8 @@ def add_backbone_option(parser: argparse.ArgumentParser) -> None:
 def add_weights_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="W",
                         help="starting weights: imagenet (Keras' download, or its cache), PATH to an .h5/.weights.h5 "
-                        f"file, or none (default: imagenet for pretrained presets, with ${config.ENV_WEIGHTS} as a "
-                        "local copy for mobilenet_v2; none otherwise)")
+                        "file, or none (default: imagenet for pretrained presets, with "
+                        f"${environment.ENV_WEIGHTS} as a local copy for mobilenet_v2; none otherwise)")
 
 
 def add_strategy_option(parser: argparse.ArgumentParser) -> None:
@@ -89,16 +106,17 @@ def add_strategy_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_runtime_option(parser: argparse.ArgumentParser) -> None:
-    from catdog.deploy.runtimes import AUTO, RUNTIMES
+    from catdog.formats import AUTO, AUTO_PREFERENCE, RUNTIMES
 
     parser.add_argument(
         "--runtime",
         choices=RUNTIMES,
         default=AUTO,
         help=(
-            "what runs the model: keras, or an export's own runtime (onnx: onnxruntime on the run's ONNX export "
-            "from `catdog export RUN --format onnx [--quantize]`, its int8 one first, faster on a CPU); auto takes "
-            "onnx when the run has an export newer than its model (default: %(default)s)"
+            "what runs the model: keras, or an export's own runtime on the run's export in that format (from "
+            "`catdog export RUN --format NAME [--quantize]`, its int8 one first, faster on a CPU); auto takes the "
+            f"first of {', '.join(AUTO_PREFERENCE)} the run has an export of newer than its model, else keras "
+            "(default: %(default)s)"
         ),
     )
 
@@ -118,16 +136,15 @@ def probability(text: str) -> float:
     return value
 
 
-def import_tensorflow_if_needed(run: str, runtime: str) -> None:
-    """Import TensorFlow, quietly, if running `run` with `runtime` needs it: with an ONNX export,
-    `predict` and `serve` start without it, seconds sooner (images are decoded by Pillow)."""
-    from catdog.cli import import_tensorflow_quietly
-    from catdog.deploy import runtimes
-    from catdog.runs import open_run
+def import_tensorflow_if_needed(run, runtime: str) -> None:
+    """Import TensorFlow, quietly, if running `run` (a `catdog.runs.Run`) with `runtime` needs it:
+    with an ONNX export, `predict` and `serve` start without it, seconds sooner (images are
+    decoded by Pillow)."""
+    from catdog.formats import needs_tensorflow
 
-    chosen, _ = runtimes.choose(open_run(run), runtime)
-    if runtimes.needs_tensorflow(chosen):
-        import_tensorflow_quietly()
+    chosen, _ = run.runtime_for(runtime)
+    if needs_tensorflow(chosen):
+        environment.import_tensorflow_quietly()
 
 
 def option_name(parser: argparse.ArgumentParser, dest: str) -> str | None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from catdog import config
+from catdog import environment
 from catdog.cli.common import (
     add_data_option,
     add_json_option,
@@ -20,24 +20,25 @@ from catdog.errors import ParameterError
 
 
 def register(subparsers) -> None:
+    from catdog.data.fetch import DATASET_URL
+
     data = subparsers.add_parser(
         "data",
         help="fetch, describe, show, split or pack a data set",
-        description="Fetch the seed data set, or describe, show, split or pack a folder of labelled images.",
+        description="Fetch the reference data set, or describe, show, split or pack a folder of labelled images.",
     )
     commands = data.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     fetch = commands.add_parser(
         "fetch",
-        help="download and extract the seed data set",
-        description=f"Download {config.SEED_DATASET_URL}, verify it and extract it "
-        f"(default: into {config.cache_dir()}).",
+        help="download and extract the reference data set (the tutorial's cats_and_dogs_filtered)",
+        description=f"Download {DATASET_URL}, verify it and extract it (default: into {environment.cache_dir()}).",
     )
     fetch.add_argument("--dest", metavar="DIR",
-                       help=f"folder to extract into (default: ${config.ENV_HOME}, else ~/.keras/datasets)")
+                       help=f"folder to extract into (default: ${environment.ENV_HOME}, else ~/.keras/datasets)")
     fetch.add_argument("--sha256", metavar="HEX",
                        help="expected sha256 of the archive (default: the one recorded in catdog)")
-    fetch.set_defaults(func=run_fetch, needs_tensorflow=False)
+    fetch.set_defaults(func=execute_fetch, needs_tensorflow=False)
 
     data_info = commands.add_parser(
         "info",
@@ -48,7 +49,7 @@ def register(subparsers) -> None:
     )
     _add_data_options(data_info)
     add_json_option(data_info)
-    data_info.set_defaults(func=run_info, needs_tensorflow=False)
+    data_info.set_defaults(func=execute_info, needs_tensorflow=False)
 
     show = commands.add_parser(
         "show",
@@ -59,7 +60,7 @@ def register(subparsers) -> None:
     _add_data_options(show)
     show.add_argument("--augment", action="store_true", help="draw the augmentation preview instead")
     show.add_argument("--out", metavar="FILE.png", help="where to save (default: samples.png, or augmentation.png)")
-    show.set_defaults(func=run_show)
+    show.set_defaults(func=execute_show)
 
     split = commands.add_parser(
         "split",
@@ -69,7 +70,7 @@ def register(subparsers) -> None:
     )
     _add_data_options(split)
     split.add_argument("--out", metavar="FILE.csv", required=True, help="manifest to write")
-    split.set_defaults(func=run_split, needs_tensorflow=False)
+    split.set_defaults(func=execute_split, needs_tensorflow=False)
 
     pack = commands.add_parser(
         "pack",
@@ -81,7 +82,7 @@ def register(subparsers) -> None:
     _add_data_options(pack)
     pack.add_argument("--out", metavar="DEST", required=True, help="folder to write the pack into (new, or a pack)")
     pack.add_argument("--shards", type=positive_int, default=4, help="shards per split, at most (default: %(default)s)")
-    pack.set_defaults(func=run_pack)
+    pack.set_defaults(func=execute_pack)
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -89,14 +90,14 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     add_seed_option(parser)
 
 
-def run_fetch(args: argparse.Namespace) -> int:
-    from catdog.data.fetch import fetch
+def execute_fetch(args: argparse.Namespace) -> int:
+    from catdog.data.fetch import DATASET_SHA256, fetch
 
-    print(fetch(args.dest, sha256=args.sha256 or config.SEED_DATASET_SHA256))
+    print(fetch(args.dest, sha256=args.sha256 or DATASET_SHA256))
     return 0
 
 
-def run_info(args: argparse.Namespace) -> int:
+def execute_info(args: argparse.Namespace) -> int:
     from catdog.data import summary
 
     report = summary(data_source(args), seed=args.seed)
@@ -153,9 +154,10 @@ def _counts_table(splits: dict[str, dict[str, int]], classes: list[str]) -> list
     return lines
 
 
-def run_show(args: argparse.Namespace) -> int:
-    from catdog import files, preview
+def execute_show(args: argparse.Namespace) -> int:
+    from catdog import files
     from catdog.data import scan_and_split
+    from catdog.report import previews
 
     out = Path(args.out or ("augmentation.png" if args.augment else "samples.png"))
     if out.suffix.lower() != ".png":
@@ -163,29 +165,29 @@ def run_show(args: argparse.Namespace) -> int:
     files.check_replaceable(out, files.CATDOG_PNG)  # before the scan, not after it
     found, manifest = scan_and_split(data_source(args), seed=args.seed)
     if args.augment:
-        figure = preview.augmentation_preview(manifest, seed=args.seed)
+        figure = previews.augmentation_preview(manifest, seed=args.seed)
     else:
-        figure = preview.sample_grid(manifest, seed=args.seed)
+        figure = previews.sample_grid(manifest, seed=args.seed)
     print(files.save_figure(figure, out, files.CATDOG_PNG))
     _mention_skipped(found.skipped)
     return 0
 
 
-def run_split(args: argparse.Namespace) -> int:
+def execute_split(args: argparse.Namespace) -> int:
     from catdog import files
     from catdog.data import scan_and_split
-    from catdog.data.splits import MANIFEST_KIND
+    from catdog.data.splits import MANIFEST_KIND, SPLITS
 
     files.check_replaceable(args.out, MANIFEST_KIND)  # before the scan, not after it
     found, manifest = scan_and_split(data_source(args), seed=args.seed)
     print(manifest.write(args.out))
     counts = manifest.counts()
-    info(", ".join(f"{split}: {sum(counts[split].values())}" for split in config.SPLITS) + " images")
+    info(", ".join(f"{split}: {sum(counts[split].values())}" for split in SPLITS) + " images")
     _mention_skipped(found.skipped)
     return 0
 
 
-def run_pack(args: argparse.Namespace) -> int:
+def execute_pack(args: argparse.Namespace) -> int:
     from catdog.data.pack import pack
 
     print(pack(args.data, args.out, seed=args.seed, shards=args.shards))

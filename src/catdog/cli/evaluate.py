@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from catdog import config
+from catdog import defaults
 from catdog.cli.common import add_data_option, add_json_option, add_run_argument, data_source, positive_int, print_json
 from catdog.errors import CatdogError
 
@@ -26,16 +26,16 @@ def register(subparsers) -> None:
     )
     add_run_argument(parser)
     add_data_option(parser, help="folder of labelled images to score instead of the test split", min_images=False)
-    parser.add_argument("--batch-size", type=positive_int, default=config.BATCH_SIZE, metavar="B",
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.BATCH_SIZE, metavar="B",
                         help="batch size (default: %(default)s)")
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: average each image's probabilities with its mirror image's")
     add_json_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=execute)
 
 
-def run(args: argparse.Namespace) -> int:
-    from catdog.evaluate import evaluate
+def execute(args: argparse.Namespace) -> int:
+    from catdog.evaluation import evaluate
 
     if args.labels and not args.data:
         raise CatdogError("--labels gives the classes of the images of --data; give --data DIR too")
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """The human-readable form of `catdog.evaluate.evaluate`'s metrics: the confusion matrix for a
+    """The human-readable form of `catdog.evaluation.evaluate`'s metrics: the confusion matrix for a
     few classes, the most confused pairs for many."""
     names = list(metrics["per_class"])
     width = max(len(name) for name in [*names, "class"])

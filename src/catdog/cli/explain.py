@@ -26,10 +26,10 @@ def register(subparsers) -> None:
     parser.add_argument("--class", dest="class_name", metavar="NAME",
                         help="the class whose heatmap to draw (default: each image's predicted class)")
     add_json_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=execute)
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from catdog.explain.explainer import Explainer, write
 
     explainer = Explainer(args.run)

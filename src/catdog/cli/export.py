@@ -8,7 +8,7 @@ from catdog.cli.common import add_json_option, add_run_argument, info, print_jso
 
 
 def register(subparsers) -> None:
-    from catdog.deploy.formats import FORMATS
+    from catdog.formats import FORMATS
 
     parser = subparsers.add_parser(
         "export",
@@ -31,14 +31,14 @@ def register(subparsers) -> None:
     parser.add_argument("--check-images", metavar="IMAGE_OR_FOLDER", nargs="+",
                         help="images to check the export on instead of the test split")
     add_json_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=execute)
 
 
 def _file_size(size: int) -> str:
     return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.1f} KB"
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from catdog.deploy.export import export
 
     info(f"exporting {args.run} as {args.format}...")

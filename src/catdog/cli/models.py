@@ -15,10 +15,10 @@ def register(subparsers) -> None:
         "default image size, on the default backbone) and the backbones `--backbone` accepts.",
     )
     add_json_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=execute)
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from catdog.models import describe
 
     listing = describe()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from catdog import config
+from catdog import defaults, environment
 from catdog.cli.common import (
     add_json_option,
     add_labels_options,
@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     )
     add_run_argument(parser)
     parser.add_argument("sources", metavar="IMAGE_OR_FOLDER", nargs="+", help="image files or folders of images")
-    parser.add_argument("--batch-size", type=positive_int, default=config.BATCH_SIZE,
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.BATCH_SIZE,
                         help="images per model call (default: %(default)s)")
     add_runtime_option(parser)
     parser.add_argument("--tta", action="store_true",
@@ -38,16 +38,20 @@ def register(subparsers) -> None:
     add_labels_options(parser)
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: this process (default); ray: Ray Data, on this machine or the cluster at "
-                        "--address, with the run's ONNX export (written first if missing); sources may then also "
-                        "be text files of paths and URLs such as s3://bucket/photos/")
+                        "--address, with the run's ONNX export (`catdog export RUN --format onnx`); sources may then "
+                        "also be text files of paths and URLs such as s3://bucket/photos/")
+    parser.add_argument("--export", action="store_true",
+                        help="--engine ray: write the run's ONNX export first if it has none newer than its model")
     parser.add_argument("--address", help="the Ray cluster to use (default: a local one; 'auto': the one running)")
     parser.add_argument("--out", metavar="FILE", help="write the predictions to FILE.jsonl or FILE.parquet "
                         "(one file) instead of printing them")
     add_json_option(parser)
-    parser.set_defaults(func=run, needs_tensorflow=False)
+    parser.set_defaults(func=execute, needs_tensorflow=False)
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
+    from catdog.runs import Run
+
     skipped = 0
 
     def skip(path: str, reason: str) -> None:
@@ -56,28 +60,30 @@ def run(args: argparse.Namespace) -> int:
         info(f"skipping {path}: {reason}")
 
     labelling = {"tta": args.tta, "reject_unknown": args.reject_unknown, "min_confidence": args.min_confidence}
+    run = Run.open(args.run)
     if args.engine == "ray":
-        from catdog.cli import import_tensorflow_quietly
-        from catdog.deploy import batch
+        from catdog.deploy import ray_batch
 
         if args.runtime not in ("auto", "onnx"):
             raise CatdogError(f"the ray engine runs the run's ONNX export; leave out --runtime {args.runtime}")
-        import_tensorflow_quietly()  # the export is written first if the run has none
+        if args.export:
+            environment.import_tensorflow_quietly()  # the export may be written first
         info(f"predicting on Ray{f' at {args.address}' if args.address else ''}")
-        predictions = batch.predict(args.run, args.sources, address=args.address, batch_size=args.batch_size,
-                                    on_skip=skip, **labelling)
+        predictions = ray_batch.predict(run, args.sources, address=args.address, batch_size=args.batch_size,
+                                        on_skip=skip, export_missing=args.export, **labelling)
     else:
         from catdog.deploy.predict import Predictor
 
-        if args.address:
-            raise CatdogError("--address names a Ray cluster: use it with --engine ray")
-        import_tensorflow_if_needed(args.run, args.runtime)
-        predictor = Predictor(args.run, runtime=args.runtime, **labelling)
+        if args.address or args.export:
+            raise CatdogError(f"{'--address' if args.address else '--export'} is for the Ray engine: use it with "
+                              "--engine ray")
+        import_tensorflow_if_needed(run, args.runtime)
+        predictor = Predictor(run, runtime=args.runtime, **labelling)
         info(f"running {predictor.model_path} with {predictor.runtime}")
         predictions = predictor.predict_paths(args.sources, batch_size=args.batch_size, on_skip=skip)
 
     if args.out:
-        from catdog.deploy.batch import write
+        from catdog.deploy.prediction_files import write
 
         predicted = write(predictions, args.out)
         if predicted:

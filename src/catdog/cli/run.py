@@ -1,10 +1,10 @@
-"""`catdog run`: the seed documents' whole exercise, from data summary to report."""
+"""`catdog run`: the reference tutorial's whole exercise, from data summary to report."""
 
 from __future__ import annotations
 
 import argparse
 
-from catdog import config
+from catdog import defaults
 from catdog.cli.common import (
     add_backbone_option,
     add_class_weight_option,
@@ -17,13 +17,14 @@ from catdog.cli.common import (
     data_source,
     positive_int,
     print_json,
+    settings_overrides,
 )
 
 HELP = "run the whole exercise: data summary, previews, every model trained and scored, a report"
 
 
 def register(subparsers) -> None:
-    from catdog.exercise import DEFAULT_MODELS
+    from catdog.models import REFERENCE_PRESETS
 
     parser = subparsers.add_parser(
         "run",
@@ -33,14 +34,14 @@ def register(subparsers) -> None:
     add_data_option(parser)
     parser.add_argument(
         "--models",
-        default=",".join(DEFAULT_MODELS),
+        default=",".join(REFERENCE_PRESETS),
         help="comma-separated presets to train, in order (default: %(default)s; see `catdog models`)",
     )
     parser.add_argument("--epochs", type=positive_int,
-                        help="epochs per model (default: each preset's own, 20 for the seed's)")
+                        help="epochs per model (default: each preset's own, 20 for the reference's)")
     parser.add_argument("--image-size", type=positive_int,
                         help="image side in pixels (default: each preset's own, see `catdog models`)")
-    parser.add_argument("--batch-size", type=positive_int, default=config.BATCH_SIZE,
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.BATCH_SIZE,
                         help="batch size (default: %(default)s)")
     add_seed_option(parser)
     add_backbone_option(parser)
@@ -50,26 +51,15 @@ def register(subparsers) -> None:
     add_class_weight_option(parser)
     add_patience_option(parser)
     add_json_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=execute)
 
 
-def run(args: argparse.Namespace) -> int:
-    from catdog.exercise import run_exercise
+def execute(args: argparse.Namespace) -> int:
+    from catdog.exercise import exercise_settings, run_exercise
 
-    summary = run_exercise(
-        data_source(args),
-        models=[name.strip() for name in args.models.split(",") if name.strip()],
-        epochs=args.epochs,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        backbone=args.backbone,
-        weights=args.weights,
-        strategy=args.strategy,
-        out=args.out,
-        class_weight=args.class_weight or config.CLASS_WEIGHT,
-        patience=args.patience,
-    )
+    models = [name.strip() for name in args.models.split(",") if name.strip()]
+    settings = exercise_settings(models, **settings_overrides(args))
+    summary = run_exercise(data_source(args), settings, out=args.out, strategy=args.strategy)
     if args.json:
         print_json(summary)
         return 0

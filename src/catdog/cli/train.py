@@ -1,10 +1,9 @@
-"""`catdog train`: a preset trained into a run folder, or an interrupted run resumed."""
+"""`catdog train`: a preset trained into a run folder, or an interrupted run completed."""
 
 from __future__ import annotations
 
 import argparse
 
-from catdog import config
 from catdog.cli.common import (
     add_backbone_option,
     add_class_weight_option,
@@ -19,9 +18,9 @@ from catdog.cli.common import (
     positive_int,
     positive_number,
     print_json,
+    settings_overrides,
 )
 from catdog.errors import CatdogError
-from catdog.trust.ood import METHODS
 
 # The options that describe a new run; `--resume` continues one with its recorded settings.
 NEW_RUN_OPTIONS = ("preset", "epochs", "image_size", "batch_size", "backbone", "weights", "out", "learning_rate",
@@ -30,26 +29,30 @@ NEW_RUN_OPTIONS = ("preset", "epochs", "image_size", "batch_size", "backbone", "
 
 
 def register(subparsers) -> None:
+    from catdog.runs.settings import PRECISIONS
+    from catdog.trust.ood import METHODS, OOD_METHOD, OOD_RATE
+
     parser = subparsers.add_parser(
         "train",
         help="train a model preset into a run folder",
         description="Train a model preset (see `catdog models`) and write a run folder: model.keras (the best epoch "
         "by validation accuracy), config.json, splits.csv, history.csv, accuracy and loss curves, TensorBoard logs, "
-        "and the test-split metrics and figures. Prints the run folder. Ctrl-C leaves a run that --resume continues.",
+        "the temperature and out-of-distribution detector fitted on validation, and the test-split metrics and "
+        "figures. Prints the run folder. Ctrl-C leaves a run that --resume completes.",
     )
     parser.add_argument("--model", dest="preset", metavar="NAME", help="the preset to train (see `catdog models`)")
     add_data_option(parser)
-    parser.add_argument("--epochs", type=positive_int, help="epochs (default: the preset's, 20 for the seed's models)")
+    parser.add_argument("--epochs", type=positive_int, help="epochs (default: the preset's, 20 for the reference's "
+                        "models)")
     parser.add_argument("--image-size", type=positive_int, metavar="S",
                         help="image side in pixels (default: the preset's, or its backbone's; see `catdog models`)")
-    parser.add_argument("--batch-size", type=positive_int, metavar="B",
-                        help=f"batch size (default: {config.BATCH_SIZE})")
+    parser.add_argument("--batch-size", type=positive_int, metavar="B", help="batch size (default: 32)")
     add_seed_option(parser)
     add_backbone_option(parser)
     add_weights_option(parser)
     parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/<model>-<timestamp>)")
     parser.add_argument("--resume", metavar="RUN",
-                        help="continue an interrupted run from its last finished epoch, with its own settings")
+                        help="complete an interrupted run from its last finished epoch, with its own settings")
     parser.add_argument("--learning-rate", type=positive_number, metavar="LR",
                         help="learning rate (default: the preset's)")
     parser.add_argument("--views", type=positive_int, metavar="K",
@@ -58,49 +61,47 @@ def register(subparsers) -> None:
                         "images (default: the preset's, 1 for transfer, 2 for finetune)")
     parser.add_argument("--end-to-end", action="store_true",
                         help="pretrained presets: run every image through the frozen backbone every epoch, as the "
-                        "seed does, instead of computing its output once")
-    parser.add_argument("--precision", choices=config.PRECISIONS,
+                        "reference does, instead of computing its output once")
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="Keras dtype policy; auto: mixed_bfloat16 for the presets that train as well in it, on "
                         "CPUs with bfloat16 instructions, else float32 (default: auto)")
     parser.add_argument("--xla", action="store_true", help="compile training steps with XLA")
     parser.add_argument("--ood-rate", type=positive_number, metavar="RATE",
                         help="share of validation images the out-of-distribution threshold flags as unlike the "
-                        f"training images: the false-alarm rate on images like them (default: {config.OOD_RATE})")
+                        f"training images: the false-alarm rate on images like them (default: {OOD_RATE})")
     parser.add_argument("--ood-method", choices=list(METHODS),
                         help="how distance from the training images is measured: knn (cosine distance to the "
                         "nearest training images' features) or mahalanobis (per-class Gaussians, shared covariance) "
-                        f"(default: {config.OOD_METHOD})")
+                        f"(default: {OOD_METHOD})")
     add_class_weight_option(parser)
     add_strategy_option(parser)
     add_patience_option(parser)
     add_json_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=execute)
 
 
-def run(args: argparse.Namespace) -> int:
-    from catdog import training
-    from catdog.runs import open_run
+def execute(args: argparse.Namespace) -> int:
+    from catdog import workflow
+    from catdog.runs import TrainSettings
 
     if args.resume:
-        given = [name for name in NEW_RUN_OPTIONS if getattr(args, name) not in (None, False)]
+        given = [name for name in NEW_RUN_OPTIONS if _given(getattr(args, name))]
         if given:
             flags = ", ".join(option_name(args.command_parser, name) for name in given)
             raise CatdogError(f"--resume continues a run with its recorded settings; leave out {flags}")
-        folder = training.resume(args.resume, args.data, strategy=args.strategy)
+        run = workflow.resume_run(args.resume, args.data, strategy=args.strategy)
     elif args.preset is None:
         raise CatdogError("name the model to train (--model NAME) or a run to resume (--resume RUN)")
     else:
-        folder = training.train(
-            args.preset, data_source(args), epochs=args.epochs, image_size=args.image_size,
-            batch_size=args.batch_size or config.BATCH_SIZE, seed=args.seed, backbone=args.backbone,
-            weights=args.weights, out=args.out, learning_rate=args.learning_rate,
-            frozen_features=not args.end_to_end, views=args.views, precision=args.precision or "auto",
-            jit_compile=args.xla, patience=args.patience, class_weight=args.class_weight or config.CLASS_WEIGHT,
-            strategy=args.strategy, ood_rate=args.ood_rate or config.OOD_RATE,
-            ood_method=args.ood_method or config.OOD_METHOD,
-        )
+        settings = TrainSettings.resolve(args.preset, **settings_overrides(args))
+        run = workflow.train_run(settings, data_source(args), out=args.out, strategy=args.strategy)
     if args.json:
-        print_json({"run": str(folder), **open_run(folder).metrics})
+        print_json({"run": str(run.path), **(run.metrics or {})})
     else:
-        print(folder)
+        print(run.path)
     return 0
+
+
+def _given(value) -> bool:
+    """Whether an option was given: store_true options are False when not."""
+    return value is not None and value is not False

@@ -7,13 +7,15 @@
 
 The steps, one module each, in the order the data goes through them:
 
-- `fetch.py`: the seed data set, downloaded and verified;
+- `fetch.py`: the reference tutorial's data set, downloaded and verified;
 - `images.py`: what a usable image is, and how every path decodes it;
 - `labels.py`: labels from a CSV file, for a folder whose layout does not give them;
 - `scan.py`: finding and checking every image of a data folder;
+- `scan_cache.py`: what a scan checked, remembered per data folder while files do not change;
 - `duplicates.py`: the same photo twice, found by fingerprints;
 - `splits.py`: the train/validation/test split and its manifest (`splits.csv`);
-- `pipeline.py`: the `tf.data` pipeline of one split.
+- `pipeline.py`: the `tf.data` pipeline of one split;
+- `pack.py`: a checked, split data set as TFRecord shards, at a path or a URL.
 
 `load` runs them all (passing the manifest of an earlier run reuses its split exactly);
 `summary` describes a data set without touching TensorFlow. A data set is given as its
@@ -29,16 +31,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from catdog import config
+from catdog import defaults, environment
 from catdog.data.labels import LabelsFile
 from catdog.data.pack import Pack, is_remote, open_pack
 from catdog.data.scan import Scan
 from catdog.data.scan import scan as _scan  # not `scan`: that name is the module
-from catdog.data.splits import TEST, TRAIN, Manifest, crossing, split
+from catdog.data.splits import SPLITS, TEST, TRAIN, Manifest, crossing, split
 from catdog.errors import CatdogError, ParameterError
 
 if TYPE_CHECKING:
     import tensorflow as tf
+
+# A warning when the largest class has more than this many times the training images of the smallest.
+IMBALANCE_RATIO = 3.0
 
 logger = logging.getLogger(__name__)
 
@@ -62,21 +67,21 @@ def as_source(data: DataArgument) -> Source:
 
 
 def resolve_data_dir(data: DataArgument = None) -> Path:
-    """The data folder: `data`, else `$CATDOG_DATA`, else the seed data set in the cache (fetched if missing)."""
+    """The data folder: `data`, else `$CATDOG_DATA`, else the reference data set in the cache (fetched if missing)."""
     data = as_source(data).root
     if data is not None:
         return Path(data).expanduser()
-    if env := os.environ.get(config.ENV_DATA):
-        return Path(env).expanduser()
-    cached = config.cache_dir() / config.SEED_DATASET_NAME
-    if not cached.is_dir():
-        from catdog.data.fetch import fetch
+    if (folder := environment.data_folder()) is not None:
+        return folder
+    from catdog.data.fetch import DATASET_NAME, fetch
 
+    cached = environment.cache_dir() / DATASET_NAME
+    if not cached.is_dir():
         fetch()
     return cached
 
 
-def scan_and_split(data: DataArgument = None, *, seed: int = config.SEED) -> tuple[Scan, Manifest]:
+def scan_and_split(data: DataArgument = None, *, seed: int = defaults.SEED) -> tuple[Scan, Manifest]:
     """Check every image of the data set, then split the usable ones (a pack: as packed)."""
     source = as_source(data)
     if (packed := _open_pack(source)) is not None:
@@ -106,7 +111,7 @@ class Data:
     def with_cache_folder(self, folder: str | os.PathLike) -> Data:
         """The same data, keeping in `folder` the decoded images of any split that is over the
         memory budget; this same `Data` (and the images it holds in memory) if none is."""
-        if all(getattr(self, name).cache_place.path == "" for name in config.SPLITS):
+        if all(getattr(self, name).cache_place.path == "" for name in SPLITS):
             return self
         return load(self.root, manifest=self.manifest, **{**self.options, "cache": folder})
 
@@ -114,9 +119,9 @@ class Data:
 def load(
     data: DataArgument = None,
     *,
-    image_size: int = config.IMAGE_SIZE,
-    batch_size: int = config.BATCH_SIZE,
-    seed: int = config.SEED,
+    image_size: int = defaults.IMAGE_SIZE,
+    batch_size: int = defaults.BATCH_SIZE,
+    seed: int = defaults.SEED,
     manifest: Manifest | None = None,
     cache: bool | str | os.PathLike = True,
     memory_budget: int | None = None,
@@ -156,7 +161,7 @@ def load(
             name=name,
             class_names=manifest.class_names,
         )
-        for name in config.SPLITS
+        for name in SPLITS
     }
     if cache is not False and (elsewhere := [name for name, d in datasets.items() if d.cache_place.path != ""]):
         # In memory is the usual place; say where the others went.
@@ -186,19 +191,19 @@ def _load_pack(packed: Pack, *, image_size: int, batch_size: int, seed: int, cac
         name: make_record_dataset(packed.shards(name), packed.count(name), image_size, batch_size,
                                   shuffle=name == TRAIN, seed=seed, cache=cache, memory_budget=memory_budget,
                                   name=name, class_names=packed.class_names)
-        for name in config.SPLITS
+        for name in SPLITS
     }
     options = {"image_size": image_size, "batch_size": batch_size, "seed": seed, "memory_budget": memory_budget}
     return Data(packed.location, packed.manifest, **datasets, skipped=list(packed.skipped),
                 warnings=list(packed.warnings), options=options)
 
 
-def summary(data: DataArgument = None, *, seed: int = config.SEED) -> dict[str, Any]:
+def summary(data: DataArgument = None, *, seed: int = defaults.SEED) -> dict[str, Any]:
     """What `catdog data info` reports: classes, counts per split and class, baseline, skipped files.
 
     The baseline is the accuracy of always guessing the most frequent class of the
     training split, scored on the test split, so it compares directly with a
-    model's test accuracy (the seed counts label frequencies on its training data).
+    model's test accuracy (the reference tutorial counts label frequencies on its training data).
     """
     found, manifest = scan_and_split(data, seed=seed)
     return describe(found, manifest, seed=seed)
@@ -246,7 +251,7 @@ def split_warnings(found: Scan, manifest: Manifest) -> list[str]:
     counts = manifest.counts()
     warnings = []
     ratio = imbalance(counts[TRAIN])
-    if ratio > config.IMBALANCE_RATIO:
+    if ratio > IMBALANCE_RATIO:
         largest = max(counts[TRAIN], key=counts[TRAIN].get)
         smallest = min(counts[TRAIN], key=counts[TRAIN].get)
         warnings.append(f"the classes are imbalanced: {largest} has {ratio:.1f}x the training images of {smallest} "

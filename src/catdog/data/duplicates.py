@@ -28,6 +28,9 @@ from PIL import Image
 
 EXACT = "exact"
 NEAR = "near"
+# Two images are the same photo when their perceptual hashes differ in at most this many of 64 bits;
+# chosen by measurement on copies of the reference photos (benchmarks/audit.md).
+NEAR_DUPLICATE_HASH_BITS = 8
 
 _HASH_SIZE = 8
 _HASH_INPUT = 4 * _HASH_SIZE  # pixels per side of the grey image the transform sees

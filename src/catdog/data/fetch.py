@@ -1,4 +1,5 @@
-"""Downloading the seed data set: verified, extracted safely, and in place all at once.
+"""Downloading the reference data set (the tutorial's `cats_and_dogs_filtered`): verified, extracted
+safely, and in place all at once.
 
 The archive is downloaded into a temporary folder beside the destination, checked
 against its recorded size and sha256, checked entry by entry (no absolute paths, no
@@ -23,11 +24,38 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from catdog import config, files
+from catdog import environment, files
 from catdog.data.images import inspect_image
 from catdog.errors import BadImageError, CatdogError
 
 CHUNK_BYTES = 1 << 20
+
+# The reference tutorial's data set.
+DATASET_NAME = "cats_and_dogs_filtered"
+DATASET_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
+DATASET_BYTES = 68_606_236  # the size every published download log of it shows
+# Not found in any public record this project could check (its machines have no network).
+# Without it, `catdog data fetch` verifies the archive by its exact size and by its contents
+# (DATASET_CONTENT_SHA256, below); pass `--sha256` to pin the archive itself.
+DATASET_SHA256: str | None = None
+# The reference file set: the photographs of the shared copy (../shared/data/cats_and_dogs_filtered),
+# {split}/{class}/{stem}.{n}.jpg for these numbers, classes and stems, less the files that copy lacks
+# (the published archive has train/cats/cat.459.jpg; if present it must be a readable JPEG).
+# 2,999 files, 68,548,710 bytes. `reference_files()` lists them.
+DATASET_NUMBERS = {"train": range(0, 1000), "validation": range(2000, 2500)}
+DATASET_STEMS = {"cats": "cat", "dogs": "dog"}
+DATASET_NOT_IN_REFERENCE = ("train/cats/cat.459.jpg",)
+# The sha256 of the lines "<sha256 of the file>  <path>\n" of the reference files, by path (relative to the
+# data set folder, sorted), computed from the shared copy. Same as what its folder gives for
+#   find train validation -type f | LC_ALL=C sort | xargs sha256sum | sha256sum
+# (`content_digest`; tests/data/test_fetch.py recomputes it). A download must hold every
+# reference file with these bytes; files beyond the set are allowed and named in the log.
+DATASET_CONTENT_SHA256: str | None = "60f7563e90014d3361fced4fdab33229b2034d6f77ebcff4f515010f256468e3"
+# Caps on extraction (declared sizes checked first, then the bytes actually written). JPEGs barely
+# compress: the archive is 68.6 MB and the files 68.5 MB, so 150 MB leaves twice that and still refuses
+# the 228 KB zip that expanded to 200 MB. The archive has about 3,000 entries.
+DATASET_MAX_EXTRACTED_BYTES = 150_000_000
+DATASET_MAX_ENTRIES = 10_000
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +63,16 @@ logger = logging.getLogger(__name__)
 def fetch(
     dest: str | Path | None = None,
     *,
-    url: str = config.SEED_DATASET_URL,
-    size: int | None = config.SEED_DATASET_BYTES,
-    sha256: str | None = config.SEED_DATASET_SHA256,
-    content_sha256: str | None = config.SEED_DATASET_CONTENT_SHA256,
+    url: str = DATASET_URL,
+    size: int | None = DATASET_BYTES,
+    sha256: str | None = DATASET_SHA256,
+    content_sha256: str | None = DATASET_CONTENT_SHA256,
     reference: Iterable[str] | None = None,
-    max_bytes: int = config.SEED_DATASET_MAX_EXTRACTED_BYTES,
-    max_entries: int = config.SEED_DATASET_MAX_ENTRIES,
-    name: str = config.SEED_DATASET_NAME,
+    max_bytes: int = DATASET_MAX_EXTRACTED_BYTES,
+    max_entries: int = DATASET_MAX_ENTRIES,
+    name: str = DATASET_NAME,
 ) -> Path:
-    """Download and extract the data set into `dest` (default: `config.cache_dir()`); return its folder.
+    """Download and extract the data set into `dest` (default: `catdog.environment.cache_dir()`); return its folder.
 
     The archive at `url` must hold a top folder `name` and match `size` and `sha256`; it may
     have at most `max_entries` entries and expand to at most `max_bytes`. With a
@@ -55,7 +83,7 @@ def fetch(
     CRC checks with a warning that shows its sha256; with nothing to check, it is refused.
     An existing `dest/name` is returned as it is.
     """
-    dest = Path(dest).expanduser() if dest is not None else config.cache_dir()
+    dest = Path(dest).expanduser() if dest is not None else environment.cache_dir()
     target = dest / name
     if target.is_dir():
         logger.info(f"{target} is already there")
@@ -86,21 +114,21 @@ def fetch(
 
 
 def reference_files() -> list[str]:
-    """The seed data set's reference files (paths inside its folder, sorted): the pinned digest's files."""
+    """The reference data set's files (paths inside its folder, sorted): the pinned digest's files."""
     paths = (
         f"{split}/{class_name}/{stem}.{n}.jpg"
-        for split, numbers in config.SEED_DATASET_NUMBERS.items()
-        for class_name, stem in config.SEED_DATASET_STEMS.items()
+        for split, numbers in DATASET_NUMBERS.items()
+        for class_name, stem in DATASET_STEMS.items()
         for n in numbers
     )
-    return sorted(set(paths) - set(config.SEED_DATASET_NOT_IN_REFERENCE))
+    return sorted(set(paths) - set(DATASET_NOT_IN_REFERENCE))
 
 
 def content_digest(folder: str | Path, paths: Iterable[str]) -> str:
     """The digest of the files `paths` (relative to `folder`): the sha256 of their `sha256sum` lines, sorted by path.
 
     That is, the sha256 of "<sha256 of the file>  <path>\\n" for each path in sorted order; the
-    value pinned in `config.SEED_DATASET_CONTENT_SHA256` for `reference_files()`.
+    value pinned in `DATASET_CONTENT_SHA256` for `reference_files()`.
     """
     folder = Path(folder)
     return _digest_of({path: _file_sha256(folder / path) for path in paths})
@@ -136,10 +164,10 @@ def _download(url: str, path: Path, size: int | None) -> str:
                 if total and sys.stderr.isatty():
                     print(f"\r{done / total:6.1%}", end="", file=sys.stderr, flush=True)
     except urllib.error.HTTPError as e:
-        raise CatdogError(f"could not download {url} (HTTP {e.code} {e.reason})") from None
+        raise CatdogError(f"could not download {url} (HTTP {e.code} {e.reason})") from e
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", None) or e
-        raise CatdogError(f"could not download {url} ({reason}); check the network, or pass --data DIR") from None
+        raise CatdogError(f"could not download {url} ({reason}); check the network, or pass --data DIR") from e
     if total and sys.stderr.isatty():
         print(file=sys.stderr)
     return digest.hexdigest()
@@ -178,7 +206,7 @@ def _verify_content(url: str, root: Path, name: str, hashes: dict[str, str], ref
             f"not the pinned {content_sha256}; it covers all {len(reference)} files at once, so it cannot say "
             "which); nothing was moved into place"
         )
-    for path in config.SEED_DATASET_NOT_IN_REFERENCE:
+    for path in DATASET_NOT_IN_REFERENCE:
         if f"{name}/{path}" in hashes and (problem := _not_a_jpeg(root / name / path)):
             raise CatdogError(f"the archive from {url} holds {name}/{path}, which is not a readable JPEG "
                               f"({problem}); nothing was moved into place")
@@ -226,10 +254,10 @@ def _extract(url: str, archive: Path, dest: Path, max_bytes: int, max_entries: i
                         out.write(chunk)
                 hashes[path.as_posix()] = digest.hexdigest()
     except zipfile.BadZipFile as e:
-        raise CatdogError(f"the download from {url} is not a valid zip archive ({e})") from None
+        raise CatdogError(f"the download from {url} is not a valid zip archive ({e})") from e
     except (NotImplementedError, RuntimeError, OSError) as e:  # compression, encryption, the disk
         problem = f"could not be extracted ({e}); nothing was moved into place"
-        raise CatdogError(f"the archive from {url} {problem}") from None
+        raise CatdogError(f"the archive from {url} {problem}") from e
     return hashes
 
 
@@ -256,7 +284,7 @@ def _read(url: str, member: zipfile.ZipInfo, source) -> bytes:
         return source.read(CHUNK_BYTES)
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
         problem = "fails its CRC check" if "CRC" in str(e) else f"cannot be read ({e})"
-        raise CatdogError(f"the archive from {url} is corrupt: its entry {member.filename!r} {problem}") from None
+        raise CatdogError(f"the archive from {url} is corrupt: its entry {member.filename!r} {problem}") from e
 
 
 def _unsafe(member: zipfile.ZipInfo) -> str | None:

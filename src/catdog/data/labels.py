@@ -92,7 +92,7 @@ def _read_rows(labels: LabelsFile) -> list[tuple[int, str, str]]:
     except IsADirectoryError:
         raise CatdogError(f"labels file {labels.path} is a folder; give a CSV file") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise CatdogError(f"labels file {labels.path} cannot be read ({getattr(e, 'strerror', None) or e})") from None
+        raise CatdogError(f"labels file {labels.path} cannot be read ({getattr(e, 'strerror', None) or e})") from e
     reader = csv.reader(io.StringIO(text))
     header = [column.strip() for column in next(reader, [])]
     missing = [column for column in (labels.path_column, labels.label_column) if column not in header]
@@ -111,7 +111,7 @@ def _read_rows(labels: LabelsFile) -> list[tuple[int, str, str]]:
             fields += [""] * (len(header) - len(fields))
             rows.append((reader.line_num, fields[path_index].strip(), fields[label_index].strip()))
     except csv.Error as e:
-        raise CatdogError(f"labels file {labels.path}, line {reader.line_num}: {e}") from None
+        raise CatdogError(f"labels file {labels.path}, line {reader.line_num}: {e}") from e
     return rows
 
 

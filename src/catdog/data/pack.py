@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catdog import config, files
+from catdog import defaults, files
 from catdog.data.scan import ImageFile, Scan
-from catdog.data.splits import Manifest
+from catdog.data.splits import SPLITS, Manifest
 from catdog.errors import CatdogError, ParameterError
 
 PACK_FILE = "catdog-pack.json"
@@ -95,14 +95,14 @@ def open_pack(location: str | os.PathLike) -> Pack | None:
         with tf.io.gfile.GFile(join(location, MANIFEST_FILE)) as f:
             manifest = Manifest.parse(f.read(), location, join(location, MANIFEST_FILE))
     except (json.JSONDecodeError, tf.errors.OpError) as e:
-        raise CatdogError(f"{location} is a damaged catdog pack ({str(e).splitlines()[0]})") from None
+        raise CatdogError(f"{location} is a damaged catdog pack ({str(e).splitlines()[0]})") from e
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CatdogError(f"{location} was packed by a newer catdog; upgrade catdog to read it")
     return Pack(location, meta["class_names"], meta["splits"], manifest,
                 [tuple(item) for item in meta.get("skipped", [])], meta.get("warnings", []))
 
 
-def pack(data: str | os.PathLike | None, out: str | os.PathLike, *, seed: int = config.SEED, shards: int = 4) -> Path:
+def pack(data: str | os.PathLike | None, out: str | os.PathLike, *, seed: int = defaults.SEED, shards: int = 4) -> Path:
     """Check and split the data folder `data` as `catdog.data.load` would, and write it as a pack
     to the local folder `out` (new, or an earlier pack), `shards` files per split at most."""
     import tensorflow as tf
@@ -118,7 +118,7 @@ def pack(data: str | os.PathLike | None, out: str | os.PathLike, *, seed: int = 
     splits = {}
     with files.atomic_path(out, PACK_KIND) as tmp:
         tmp.mkdir()
-        for split in config.SPLITS:
+        for split in SPLITS:
             paths, labels = manifest.files(split)
             relative = [row.path for row in manifest.rows if row.split == split]  # the same order
             n = max(1, min(shards, len(paths)))

@@ -4,7 +4,7 @@ Images come out as float32 (B, S, S, 3) tensors of 0..255 and labels as int32 cl
 indices, as from `keras.utils.image_dataset_from_directory`, decoded by
 `catdog.data.images.decode`, the decoder of every other path. Decoded images are kept
 after the first epoch (as uint8, a quarter of the float32 size): in memory when the split
-fits the memory budget (`config.cache_memory_bytes`), else in files of a cache folder when
+fits the memory budget (`default_memory_budget`), else in files of a cache folder when
 one is given (training gives the run's), else they are decoded again every epoch. The
 training split is reshuffled every epoch by a seeded op, and the next batches are
 prepared while the model works on the current one.
@@ -20,11 +20,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catdog import config
+from catdog import defaults, environment
 from catdog.data.images import decode
 
 if TYPE_CHECKING:
     import tensorflow as tf
+
+# Decoded images (as uint8) and frozen features are kept in memory when a split takes at most this
+# much, and in files of the run's cache/ folder beyond it; `$CATDOG_CACHE_MEMORY_MB` changes it.
+CACHE_MEMORY_BYTES = 2 * 1024**3
+
+
+def default_memory_budget() -> int:
+    """The memory budget per split for decoded images and frozen features (see `CACHE_MEMORY_BYTES`)."""
+    return environment.cache_memory_bytes(CACHE_MEMORY_BYTES)
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,7 @@ def cache_place(n_images: int, image_size: int, name: str, cache: bool | str | o
     """Where `make_dataset` keeps `n_images` decoded images: in memory if they fit `memory_budget`
     as uint8, else in the folder `cache` if it is one, else nowhere. `cache` False: nowhere."""
     size = n_images * image_size * image_size * 3
-    memory_budget = config.cache_memory_bytes() if memory_budget is None else memory_budget
+    memory_budget = default_memory_budget() if memory_budget is None else memory_budget
     if cache is False:
         return CachePlace(None, size)
     if size <= memory_budget:
@@ -60,11 +69,11 @@ def cache_place(n_images: int, image_size: int, name: str, cache: bool | str | o
 def make_dataset(
     paths: Sequence[str],
     labels: Sequence[int],
-    image_size: int = config.IMAGE_SIZE,
-    batch_size: int = config.BATCH_SIZE,
+    image_size: int = defaults.IMAGE_SIZE,
+    batch_size: int = defaults.BATCH_SIZE,
     *,
     shuffle: bool,
-    seed: int = config.SEED,
+    seed: int = defaults.SEED,
     cache: bool | str | os.PathLike = True,
     memory_budget: int | None = None,
     name: str = "images",
@@ -92,11 +101,11 @@ def make_dataset(
 def make_record_dataset(
     shards: Sequence[str],
     count: int,
-    image_size: int = config.IMAGE_SIZE,
-    batch_size: int = config.BATCH_SIZE,
+    image_size: int = defaults.IMAGE_SIZE,
+    batch_size: int = defaults.BATCH_SIZE,
     *,
     shuffle: bool,
-    seed: int = config.SEED,
+    seed: int = defaults.SEED,
     cache: bool | str | os.PathLike = True,
     memory_budget: int | None = None,
     name: str = "images",

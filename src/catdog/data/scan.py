@@ -2,7 +2,7 @@
 
 Three layouts are accepted:
 
-- the seed's, told apart by a `train/` folder at the top: `DIR/train/<class>/...`,
+- the split layout (the reference tutorial's), told apart by a `train/` folder at the top: `DIR/train/<class>/...`,
   `DIR/validation/<class>/...`, optional `DIR/test/<class>/...`;
 - flat: `DIR/<class>/...`, split later by fractions (see `catdog.data.splits`);
 - labelled by a CSV file (`labels`, see `catdog.data.labels`): any files under `DIR`,
@@ -28,15 +28,28 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catdog import config
-from catdog.data.duplicates import EXACT, NEAR, DuplicateGroup, file_digest, groups, hash_pairs
+from catdog import environment
+from catdog.data.duplicates import (
+    EXACT,
+    NEAR,
+    NEAR_DUPLICATE_HASH_BITS,
+    DuplicateGroup,
+    file_digest,
+    groups,
+    hash_pairs,
+)
+from catdog.data.images import MAX_IMAGE_PIXELS
 from catdog.data.labels import LabelsFile, read_labels
 from catdog.data.scan_cache import check_files
 from catdog.errors import CatdogError, ParameterError
 
-SEED_LAYOUT = "seed"
+# The split layout names its splits by folder; the flat one gives only classes.
+SPLIT_LAYOUT = "split"
 FLAT_LAYOUT = "flat"
 LABELS_LAYOUT = "csv"
+# The three splits, in this order everywhere; with the split layout they are also folder names.
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+SPLITS = (TRAIN, VALIDATION, TEST)
 MACOS_METADATA = "__MACOSX"
 
 
@@ -44,7 +57,7 @@ MACOS_METADATA = "__MACOSX"
 class ImageFile:
     """A usable image: its path relative to the data folder (with `/`), and its class.
 
-    `folder` is the seed layout's split folder it sits in (`train`, `validation` or
+    `folder` is the split layout's folder it sits in (`train`, `validation` or
     `test`); None in a flat layout.
     """
 
@@ -67,18 +80,18 @@ class Scan:
     duplicates: list[DuplicateGroup] = field(default_factory=list)
 
 
-def scan(root: str | Path, max_pixels: int = config.MAX_IMAGE_PIXELS, *, labels: LabelsFile | None = None,
+def scan(root: str | Path, max_pixels: int = MAX_IMAGE_PIXELS, *, labels: LabelsFile | None = None,
          min_images: int | None = None, find_duplicates: bool = True) -> Scan:
     """Find the classes and images under `root` (class folders, or the files `labels` names)
     and check each image; with `find_duplicates`, group the files that hold the same photo.
 
     Raises `CatdogError` when the folder is missing, has no classes or only one, when a
-    class has no usable image (unless `min_images` drops it), or when the seed layout's
+    class has no usable image (unless `min_images` drops it), or when the split layout's
     split folders do not hold the same classes.
     """
     root = Path(root)
     if not root.exists():
-        raise CatdogError(f"data folder {root} does not exist (pass --data DIR, or set ${config.ENV_DATA})")
+        raise CatdogError(f"data folder {root} does not exist (pass --data DIR, or set ${environment.ENV_DATA})")
     if not root.is_dir():
         raise CatdogError(f"data folder {root} is a file, not a folder of class folders")
     if min_images is not None and min_images < 1:
@@ -155,11 +168,11 @@ def _drop_small_classes(images: list[ImageFile], classes_by_folder: dict[str | N
 
 
 def _duplicate_groups(root: Path, images: list[ImageFile]) -> list[DuplicateGroup]:
-    """The groups of images whose perceptual hashes are within `config.NEAR_DUPLICATE_HASH_BITS`;
+    """The groups of images whose perceptual hashes are within `NEAR_DUPLICATE_HASH_BITS`;
     a group whose files all have the same bytes is `exact`."""
     hashes = [image.phash for image in images]
     found = []
-    for members in groups(len(images), hash_pairs(hashes, max_bits=config.NEAR_DUPLICATE_HASH_BITS)):
+    for members in groups(len(images), hash_pairs(hashes, max_bits=NEAR_DUPLICATE_HASH_BITS)):
         paths = tuple(sorted(images[i].path for i in members))
         digests = {file_digest(root / path) for path in paths}
         found.append(DuplicateGroup(EXACT if len(digests) == 1 else NEAR, paths))
@@ -168,15 +181,15 @@ def _duplicate_groups(root: Path, images: list[ImageFile]) -> list[DuplicateGrou
 
 def _find_layout(root: Path) -> tuple[str, list[str | None]]:
     """The layout, and the folders (relative to `root`) holding class folders."""
-    train, validation, test = config.SPLITS
+    train, validation, test = SPLITS
     if not (root / train).is_dir():
         return FLAT_LAYOUT, [None]
     if not (root / validation).is_dir():
         raise CatdogError(
-            f"{root} has a {train}/ folder but no {validation}/ folder: the seed layout needs both "
+            f"{root} has a {train}/ folder but no {validation}/ folder: the split layout needs both "
             f"({test}/ is optional); for a flat layout, rename {train}/"
         )
-    return SEED_LAYOUT, [train, validation] + ([test] if (root / test).is_dir() else [])
+    return SPLIT_LAYOUT, [train, validation] + ([test] if (root / test).is_dir() else [])
 
 
 class _Found:
@@ -194,7 +207,7 @@ class _Found:
         try:
             entries = sorted(folder.iterdir())
         except OSError as e:
-            raise CatdogError(f"{folder} cannot be read ({e.strerror or e})") from None
+            raise CatdogError(f"{folder} cannot be read ({e.strerror or e})") from e
         names = []
         for entry in entries:
             if reason := _hidden(entry.name):

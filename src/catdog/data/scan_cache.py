@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from catdog import config
+from catdog import environment
 from catdog.data.images import ImageInfo, inspect_image
 from catdog.errors import BadImageError
 
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS checked_v2 (
 def database(root: Path) -> Path:
     """The cache file for the data folder `root`."""
     key = hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:24]
-    return config.scan_cache_dir() / f"{key}.sqlite"
+    return environment.scan_cache_dir() / f"{key}.sqlite"
 
 
 def check_files(root: Path, paths: Sequence[Path], max_pixels: int, use_cache: bool = True, *,
@@ -53,8 +53,8 @@ def check_files(root: Path, paths: Sequence[Path], max_pixels: int, use_cache: b
         if connection is not None:
             known = _lookup(connection, root, paths, stats, max_pixels, fingerprint)
         missing = [i for i, path in enumerate(paths) if _key(root, path) not in known]
-        # One thread per usable core: more only contend for the GIL that hashing holds (a first scan
-        # of the seed data, 2 cores: hashing added 46 % with Python's default of 6 threads, 13 % with 2).
+        # One thread per usable core: more only contend for the GIL that hashing holds
+        # (benchmarks/decisions.md).
         with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
             checked = pool.map(lambda i: _check(paths[i], max_pixels, fingerprint), missing)
             found = dict(zip(missing, checked, strict=True))

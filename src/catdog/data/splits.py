@@ -5,17 +5,17 @@ each class's files are put in the order of a hash of (seed, path) and cut into
 consecutive runs. The sizes are exact, the same seed always gives the same split on
 any machine, a different seed gives a different one, and no file can land in two splits.
 
-- Seed layout: `train/` is the training split; `validation/` is cut 80/20 into
-  validation and test (`config.SEED_TEST_FRACTION`), unless a `test/` folder exists,
+- Split layout: `train/` is the training split; `validation/` is cut 80/20 into
+  validation and test (`VALIDATION_TEST_FRACTION`), unless a `test/` folder exists,
   which is then used as it is.
 - Flat layout, or labels from a CSV file: each class is cut into test and validation by
-  `config.FLAT_TEST_FRACTION` and `config.FLAT_VALIDATION_FRACTION`; the rest trains.
+  `FLAT_TEST_FRACTION` and `FLAT_VALIDATION_FRACTION`; the rest trains.
 
 A held-out share is its fraction of the class, rounded, and at least one image, as long
 as training keeps one: a class too small for three splits trains first, and test, then
 validation, give up their image (`Manifest.missing` lists the classes a split lacks).
 The files of one duplicate group (the same photo twice, `Scan.duplicates`) are cut as one
-unit, so that they land in one split; where the seed layout's folders already put them
+unit, so that they land in one split; where the split layout's folders already put them
 apart, `crossing` reports them.
 
 The manifest is a CSV (`path,class,split`, paths relative to the data folder) so
@@ -33,12 +33,18 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from catdog import config, files
+from catdog import defaults, files
 from catdog.data.duplicates import DuplicateGroup
-from catdog.data.scan import SEED_LAYOUT, Scan
+from catdog.data.scan import SPLIT_LAYOUT, SPLITS, TEST, TRAIN, VALIDATION, Scan
 from catdog.errors import CatdogError
 
-TRAIN, VALIDATION, TEST = config.SPLITS
+__all__ = ["SPLITS", "TEST", "TRAIN", "VALIDATION", "Manifest", "crossing", "split"]
+
+# The split layout keeps train/ for training and cuts validation/ into validation and test.
+VALIDATION_TEST_FRACTION = 0.2
+# A flat folder of class folders is cut by these fractions (the rest is training).
+FLAT_VALIDATION_FRACTION = 0.15
+FLAT_TEST_FRACTION = 0.15
 HEADER = ("path", "class", "split")
 
 
@@ -77,7 +83,7 @@ class Manifest:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Image counts per split and class, zeros included: `{"train": {"cats": 999, ...}, ...}`."""
-        counts = {split: dict.fromkeys(self.class_names, 0) for split in config.SPLITS}
+        counts = {split: dict.fromkeys(self.class_names, 0) for split in SPLITS}
         for row in self.rows:
             counts[row.split][row.class_name] += 1
         return counts
@@ -126,28 +132,28 @@ def _parse_row(path: str | Path, line: int, fields: list[str]) -> Row:
     relative = PurePosixPath(row.path)
     if not row.path or relative.is_absolute() or ".." in relative.parts:
         raise CatdogError(f"{path}, line {line}: {row.path!r} is not a path inside the data folder")
-    if row.split not in config.SPLITS:
+    if row.split not in SPLITS:
         raise CatdogError(f"{path}, line {line}: unknown split {row.split!r} "
-                          f"(expected one of {', '.join(config.SPLITS)})")
+                          f"(expected one of {', '.join(SPLITS)})")
     return row
 
 
-def split(scan: Scan, seed: int = config.SEED) -> Manifest:
+def split(scan: Scan, seed: int = defaults.SEED) -> Manifest:
     """Assign every image of `scan` to a split, deterministically from `seed`."""
     units = _units(scan)
     has_test_folder = TEST in units
     rows = []
     for folder, by_class in units.items():
-        if scan.layout != SEED_LAYOUT:
-            fractions = {TEST: config.FLAT_TEST_FRACTION, VALIDATION: config.FLAT_VALIDATION_FRACTION}
+        if scan.layout != SPLIT_LAYOUT:
+            fractions = {TEST: FLAT_TEST_FRACTION, VALIDATION: FLAT_VALIDATION_FRACTION}
             shares = _cut(by_class, seed, fractions, rest=TRAIN)
         elif folder == VALIDATION and not has_test_folder:
-            shares = _cut(by_class, seed, {TEST: config.SEED_TEST_FRACTION}, rest=VALIDATION)
+            shares = _cut(by_class, seed, {TEST: VALIDATION_TEST_FRACTION}, rest=VALIDATION)
         else:
             shares = {folder: [file for class_units in by_class.values() for unit in class_units for file in unit]}
         rows += [Row(path, class_name, name) for name, share in shares.items() for path, class_name in share]
 
-    order = {name: i for i, name in enumerate(config.SPLITS)}
+    order = {name: i for i, name in enumerate(SPLITS)}
     rows.sort(key=lambda row: (order[row.split], row.class_name, row.path))
     return Manifest(scan.root, rows, list(scan.class_names))
 
@@ -203,7 +209,7 @@ def _sizes(n: int, fractions: dict[str, float]) -> dict[str, int]:
 
 def crossing(manifest: Manifest, duplicates: list[DuplicateGroup]) -> list[tuple[DuplicateGroup, list[str]]]:
     """The duplicate groups whose files are in more than one split, with each file's split
-    (train/ and validation/ of the seed layout hold the same photo, say): each is a leak."""
+    (train/ and validation/ of the split layout hold the same photo, say): each is a leak."""
     split_of = {row.path: row.split for row in manifest.rows}
     found = []
     for group in duplicates:

@@ -1,8 +1,8 @@
 """Deployment: using a trained run.
 
-- `formats.py`: the export formats, one row each (file, writer, runtime, tolerance);
-- `runtimes.py`: a run's model or one of its exports as one function;
-- `export.py`: writing an export and checking it against the Keras model;
-- `predict.py`: predictions for files, folders, uploads and arrays;
-- `serve.py`: the web page and JSON API.
+- `predict.py`: predictions for files, folders, uploads and arrays (`Predictor`).
+- `prediction_files.py`: predictions written to a JSON-lines or Parquet file.
+- `ray_batch.py`: batch prediction on Ray Data, on this machine or a cluster.
+- `export.py`: writing an export (catdog.formats) and checking it against the Keras model.
+- `serve/`: the web page and JSON API.
 """

@@ -2,7 +2,7 @@
 
     >>> report = export("runs/transfer", "onnx")
 
-The formats, their files and runtimes are the rows of `formats.FORMATS`. What is exported
+The formats, their files and runtimes are the rows of `catdog.formats.FORMATS`. What is exported
 is the run's served model (catdog.models.inference.served): the probabilities calibrated
 by the run's temperature, and the classifier's features. After writing, `export` runs the
 exported model with its own runtime on a few real images and compares both outputs with
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog import config, runs
+from catdog import defaults
 from catdog.data import images
 from catdog.data.splits import TEST, TRAIN
-from catdog.deploy.formats import Format, get_format
 from catdog.errors import BadImageError, CatdogError, ParameterError
 from catdog.files import atomic_path, check_replaceable
-from catdog.runs import Run, open_run
-from catdog.trust import FEATURES, PROBABILITIES, fitting
+from catdog.formats import FORMATS, Format, get_format
+from catdog.outputs import FEATURES, PROBABILITIES
+from catdog.runs import Run, as_run
 
 PARITY_IMAGES = 16
 CALIBRATION_IMAGES = 64
@@ -79,27 +79,24 @@ def export(
         raise CatdogError(f"the {format} format needs {', '.join(missing)}, which {verb} not installed; "
                           f"install {pronoun} with: pip install 'catdog[export]'")
     if quantize and not spec.quantizable:
-        from catdog.deploy.formats import FORMATS
-
         quantizable = " and ".join(name for name, row in FORMATS.items() if row.quantizable)
         raise ParameterError("quantize", f"{{name}} is available for the {quantizable} formats only, not {format}")
-    run = run if isinstance(run, Run) else open_run(run)
-    out = Path(out) if out is not None else spec.default_path(run.path, quantize)
+    run = as_run(run)
+    out = Path(out) if out is not None else run.export_path(format, quantize)
     if spec.suffix and out.suffix != spec.suffix:
         raise ParameterError("out", f"{{name}}: the {format} export's file name must end in {spec.suffix} "
                                     f"(got {out.name})")
 
     check_replaceable(out, spec.kind)  # before the model is converted, not after
-    with runs.locked(run.path):
+    with run.locked():
         return _export(run, spec, out, quantize, check_images)
 
 
 def _export(run: Run, spec: Format, out: Path, quantize: bool, check_images) -> ExportReport:
     from catdog.models.inference import exportable, mixed_precision, served
 
-    trained = run.load_model()
-    trust = fitting.read(run.path)
-    reference = served(trained, trust.temperature)
+    trained = run.keras_model()
+    reference = served(trained, run.temperature)
     model = exportable(reference)
     # A mixed-precision model is exported in float32 and checked against its float32 self.
     if mixed_precision(trained):
@@ -109,7 +106,7 @@ def _export(run: Run, spec: Format, out: Path, quantize: bool, check_images) -> 
     calibrated = quantize and spec.calibrates
     with atomic_path(out, spec.kind) as tmp:
         spec.write(model, tmp, run.image_size, quantize, calibration_images(run) if calibrated else None)
-        difference = check_parity(reference, spec, tmp, pixels, tolerance, trust.ood)
+        difference = check_parity(reference, spec, tmp, pixels, tolerance, run.detector)
         accuracies = check_accuracy(reference, spec, tmp, run) if spec.checks_accuracy(quantize) else {}
     return ExportReport(spec.name, out, _size(out), quantize, difference, tolerance, len(pixels), images_from,
                         **accuracies)
@@ -138,8 +135,8 @@ def check_accuracy(model, format: Format, path: str | os.PathLike, run: Run) -> 
     pixels = images.load_images(paths, run.image_size)
 
     def accuracy(predict) -> float:
-        batches = range(0, len(pixels), config.BATCH_SIZE)
-        predicted = np.concatenate([predict(pixels[i:i + config.BATCH_SIZE])[PROBABILITIES].argmax(axis=1)
+        batches = range(0, len(pixels), defaults.BATCH_SIZE)
+        predicted = np.concatenate([predict(pixels[i:i + defaults.BATCH_SIZE])[PROBABILITIES].argmax(axis=1)
                                     for i in batches])
         return float(np.mean(predicted == labels))
 
@@ -164,10 +161,10 @@ def check_parity(model, format: Format, path: str | os.PathLike, pixels: np.ndar
 
     Raises `CatdogError` if the export cannot be run, lacks an output or gives the wrong
     shape, or differs by more than `tolerance` in any probability, or in what its features
-    are for: with the run's out-of-distribution `detector`, the score it gives them (bfloat16
-    features of MobileNetV2 differ by up to 11 % of their largest value, yet their scores by
-    far less); without one, any feature by more than `tolerance` times the features' largest
-    magnitude (at least 1).
+    are for: with the run's out-of-distribution `detector`, the score it gives them (features
+    computed in bfloat16 differ far more than the scores they give: benchmarks/decisions.md);
+    without one, any feature by more than `tolerance` times the features' largest magnitude (at
+    least 1).
     """
     from catdog.models.inference import numpy_function
 
@@ -222,7 +219,7 @@ def parity_images(
     if sources:
         raise CatdogError("none of the images given to check the export with could be read")
     size = run.image_size
-    noise = np.random.default_rng(config.SEED).integers(0, 256, (count, size, size, 3))
+    noise = np.random.default_rng(defaults.SEED).integers(0, 256, (count, size, size, 3))
     return noise.astype("float32"), "generated noise images"
 
 

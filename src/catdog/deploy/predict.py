@@ -5,15 +5,14 @@ decoded (by `catdog.data.images.decode`, as in training) in worker threads while
 model works on the previous batch, so no image goes through the model on its own.
 
 The model runs with Keras, or with the runtime of one of the run's exports (see
-catdog.deploy.runtimes): with its ONNX export, on a 2-core CPU `catdog predict` reads 220
-images/s with MobileNetV2 at 160 px, against 121 with Keras (benchmarks/results.md).
+`catdog.runs.Run.model`); how fast each is: benchmarks/results.md.
 
 Every result is a plain dict, the same for the CLI's `--json` lines and the HTTP API::
 
     {"path": "cat.1.jpg", "label": "cats", "probability": 0.97,
      "probabilities": {"cats": 0.97, "dogs": 0.03}, "ood_score": 0.62, "in_distribution": true}
 
-The probabilities are calibrated by the run's temperature (catdog.trust.fitting);
+The probabilities are calibrated by the run's temperature (catdog.workflow);
 `ood_score` is the run's out-of-distribution score (above 1: unlike the training images;
 both it and `in_distribution` are null for a run without a detector). The label is the
 most probable class, or `UNKNOWN` for an image unlike the training images when
@@ -34,12 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from catdog import config
+from catdog import defaults
 from catdog.data import images
-from catdog.deploy import runtimes
+from catdog.data.images import MAX_IMAGE_PIXELS
 from catdog.errors import BadImageError, CatdogError, ParameterError
-from catdog.runs import Run, open_run
-from catdog.trust import FEATURES, PROBABILITIES, fitting
+from catdog.formats import AUTO
+from catdog.outputs import FEATURES, PROBABILITIES
+from catdog.runs import Run, as_run
 from catdog.trust.tta import with_mirror
 
 Prediction = dict[str, Any]
@@ -73,7 +73,7 @@ class Predictor:
     """A run's model, loaded once, with its class names, image size, temperature and
     out-of-distribution detector.
 
-    `runtime`: see catdog.deploy.runtimes; the one chosen is in `self.runtime`, and the
+    `runtime`: see `catdog.runs.Run.model`; the one chosen is in `self.runtime`, and the
     file it runs in `self.model_path`. `tta`, `reject_unknown`, `min_confidence`: see the
     module's docstring.
     Calls into the model are serialised by a lock, so one predictor can be shared by the
@@ -81,17 +81,17 @@ class Predictor:
     """
 
     def __init__(
-        self, run: Run | str | os.PathLike, max_pixels: int = config.MAX_IMAGE_PIXELS, runtime: str = "auto", *,
+        self, run: Run | str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS, runtime: str = AUTO, *,
         tta: bool = False, reject_unknown: bool = False, min_confidence: float | None = None,
     ):
-        self.run = run if isinstance(run, Run) else open_run(run)
+        self.run = as_run(run)
         self.class_names = self.run.class_names
         self.image_size = self.run.image_size
         self.max_pixels = max_pixels
-        self.detector = fitting.read(self.run.path).ood
-        check_labels(self.run, self.detector, reject_unknown, min_confidence)
+        self.detector = self.run.detector
+        check_labels(self.run, reject_unknown, min_confidence)
         self.reject_unknown, self.min_confidence = reject_unknown, min_confidence
-        self._model = runtimes.load(self.run, runtime)
+        self._model = self.run.model(runtime)
         self.runtime, self.model_path = self._model.runtime, self._model.path
         self._outputs = with_mirror(self._model) if tta else self._model
         self._lock = threading.Lock()
@@ -125,13 +125,13 @@ class Predictor:
             try:
                 images.inspect_image(contents, max_pixels=self.max_pixels)
             except BadImageError as e:
-                raise BadImageError(e.reason, name) from None
+                raise BadImageError(e.reason, name) from e
         return images.load_images([contents for _, contents in uploads], self.image_size)
 
     def predict_paths(
         self,
         sources: Iterable[str | os.PathLike],
-        batch_size: int = config.BATCH_SIZE,
+        batch_size: int = defaults.BATCH_SIZE,
         on_skip: SkipHandler | None = None,
     ) -> Iterator[Prediction]:
         """Yield one prediction per readable image in `sources` (files and folders), in order.
@@ -199,9 +199,9 @@ class Predictor:
         }
 
 
-def check_labels(run: Run, detector, reject_unknown: bool, min_confidence: float | None) -> None:
+def check_labels(run: Run, reject_unknown: bool, min_confidence: float | None) -> None:
     """Refuse labels that cannot be given: without a detector, or that a class already has."""
-    if reject_unknown and detector is None:
+    if reject_unknown and run.detector is None:
         raise CatdogError(f"run {run.path} has no out-of-distribution detector (it was trained before catdog had "
                           f"one); add it with: catdog train --resume {run.path}")
     if min_confidence is not None and not 0 < min_confidence <= 1:

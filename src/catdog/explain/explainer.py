@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog import config, files, plots
+from catdog import files
 from catdog.data import images
+from catdog.data.images import MAX_IMAGE_PIXELS
 from catdog.errors import BadImageError, ParameterError
 from catdog.explain.gradcam import GradCAM
-from catdog.runs import Run, open_run
-from catdog.trust import calibration, fitting
+from catdog.report import plots
+from catdog.runs import Run, as_run
+from catdog.trust import calibration
 
 
 @dataclass(frozen=True)
@@ -54,15 +56,14 @@ class Explanation:
 
 
 class Explainer:
-    """A run's Keras model ready for Grad-CAM, with its temperature and detector."""
+    """A run's Keras model ready for Grad-CAM, with its temperature and detector (see `catdog.runs.Run`)."""
 
-    def __init__(self, run: Run | str | os.PathLike, max_pixels: int = config.MAX_IMAGE_PIXELS):
-        self.run = run if isinstance(run, Run) else open_run(run)
+    def __init__(self, run: Run | str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS):
+        self.run = as_run(run)
         self.class_names = self.run.class_names
         self.image_size = self.run.image_size
         self.max_pixels = max_pixels
-        self.trust = fitting.read(self.run.path)
-        self.gradcam = GradCAM(self.run.load_model())
+        self.gradcam = GradCAM(self.run.keras_model())
 
     def class_index(self, class_name: str | None) -> int | None:
         """The index of `class_name` (None: each image's predicted class)."""
@@ -78,8 +79,8 @@ class Explainer:
         """Explain a batch of images (N, S, S, 3, 0..255) named `names`."""
         index = self.class_index(class_name)
         result = self.gradcam(pixels, None if index is None else np.full(len(pixels), index))
-        probabilities = calibration.scale(calibration.softmax(result.logits), self.trust.temperature)
-        detector = self.trust.ood
+        probabilities = calibration.scale(calibration.softmax(result.logits), self.run.temperature)
+        detector = self.run.detector
         scores = detector.scores(result.features) if detector is not None else [None] * len(pixels)
         return [
             Explanation(

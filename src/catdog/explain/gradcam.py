@@ -13,7 +13,7 @@ class's score; a heatmap is all zero where nothing did.
 A cell of the map is drawn where it looks in the image: the centre of its receptive field,
 measured once per model (`cell_centres`). Resizing the map to cover the image evenly would
 shift it, for networks whose convolutions shrink the image ("valid" padding, as in the
-seed's CNNs), by up to half a cell (measured: 8 px of 64 at the edges for `scratch`).
+reference's CNNs), by up to half a cell (benchmarks/decisions.md).
 """
 
 from __future__ import annotations

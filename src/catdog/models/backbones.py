@@ -27,6 +27,8 @@ MINUS_ONE_TO_ONE = (127.5, 127.5)
 
 # keras.applications builds nothing smaller.
 MIN_IMAGE_SIZE = 32
+# The weights every backbone has: Keras' download of its ImageNet weights (no top).
+IMAGENET = "imagenet"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +80,8 @@ def _fixed(file_name: str) -> Callable[[int], str]:
 
 
 BACKBONES: Mapping[str, Backbone] = MappingProxyType({b.name: b for b in [
-    Backbone("mobilenet_v2", "MobileNetV2", "MobileNetV2 1.0 (3.5 M parameters; the seed's)",
-             *MINUS_ONE_TO_ONE, fine_tune_from="block_11_expand_relu",  # layer 100, the seed's fine_tune_at
+    Backbone("mobilenet_v2", "MobileNetV2", "MobileNetV2 1.0 (3.5 M parameters; the reference's)",
+             *MINUS_ONE_TO_ONE, fine_tune_from="block_11_expand_relu",  # layer 100, the reference's fine_tune_at
              weights_file=_mobilenet_v2_file),
     Backbone("mobilenet_v3_small", "MobileNetV3Small", "MobileNetV3 small (fastest on a CPU)",
              *MINUS_ONE_TO_ONE, fine_tune_from="expanded_conv_8_expand",

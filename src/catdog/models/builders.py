@@ -16,9 +16,9 @@ from typing import Any
 import keras
 from keras import layers
 
-from catdog import config
+from catdog import environment
 from catdog.errors import CatdogError
-from catdog.models.backbones import MINUS_ONE_TO_ONE, Backbone
+from catdog.models.backbones import IMAGENET, MINUS_ONE_TO_ONE, Backbone
 from catdog.models.layers import FusedBatchNormalization
 
 # Names of the parts of a model with a pretrained base.
@@ -27,8 +27,6 @@ PREPROCESS = "preprocess"
 BASE = "base"
 POOL = "pool"
 HEAD = "head"
-
-IMAGENET = "imagenet"
 
 
 # Building blocks --------------------------------------------------------------------------
@@ -68,7 +66,7 @@ def classifier(num_classes: int, name: str | None = None) -> layers.Layer:
 
 
 def conv_pool_stack(x, filters: tuple[int, ...] = (32, 32, 32)):
-    """The seed's feature extractor: Conv2D(3x3, relu) and MaxPooling2D(2x2), repeated."""
+    """The reference's feature extractor: Conv2D(3x3, relu) and MaxPooling2D(2x2), repeated."""
     for n in filters:
         x = layers.Conv2D(n, 3, activation="relu")(x)
         x = layers.MaxPooling2D(2)(x)
@@ -103,15 +101,15 @@ def pretrained_base(backbone: Backbone, image_size: int, weights: str | None) ->
             raise
         if weights != IMAGENET:
             raise CatdogError(f"cannot load weights {weights} into backbone {backbone.name}: "
-                              f"{str(e).splitlines()[0][:200]}") from None
+                              f"{str(e).splitlines()[0][:200]}") from e
         file_name = backbone.weights_file(image_size)
-        cached = config.keras_weights_dir()
+        cached = environment.keras_weights_dir()
         if (cached / file_name).is_file():
             raise
         raise CatdogError(
             f"the ImageNet weights of {backbone.name}, {file_name}, are not in {cached} and could not be "
             f"downloaded ({str(e).splitlines()[0][:120]}); put that file there, or set weights to a file or to none"
-        ) from None
+        ) from e
     base.name = BASE
     base.trainable = False
     return base
@@ -120,9 +118,9 @@ def pretrained_base(backbone: Backbone, image_size: int, weights: str | None) ->
 # Builders ---------------------------------------------------------------------------------
 
 
-def seed_cnn(*, image_size: int, num_classes: int, augment: Mapping[str, Any] | None = None,
+def reference_cnn(*, image_size: int, num_classes: int, augment: Mapping[str, Any] | None = None,
              preprocess: bool = False, hidden: int | None = None, dropout: float = 0.5) -> keras.Model:
-    """The seed's CNNs (models 1 to 3): optional augmentation and MobileNetV2's scaling,
+    """The reference's CNNs (models 1 to 3): optional augmentation and MobileNetV2's scaling,
     three conv/pool pairs, Flatten, an optional hidden Dense layer, Dropout, and the classifier."""
     inputs = keras.Input((image_size, image_size, 3))
     x = inputs

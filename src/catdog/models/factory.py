@@ -10,15 +10,15 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
-
-from catdog import config
+from catdog import defaults, environment
 from catdog.errors import CatdogError, ParameterError
-from catdog.models.backbones import BACKBONES, DEFAULT_BACKBONE, Backbone, get_backbone
-from catdog.models.builders import IMAGENET
+from catdog.models.backbones import BACKBONES, DEFAULT_BACKBONE, IMAGENET, Backbone, get_backbone
 from catdog.models.presets import PRESETS, Preset, get_preset
+
+if TYPE_CHECKING:
+    import keras
 
 NO_WEIGHTS = "none"
 
@@ -33,7 +33,7 @@ def resolve_backbone(preset: Preset, backbone: str | None = None) -> Backbone | 
 
 
 def default_image_size(preset: Preset, backbone: Backbone | None) -> int:
-    return preset.image_size or (backbone.image_size if backbone else config.IMAGE_SIZE)
+    return preset.image_size or (backbone.image_size if backbone else defaults.IMAGE_SIZE)
 
 
 def resolve_weights(preset: Preset, backbone: Backbone | None = None, weights: str | os.PathLike | None = None
@@ -48,7 +48,7 @@ def resolve_weights(preset: Preset, backbone: Backbone | None = None, weights: s
     if weights is None:
         if backbone is None:
             return None
-        local = os.environ.get(config.ENV_WEIGHTS) if backbone.name == DEFAULT_BACKBONE else None
+        local = environment.local_weights() if backbone.name == DEFAULT_BACKBONE else None
         weights = local or IMAGENET
     weights = os.fspath(weights)
     if weights.lower() == NO_WEIGHTS:
@@ -74,6 +74,10 @@ def create_model(preset: str, num_classes: int, *, image_size: int | None = None
 
     `weights`: see `resolve_weights`. With `seed`, the same seed gives the same initial weights.
     """
+    import keras
+
+    from catdog.models import builders
+
     spec = get_preset(preset)
     if num_classes < 2:
         raise ParameterError("num_classes", f"a classifier needs at least 2 classes, got {{name}}={num_classes}")
@@ -82,11 +86,11 @@ def create_model(preset: str, num_classes: int, *, image_size: int | None = None
     resolved = resolve_weights(spec, network, weights)
     if seed is not None:
         keras.utils.set_random_seed(seed)
+    build = getattr(builders, spec.builder)
     if network is not None:
-        model = spec.builder(image_size=image_size, num_classes=num_classes, backbone=network, weights=resolved,
-                             **spec.kwargs)
+        model = build(image_size=image_size, num_classes=num_classes, backbone=network, weights=resolved, **spec.kwargs)
     else:
-        model = spec.builder(image_size=image_size, num_classes=num_classes, **spec.kwargs)
+        model = build(image_size=image_size, num_classes=num_classes, **spec.kwargs)
         if resolved:
             _load_weights(model, resolved)
     model.name = spec.name
@@ -97,7 +101,7 @@ def _load_weights(model: keras.Model, path: str) -> None:
     try:
         model.load_weights(path)
     except (ValueError, OSError) as e:
-        raise CatdogError(f"cannot load weights {path} into model {model.name!r}: {str(e).splitlines()[0]}") from None
+        raise CatdogError(f"cannot load weights {path} into model {model.name!r}: {str(e).splitlines()[0]}") from e
 
 
 def describe(num_classes: int = 2) -> dict[str, list[dict[str, Any]]]:

@@ -1,24 +1,29 @@
-"""A model at inference time: as a traced graph function, without its augmentation, and
-with the outputs that prediction needs besides the probabilities.
+"""A model at inference time: as a traced graph function, without its augmentation, with the
+outputs that prediction needs besides the probabilities, and run over a whole dataset.
 
-Training (frozen features), evaluation, prediction and export all run models through
-these, so a model is turned into something callable in one way only.
+Training (frozen features), the steps after it, evaluation, prediction and export all run
+models through these, so a model is turned into something callable in one way only.
 
 `served` is what prediction, serving and exports run: the model's probabilities scaled by
 the run's temperature (see catdog.trust.calibration), and the features its classifier
-reads, from which catdog.trust.ood tells whether an image is like the training images.
+reads, from which catdog.trust.ood tells whether an image is like the training images
+(named as `catdog.outputs` says). `run_over` runs such a function over every batch of a
+split.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
 
-from catdog.models.builders import AUGMENTATION
-from catdog.trust import FEATURES, PROBABILITIES
+from catdog.models.builders import AUGMENTATION, BASE, POOL, PREPROCESS
+from catdog.outputs import FEATURES, PROBABILITIES
 from catdog.trust.calibration import TINY
+
+Outputs = dict[str, np.ndarray]
 
 
 def inference_function(model: keras.Model) -> Callable:
@@ -36,6 +41,32 @@ def numpy_function(model: keras.Model) -> Callable[[np.ndarray], np.ndarray | di
     """`inference_function` from NumPy arrays to NumPy arrays (a dict of them for a model with named outputs)."""
     call = inference_function(model)
     return lambda pixels: keras.tree.map_structure(lambda tensor: tensor.numpy(), call(pixels))
+
+
+def run_over(function: Callable[[np.ndarray], Outputs], dataset,
+             keep: Callable[[np.ndarray, np.ndarray, Outputs], Any] | None = None) -> tuple[Outputs, np.ndarray]:
+    """`function` (pixels -> named outputs, see `numpy_function`) over every batch of (images,
+    labels) of `dataset`, in order: each output concatenated over the batches, and the labels.
+    `keep(images, labels, outputs)` sees each batch as it goes (to keep a few images, say)."""
+    parts, labels = [], []
+    for images, batch_labels in dataset.as_numpy_iterator():
+        outputs = function(images)
+        if keep is not None:
+            keep(images, batch_labels, outputs)
+        parts.append(outputs)
+        labels.append(batch_labels)
+    if not parts:
+        return {}, np.zeros(0, "int32")
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, np.concatenate(labels)
+
+
+def pooled_bottom(model: keras.Model) -> keras.Model:
+    """The frozen bottom of a pretrained model up to its pooled backbone features (1280 per
+    image for MobileNetV2): what `transfer` trains its head on, and what `catdog audit` compares
+    images by."""
+    preprocess, base, pool = (model.get_layer(name) for name in (PREPROCESS, BASE, POOL))
+    pixels = keras.Input(model.input_shape[1:])
+    return keras.Model(pixels, pool(base(preprocess(pixels), training=False)))
 
 
 def classifier_features(model: keras.Model):

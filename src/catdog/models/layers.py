@@ -1,6 +1,6 @@
 """catdog's own Keras layers, registered so that a saved model loads wherever catdog is imported.
 
-`runs.Run.load_model` imports this module before loading a model, so a `model.keras` that
+`catdog.runs.Run.keras_model` imports this module before loading a model, so a `model.keras` that
 holds one of these layers opens in any process.
 """
 
@@ -14,8 +14,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     """Keras' batch normalisation, trained with TensorFlow's fused kernel.
 
     Keras 3 computes the batch statistics and the normalisation as separate operations, in
-    float32 even under mixed precision; for `cnn` on a 2-core CPU they took about a third of
-    every training step. The fused kernel reads the activations once forward and once
+    float32 even under mixed precision, a large part of a small network's training step
+    (benchmarks/decisions.md). The fused kernel reads the activations once forward and once
     backward, and gives the same outputs, gradients and moving statistics (tested). Outside
     training the layer is Keras' own, so inference and every export see ordinary operations.
     """

@@ -1,4 +1,5 @@
-"""The callback that makes a run folder, epoch by epoch, so that it can always be completed.
+"""The callbacks that make a run folder, epoch by epoch, so that it can always be completed,
+and that end training early.
 
 After every epoch, in this order:
 
@@ -15,22 +16,28 @@ checkpoint and `model.keras` hold the averaged weights, which validation scored 
 
 Every write is atomic. A process killed anywhere leaves a run that `resume` completes:
 files of an epoch not yet in `history.csv` are ignored and removed, and `model.keras` is
-rebuilt from the best epoch's weights (see catdog.training.loop).
+rebuilt from the best epoch's weights (see catdog.training.checkpoints).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 
 import keras
 
-from catdog import files, runs
+from catdog import files
+from catdog.runs import folder
+from catdog.training import interrupts
+from catdog.training.checkpoints import (
+    averaged_weights,
+    best_checkpoint,
+    remove_checkpoints,
+    save_model,
+    state_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,49 +53,12 @@ class TrainingStopped(Exception):
         self.reason = reason
 
 
-class _Interrupts:
-    """Ctrl-C during training, never lost. Python raises `KeyboardInterrupt` wherever the main
-    thread is when the signal arrives; inside a finalizer (a weakref callback the garbage
-    collector runs, frequent while TensorFlow traces) it prints "Exception ignored" and drops it.
-    So the handler also records the signal, and `RunRecorder` raises it again at the next batch."""
-
-    pending = False
-
-    @classmethod
-    @contextlib.contextmanager
-    def caught(cls):
-        if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
-            yield
-            return
-        cls.pending = False
-        previous = signal.signal(signal.SIGINT, cls._handle)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            cls.pending = False
-
-    @classmethod
-    def _handle(cls, signum, frame):
-        cls.pending = True
-        raise KeyboardInterrupt
-
-    @classmethod
-    def raise_pending(cls) -> None:
-        if cls.pending:
-            raise KeyboardInterrupt
-
-
-catch_interrupts = _Interrupts.caught
-raise_pending_interrupt = _Interrupts.raise_pending
-
-
 class ValidationStalled(TrainingStopped):
     """Training ended early, as planned: validation stopped improving (see `StopWhenStalled`)."""
 
 
 class StopWhenStalled(keras.callbacks.Callback):
-    """Ends training once the best epoch (`runs.best_epoch`: validation accuracy, then loss) is
+    """Ends training once the best epoch (`folder.best_epoch`: validation accuracy, then loss) is
     `patience` epochs behind, counting only epochs after `stage_start` (the epochs finished
     before the stage it watches). Placed after `RunRecorder`, it raises `ValidationStalled`
     once the epoch is recorded, so that the run keeps its best epoch and its reason."""
@@ -98,23 +68,10 @@ class StopWhenStalled(keras.callbacks.Callback):
         self.history, self.patience, self.stage_start = history, patience, stage_start
 
     def on_epoch_end(self, epoch, logs=None):
-        best = int(runs.best_epoch(self.history)["epoch"])
+        best = int(folder.best_epoch(self.history)["epoch"])
         waited = len(self.history) - max(best, self.stage_start)
         if waited >= self.patience:
             raise ValidationStalled(f"validation had not improved for {waited} epochs since the best, epoch {best}")
-
-
-def state_checkpoint(run: Path, stage: int, epoch: int) -> Path:
-    return run / runs.CHECKPOINT_DIR / f"stage-{stage}-epoch-{epoch}.weights.h5"
-
-
-def best_checkpoint(run: Path, epoch: int) -> Path:
-    return run / runs.CHECKPOINT_DIR / f"best-epoch-{epoch}.weights.h5"
-
-
-def checkpoint_epoch(path: Path) -> int:
-    """The epoch a checkpoint file was written after."""
-    return int(path.name.split("-epoch-")[1].split(".")[0])
 
 
 class RunRecorder(keras.callbacks.Callback):
@@ -126,24 +83,24 @@ class RunRecorder(keras.callbacks.Callback):
         super().__init__()
         self.run, self.whole, self.stage, self.history, self.epochs = run, whole, stage, history, epochs
         self.started, self.print_lines = started, print_lines
-        self.best = runs.epoch_rank(runs.best_epoch(history)) if history else None
+        self.best = folder.epoch_rank(folder.best_epoch(history)) if history else None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = self.started or time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        _Interrupts.raise_pending()
+        interrupts.raise_pending()
         if logs and not math.isfinite(float(logs.get("loss", 0.0))):
             raise TrainingStopped(f"the training loss became {logs['loss']} in epoch {len(self.history) + 1}")
 
     def on_epoch_end(self, epoch, logs=None):
-        _Interrupts.raise_pending()
+        interrupts.raise_pending()
         number = epoch + 1
         if not all(math.isfinite(float(logs[key])) for key in ("loss", "val_loss")):
             raise TrainingStopped(f"the loss became {logs['loss']} (validation: {logs['val_loss']}) in epoch {number}")
         seconds = time.perf_counter() - self.started
         self.started = None
-        rank = runs.epoch_rank(logs)
+        rank = folder.epoch_rank(logs)
         is_best = self.best is None or rank > self.best
         state = state_checkpoint(self.run, self.stage, number)
         files.require_free_space(state, self._bytes_needed(is_best))
@@ -152,15 +109,15 @@ class RunRecorder(keras.callbacks.Callback):
         if is_best:
             with files.atomic_path(best_checkpoint(self.run, number)) as tmp, averaged_weights(self.model):
                 self.whole.save_weights(tmp)
-        row = {"epoch": number, **{k: float(logs[k]) for k in runs.HISTORY_FIELDS[1:-1]}, "seconds": seconds}
+        row = {"epoch": number, **{k: float(logs[k]) for k in folder.HISTORY_FIELDS[1:-1]}, "seconds": seconds}
         self.history.append(row)
-        runs.write_history(self.run / runs.HISTORY_FILE, self.history)  # the commit
+        folder.write_history(self.run / folder.HISTORY_FILE, self.history)  # the commit
         if is_best:
             self.best = rank
             with averaged_weights(self.model):
-                save_model(self.whole, self.run / runs.MODEL_FILE)
+                save_model(self.whole, self.run / folder.MODEL_FILE)
         remove_checkpoints(self.run, keep={state_checkpoint(self.run, self.stage, number)},
-                           keep_best=runs.best_epoch(self.history)["epoch"], stage=self.stage)
+                           keep_best=folder.best_epoch(self.history)["epoch"], stage=self.stage)
         if self.print_lines:
             logger.info(f"epoch {number}/{self.epochs}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.4f}, "
                         f"val_loss {row['val_loss']:.4f}, val_accuracy {row['val_accuracy']:.4f} ({seconds:.1f}s)")
@@ -169,40 +126,3 @@ class RunRecorder(keras.callbacks.Callback):
         state = self.model.count_params() * _STATE_BYTES_PER_WEIGHT
         whole = self.whole.count_params() * 4
         return state + (2 * whole if is_best else 0) + 16 * 2**20
-
-
-@contextlib.contextmanager
-def averaged_weights(model: keras.Model):
-    """For a while, the moving average of `model`'s weights that its optimizer keeps in place
-    of the weights (as for validation; see `keras.callbacks.SwapEMAWeights`); nothing
-    changes if it keeps none."""
-    if not getattr(model.optimizer, "use_ema", False):
-        yield
-        return
-    swap = keras.callbacks.SwapEMAWeights()
-    swap.set_model(model)
-    swap.on_test_begin()
-    try:
-        yield
-    finally:
-        swap.on_test_end()
-
-
-def save_model(model: keras.Model, path: Path) -> None:
-    """`model.keras`, written atomically (Keras' `ModelCheckpoint` writes in place)."""
-    files.require_free_space(path, model.count_params() * 4 + 16 * 2**20)
-    with files.atomic_path(path) as tmp:
-        model.save(tmp)
-
-
-def remove_checkpoints(run: Path, keep: set[Path] = frozenset(), keep_best: int | None = None,
-                       stage: int | None = None) -> None:
-    """Remove the checkpoint files catdog wrote that are no longer needed: the state files of
-    `stage` (all stages if None) but those in `keep`, and the best-epoch files but `keep_best`'s.
-    Nothing else in the folder is touched."""
-    folder = run / runs.CHECKPOINT_DIR
-    states = folder.glob(f"stage-{stage}-epoch-*.weights.h5" if stage else "stage-*-epoch-*.weights.h5")
-    for path in [*states, *folder.glob("best-epoch-*.weights.h5")]:
-        if path in keep or (path.name.startswith("best-") and checkpoint_epoch(path) == keep_best):
-            continue
-        path.unlink(missing_ok=True)

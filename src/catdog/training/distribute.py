@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from catdog.environment import gpus
+from catdog import environment
 from catdog.errors import ParameterError
 from catdog.training.keras_patches import patch_keras_for_distribution
 
@@ -61,10 +60,10 @@ def place(name: str = "auto") -> Placement:
     if name not in STRATEGIES:
         raise ParameterError("strategy", f"unknown {{name}} {name!r}; choose one of: {', '.join(STRATEGIES)}")
     if name == "auto":
-        name = "mirrored" if len(gpus()) > 1 else "none"
+        name = "mirrored" if len(environment.gpus()) > 1 else "none"
     if name == "none":
         strategy = tf.distribute.get_strategy()
-        device = "GPU:0" if gpus() else "CPU:0"
+        device = "GPU:0" if environment.gpus() else "CPU:0"
         return Placement("none", 1, 1, [device], tf_strategy=strategy)
     patch_keras_for_distribution()
     if name == "mirrored":
@@ -78,21 +77,37 @@ def place(name: str = "auto") -> Placement:
 def _multiworker() -> Placement:
     import tensorflow as tf
 
-    config = os.environ.get("TF_CONFIG")
-    if not config:
+    cluster = _cluster()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    workers = sum(len(tasks) for tasks in cluster["cluster"].values())
+    local = [d.name for d in tf.config.list_logical_devices("GPU")] or ["/device:CPU:0"]
+    return Placement("multiworker", strategy.num_replicas_in_sync, workers, _short(local), is_chief(), strategy)
+
+
+def _cluster() -> dict[str, Any]:
+    """`$TF_CONFIG`, checked: the cluster, and this worker's place in it."""
+    text = environment.cluster_config()
+    if not text:
         raise ParameterError("strategy", "{name} multiworker needs $TF_CONFIG, the cluster and this worker's place "
                                          "in it (see tf.distribute.MultiWorkerMirroredStrategy)")
     try:
-        cluster = json.loads(config)["cluster"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise ParameterError("strategy", "{name} multiworker: $TF_CONFIG is not JSON with a \"cluster\"") from None
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    resolver = strategy.cluster_resolver
-    workers = sum(len(tasks) for tasks in cluster.values())
-    is_chief = resolver.task_type in (None, "chief") or (
-        resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster)
-    local = [d.name for d in tf.config.list_logical_devices("GPU")] or ["/device:CPU:0"]
-    return Placement("multiworker", strategy.num_replicas_in_sync, workers, _short(local), is_chief, strategy)
+        values = json.loads(text)
+        if not isinstance(values["cluster"], dict):
+            raise TypeError
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ParameterError("strategy", "{name} multiworker: $TF_CONFIG is not JSON with a \"cluster\"") from e
+    return values
+
+
+def is_chief(strategy: str = "multiworker") -> bool:
+    """Whether this process writes the run: always, but under `multiworker`, where only the
+    chief does (a "chief" task, else worker 0), as TensorFlow's cluster resolver reads `$TF_CONFIG`."""
+    if strategy != "multiworker":
+        return True
+    values = _cluster()
+    task = values.get("task") or {}
+    kind, index = task.get("type"), task.get("index", 0)
+    return kind in (None, "chief") or (kind == "worker" and index == 0 and "chief" not in values["cluster"])
 
 
 def _short(devices: list[str]) -> list[str]:

@@ -1,7 +1,7 @@
 """Frozen features: the frozen bottom of a pretrained model, run once per image.
 
 A frozen pretrained backbone computes the same outputs for an image on every epoch, and
-it is nearly all of the work: the seed's recipe recomputes them for every image, every
+it is nearly all of the work: the reference's recipe recomputes them for every image, every
 epoch. Here the frozen bottom of the model runs once per image, and the trainable top
 trains on its stored outputs:
 
@@ -16,7 +16,7 @@ trains on its stored outputs:
 
 Random augmentation cannot be precomputed, so it becomes a choice among `views` stored
 views of each training image, drawn afresh each epoch: 1 = the image only, 2 = also its
-mirror image (the seed's horizontal flip), more = also draws of the preset's random
+mirror image (the reference's horizontal flip), more = also draws of the preset's random
 augmentation. Each view costs one pass of the frozen bottom over the training images.
 The head's layers are shared with the whole model, so what is saved is the ordinary
 end-to-end model (raw pixels in, probabilities out).
@@ -34,11 +34,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from catdog import config
+from catdog.data.pipeline import default_memory_budget
 from catdog.data.splits import TRAIN, VALIDATION
-from catdog.models import AUGMENTATION, BASE, HEAD, POOL, PREPROCESS
-from catdog.models.inference import inference_function
-from catdog.training.recipe import Stage, unfreeze_index
+from catdog.models.builders import AUGMENTATION, BASE, HEAD, POOL, PREPROCESS
+from catdog.models.inference import inference_function, pooled_bottom
+from catdog.runs import Stage
+from catdog.training.recipe import unfreeze_index
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +64,6 @@ def separating_tensor(base: keras.Model, first_trained: str):
     raise ValueError(f"{base.name} cannot be cut below layer {first_trained}")
 
 
-def pooled_bottom(model: keras.Model) -> keras.Model:
-    """The frozen bottom of a pretrained model up to its pooled backbone features (1280 per
-    image for MobileNetV2): what `transfer` trains its head on, and what `catdog audit` compares
-    images by."""
-    preprocess, base, pool = (model.get_layer(name) for name in (PREPROCESS, BASE, POOL))
-    pixels = keras.Input(model.input_shape[1:])
-    return keras.Model(pixels, pool(base(preprocess(pixels), training=False)))
-
-
 class FrozenFeatures:
     """The frozen bottom of a pretrained model, run once per image, and each stage's top.
 
@@ -86,7 +78,7 @@ class FrozenFeatures:
         self.drop_remainder = drop_remainder  # of training batches (several replicas: see catdog.training.distribute)
         # Features over the memory budget go to files in the cache folder (memory-mapped arrays).
         self.cache_folder = cache_folder
-        self.memory_budget = config.cache_memory_bytes() if memory_budget is None else memory_budget
+        self.memory_budget = default_memory_budget() if memory_budget is None else memory_budget
         preprocess, base, self.pool, self.head = (model.get_layer(n) for n in (PREPROCESS, BASE, POOL, HEAD))
         unfreeze = [unfreeze_index(base, s.unfreeze_from) for s in stages if s.unfreeze_from is not None]
         pixels = keras.Input(model.input_shape[1:])
@@ -149,7 +141,6 @@ class FrozenFeatures:
             return None
         x, y = self.features(split)
         return x[:, 0], y
-
 
     def _store(self, split: str, shape: tuple[int, ...]) -> np.ndarray:
         """An array for `split`'s features: in memory within the budget, else a file in the cache folder."""

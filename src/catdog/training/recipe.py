@@ -1,58 +1,21 @@
-"""The recipe: training stages, optimizer and schedule, loss and batches, and numeric precision.
+"""The recipe: what a stage trains, its optimizer and schedule, the loss, the batches, the class weights.
 
-A run trains in one stage, or for a fine-tuning preset in two: the head alone on the frozen
-backbone, then the backbone's top layers too at a lower rate. The stages are recorded in
-the run's config, so that a resumed run follows its own schedule even if the preset's has
-changed since. A preset's regularisers (label smoothing, MixUp and CutMix, an average of
+A run trains in the stages its settings planned (`catdog.runs.settings.plan`): one, or for a
+fine-tuning preset two, the head alone on the frozen backbone, then the backbone's top layers
+too at a lower rate. A preset's regularisers (label smoothing, MixUp and CutMix, an average of
 the weights) are applied here, each by Keras' own implementation.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import keras
 
-from catdog.config import CLASS_WEIGHTS, IMBALANCE_RATIO, PRECISIONS
-from catdog.errors import ParameterError
-from catdog.models import BASE, Backbone, Preset
-
-
-@dataclass(frozen=True)
-class Stage:
-    """Epochs `start` to `end` (0-based, end excluded) at `learning_rate`; the backbone is
-    trainable from its layer `unfreeze_from` up (a layer name; None: frozen).
-
-    Runs recorded by catdog 0.1 give `unfreeze_from` as a layer index.
-    """
-
-    start: int
-    end: int
-    learning_rate: float
-    unfreeze_from: str | int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Stage:
-        return cls(**values)
-
-
-def plan(preset: Preset, backbone: Backbone | None, epochs: int, learning_rate: float | None = None) -> list[Stage]:
-    """The training stages: one, or for a fine-tuning preset the head alone for the preset's
-    share of the epochs (rounded; at least one, and one left) and then the backbone from its
-    `fine_tune_from` layer up too, at a lower rate."""
-    rate = learning_rate or preset.learning_rate
-    if not preset.fine_tune or backbone is None or epochs < 2:
-        return [Stage(0, epochs, rate)]
-    split = min(max(round(epochs * preset.head_epochs_share), 1), epochs - 1)
-    return [Stage(0, split, rate),
-            Stage(split, epochs, rate * preset.fine_tune_learning_rate_factor, backbone.fine_tune_from)]
+from catdog.data import IMBALANCE_RATIO
+from catdog.models import Preset
+from catdog.models.builders import BASE
+from catdog.runs import Stage
 
 
 def optimizer(preset: Preset, stage: Stage, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -122,49 +85,15 @@ def batches(preset: Preset, train, validation, num_classes: int, seed: int) -> t
     return train, validation.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def resolve_precision(precision: str, preset: Preset) -> str:
-    """A Keras dtype policy. "auto" chooses by device: on GPUs, mixed bfloat16 from compute
-    capability 8.0 (Ampere) on, mixed float16 (with loss scaling, which Keras adds) on 7.x, and
-    float32 before; on CPUs, mixed bfloat16 for presets that train as well in it where the CPU
-    has bfloat16 instructions (measured: see `Preset.bfloat16`), else float32."""
-    from catdog.environment import gpu_compute_capability
-
-    if precision not in PRECISIONS:
-        raise ParameterError("precision", f"unknown {{name}} {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    capability = gpu_compute_capability()
-    if capability is not None:
-        return "mixed_bfloat16" if capability >= (8, 0) else "mixed_float16" if capability >= (7, 0) else "float32"
-    return "mixed_bfloat16" if preset.bfloat16 and cpu_has_bfloat16() else "float32"
-
-
-def check_class_weight(class_weight: str) -> str:
-    if class_weight not in CLASS_WEIGHTS:
-        raise ParameterError("class_weight", f"unknown {{name}} {class_weight!r}; choose one of: "
-                                             f"{', '.join(CLASS_WEIGHTS)}")
-    return class_weight
-
-
 def class_weights(class_weight: str, counts: Sequence[int]) -> dict[int, float] | None:
     """The loss weight of each class index, for training on `counts` images per class; None
     for equal weights. "balanced" weighs each class's examples by n / (k x count), so every
     class weighs as much in total (scikit-learn's "balanced"); "auto" is "balanced" when the
     largest class has more than `IMBALANCE_RATIO` times the images of the smallest."""
-    check_class_weight(class_weight)
     counts = [max(1, count) for count in counts]
     if class_weight == "none" or (class_weight == "auto" and max(counts) <= IMBALANCE_RATIO * min(counts)):
         return None
     return {i: sum(counts) / (len(counts) * count) for i, count in enumerate(counts)}
-
-
-def cpu_has_bfloat16() -> bool:
-    """Whether this CPU has bfloat16 instructions (AVX-512 BF16 or AMX), read from /proc/cpuinfo."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def unfreeze_index(base: keras.Model, unfreeze_from: str | int) -> int:

@@ -24,7 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catdog import config
+from catdog import defaults
+
+# Equal-width bins of confidence for the expected calibration error (Guo et al.'s 15), and the
+# folds of the validation split that check a fitted temperature (see `calibrate`).
+ECE_BINS = 15
+CALIBRATION_FOLDS = 5
 
 # The smallest probability taken to the log: float32's smallest normal number.
 TINY = float(np.finfo("float32").tiny)
@@ -86,8 +91,8 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, tolerance: fl
     return float(1 / best) if loss(best) < loss(1.0) else 1.0
 
 
-def calibrate(probabilities: np.ndarray, labels: np.ndarray, folds: int = config.CALIBRATION_FOLDS,
-              seed: int = config.SEED) -> tuple[float, dict[str, float]]:
+def calibrate(probabilities: np.ndarray, labels: np.ndarray, folds: int = CALIBRATION_FOLDS,
+              seed: int = defaults.SEED) -> tuple[float, dict[str, float]]:
     """The temperature to keep for a model whose validation probabilities are `probabilities`,
     and the cross-validated figures that decided it.
 
@@ -131,7 +136,7 @@ class Reliability:
         return float((gaps * self.counts[filled]).sum() / total)
 
 
-def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = config.ECE_BINS) -> Reliability:
+def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> Reliability:
     """Bin the predictions of `probabilities` (N, classes) by confidence, against `labels`."""
     probabilities = np.asarray(probabilities)
     labels = np.asarray(labels)
@@ -147,6 +152,6 @@ def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = confi
     return Reliability(edges, counts, mean_confidence, accuracy)
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = config.ECE_BINS) -> float:
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE with `bins` equal-width bins of confidence (see `Reliability.ece`)."""
     return reliability(probabilities, labels, bins).ece

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog import config, files
+from catdog import defaults, files
 from catdog.errors import ParameterError
 
 # Training images the k-nearest-neighbour detector keeps at most (a random sample beyond that).
@@ -36,9 +36,13 @@ MAX_BANK = 10_000
 # Features with more dimensions are first randomly projected to this many (distances are kept
 # approximately; Johnson-Lindenstrauss), so that a flattened feature map stays small.
 MAX_DIMENSIONS = 2048
-# k of the k-th nearest neighbour, as a share of the training images (at least 1): 10 of the seed
+# k of the k-th nearest neighbour, as a share of the training images (at least 1): 10 of the reference
 # data's 2,000. Measured against other shares in benchmarks/trust.md.
 NEIGHBOUR_SHARE = 0.005
+# The share of validation images the threshold flags (false alarms on images like the training
+# ones), and the default way of measuring distance (a key of `METHODS`, below).
+OOD_RATE = 0.05
+OOD_METHOD = "knn"
 
 
 def _normalised(features: np.ndarray) -> np.ndarray:
@@ -54,7 +58,7 @@ class KNearest:
     k: int
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray, seed: int = config.SEED,
+    def fit(cls, features: np.ndarray, labels: np.ndarray, seed: int = defaults.SEED,
             share: float = NEIGHBOUR_SHARE) -> KNearest:
         features = _normalised(features)
         k = max(1, round(share * len(features)))
@@ -83,7 +87,7 @@ class Mahalanobis:
     precision: np.ndarray
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray, seed: int = config.SEED):
+    def fit(cls, features: np.ndarray, labels: np.ndarray, seed: int = defaults.SEED):
         features = np.asarray(features, dtype="float64")
         labels = np.asarray(labels)
         classes = np.unique(labels)
@@ -166,7 +170,7 @@ class OutOfDistribution:
     threshold: float
     rate: float
     dimensions: int
-    seed: int = config.SEED
+    seed: int = defaults.SEED
 
     def __post_init__(self):
         object.__setattr__(self, "_projection", _projection(self.dimensions, self.seed))
@@ -199,7 +203,7 @@ class OutOfDistribution:
 
 
 def fit(train_features: np.ndarray, train_labels: np.ndarray, validation_features: np.ndarray,
-        method: str = config.OOD_METHOD, rate: float = config.OOD_RATE, seed: int = config.SEED) -> OutOfDistribution:
+        method: str = OOD_METHOD, rate: float = OOD_RATE, seed: int = defaults.SEED) -> OutOfDistribution:
     """A detector of `method` fitted on the training images' features, with the threshold that
     flags `rate` of the validation images."""
     check_method(method)

@@ -1,9 +1,5 @@
-"""The report of the whole exercise, written as Markdown and as self-contained HTML.
-
-A report is a list of blocks (headings, paragraphs, tables, figures) rendered twice:
-`report.md` links its figures beside it, `report.html` embeds them so the one file can
-be mailed or opened anywhere.
-"""
+"""Rendering a report: its blocks (headings, paragraphs, tables, figures) as Markdown, whose
+figures are files beside it, and as one self-contained HTML page, whose figures are embedded."""
 
 from __future__ import annotations
 

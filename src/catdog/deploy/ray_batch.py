@@ -5,7 +5,7 @@
 The images are listed from local folders and files, text files of paths (one per line), and
 folders or files at any URL pyarrow's file systems read (s3://, gs://, hdfs://, file://).
 Ray reads them as bytes; a pool of actors, each holding the run's ONNX export once (written
-by `catdog export` first if the run has none), decodes them exactly as `catdog predict`
+by `catdog export RUN --format onnx`, or first with `export_missing`), decodes them exactly as `catdog predict`
 does (catdog.data.images.decode) and runs onnxruntime, on a GPU when the actor has one.
 The driver gathers the rows in the order of the listing, with the fields of `catdog predict
 --json`, and writes them as JSON lines or as one Parquet file.
@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from catdog import config, files
+from catdog import defaults
 from catdog.data import images
-from catdog.errors import BadImageError, CatdogError, ParameterError
-from catdog.runs import Run, open_run
+from catdog.data.images import MAX_IMAGE_PIXELS
+from catdog.errors import BadImageError, CatdogError
+from catdog.runs import Run, as_run
 
 LIST_SUFFIXES = (".txt", ".lst")
-OUTPUT_SUFFIXES = (".jsonl", ".parquet")
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _list_url(url: str) -> list[str]:
         else:
             raise CatdogError(f"{url} does not exist")
     except (OSError, ValueError) as e:  # pyarrow's way of saying a URL cannot be read
-        raise CatdogError(f"{url} cannot be listed ({str(e).splitlines()[0]})") from None
+        raise CatdogError(f"{url} cannot be listed ({str(e).splitlines()[0]})") from e
     scheme = url.split("://", 1)[0]
     return [f"{scheme}://{p}" if "://" not in p else p for p in chosen]
 
@@ -94,19 +94,19 @@ class _Model:
 
 
 def predict(run: Run | str | os.PathLike, sources: Iterable[str | os.PathLike], *, address: str | None = None,
-            batch_size: int = config.BATCH_SIZE, max_pixels: int = config.MAX_IMAGE_PIXELS,
-            on_skip: Callable[[str, str], None] | None = None, tta: bool = False, reject_unknown: bool = False,
-            min_confidence: float | None = None) -> Iterator[dict[str, Any]]:
-    """Yield one prediction per readable image, as `Predictor.predict_paths` does (with the same
-    `tta`, `reject_unknown` and `min_confidence`), computed on Ray."""
+            batch_size: int = defaults.BATCH_SIZE, max_pixels: int = MAX_IMAGE_PIXELS,
+            on_skip: Callable[[str, str], None] | None = None, export_missing: bool = False,
+            **labelling) -> Iterator[dict[str, Any]]:
+    """Yield one prediction per readable image, as `Predictor.predict_paths` does (`labelling`:
+    its `tta`, `reject_unknown` and `min_confidence`), computed on Ray by the run's ONNX export;
+    without a current one, `export_missing` writes it first (`catdog.deploy.export`), else
+    `CatdogError` says how to."""
     from catdog.deploy.predict import check_labels
-    from catdog.trust import fitting
 
     ray, data = _ray()
-    run = run if isinstance(run, Run) else open_run(run)
-    check_labels(run, fitting.read(run.path).ood, reject_unknown, min_confidence)  # here, not in every actor
-    options = {"tta": tta, "reject_unknown": reject_unknown, "min_confidence": min_confidence}
-    _ensure_onnx_export(run)
+    run = as_run(run)
+    check_labels(run, labelling.get("reject_unknown", False), labelling.get("min_confidence"))  # not in every actor
+    _onnx_export(run, export_missing)
     paths = list_sources(sources)
     if not paths:
         return
@@ -126,7 +126,7 @@ def predict(run: Run | str | os.PathLike, sources: Iterable[str | os.PathLike], 
         actors = gpus or max(1, int(resources.get("CPU", 1)) // 2)
         rows = data.read_binary_files(list(shown), include_paths=True).map_batches(
             _Model, fn_constructor_kwargs={"run_path": str(run.path.resolve()), "max_pixels": max_pixels,
-                                           "options": options},
+                                           "options": labelling},
             batch_size=batch_size, batch_format="numpy", compute=data.ActorPoolStrategy(size=actors),
             **({"num_gpus": 1} if gpus else {"num_cpus": 1}))
         for batch in rows.iter_batches(batch_size=batch_size, batch_format="numpy"):
@@ -147,73 +147,23 @@ def _absolute(path: str) -> str:
     return path.split("://", 1)[1] if "://" in path else os.path.abspath(path)
 
 
-def _ensure_onnx_export(run: Run) -> None:
-    from catdog.deploy import runtimes
+def _onnx_export(run: Run, export_missing: bool) -> None:
+    """Make sure the run has a current ONNX export, the model every actor runs."""
+    if run.current_export("onnx") or run.current_export("onnx", quantized=True):
+        return
+    if not export_missing:
+        raise CatdogError(f"the ray engine runs the run's ONNX export, and {run.path} has none newer than its model: "
+                          f"write it with `catdog export {run.path} --format onnx` (or add --export)")
     from catdog.deploy.export import export
 
-    if runtimes.current_export(run, "onnx") is None:
-        logger.info(f"{run.path} has no up-to-date ONNX export; writing one")
-        export(run, "onnx")
+    logger.info(f"{run.path} has no up-to-date ONNX export; writing one")
+    export(run, "onnx")
 
 
 def _ray():
     try:
         import ray
         import ray.data
-    except ImportError:
-        raise CatdogError("the ray engine needs Ray: install it with pip install 'catdog[ray]'") from None
+    except ImportError as e:
+        raise CatdogError("the ray engine needs Ray: install it with pip install 'catdog[ray]'") from e
     return ray, ray.data
-
-
-def _is_predictions(path: Path) -> bool:
-    """A file of predictions catdog wrote: JSON lines or Parquet with path and label."""
-    try:
-        if path.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
-
-            return {"path", "label"} <= set(pq.read_schema(path).names)
-        with open(path, encoding="utf-8") as f:
-            first = f.readline()
-        return not first or {"path", "label"} <= set(json.loads(first))
-    except Exception:  # not JSON, not Parquet, unreadable: not ours
-        return False
-
-
-PREDICTIONS = files.Kind("a predictions file written by catdog", _is_predictions)
-
-
-def write(predictions: Iterable[dict[str, Any]], out: str | os.PathLike, chunk: int = 1024) -> int:
-    """Write `predictions` as they come to `out` (.jsonl, or .parquet: one file), atomically, over
-    nothing but an earlier predictions file; return how many were written."""
-    out = Path(out)
-    if out.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise ParameterError("out", f"{{name}} must end in {' or '.join(OUTPUT_SUFFIXES)}, not {out.name}")
-    files.check_replaceable(out, PREDICTIONS)
-    count = 0
-    with files.atomic_path(out, PREDICTIONS) as tmp:
-        if out.suffix.lower() == ".jsonl":
-            with open(tmp, "w", encoding="utf-8") as f:
-                for row in predictions:
-                    f.write(json.dumps(row) + "\n")
-                    count += 1
-        else:
-            writer, rows = None, []
-            for row in predictions:
-                rows.append(row)
-                count += 1
-                if len(rows) == chunk:
-                    writer, rows = _write_rows(writer, tmp, rows), []
-            if rows or writer is None:
-                writer = _write_rows(writer, tmp, rows)
-            writer.close()
-    return count
-
-
-def _write_rows(writer, path: Path, rows: list[dict[str, Any]]):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pylist(rows) if rows else pa.table({"path": [], "label": [], "probability": []})
-    writer = writer or pq.ParquetWriter(path, table.schema)
-    writer.write_table(table)
-    return writer

@@ -10,18 +10,18 @@ import pytest
 
 from catdog.cli import main
 
-from conftest import write_tiny_run
+from conftest import one_line_error, write_tiny_run
 
 pytest.importorskip("ray", reason="the ray extra is not installed")
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory, seed_data):
+def photos(tmp_path_factory, reference_data):
     root = tmp_path_factory.mktemp("photos")
     for name in ("cats", "dogs"):
         (root / name).mkdir()
         for n in range(2000, 2012):
-            (root / name / f"{n}.jpg").symlink_to(seed_data / "validation" / name / f"{name[:-1]}.{n}.jpg")
+            (root / name / f"{n}.jpg").symlink_to(reference_data / "validation" / name / f"{name[:-1]}.{n}.jpg")
     (root / "dogs" / "notes.jpg").write_text("not a photo")
     return root
 
@@ -38,11 +38,16 @@ def test_ray_gives_the_rows_catdog_predict_gives(photos, tmp_path, capsys):
     listing = tmp_path / "paths.txt"
     listing.write_text("# some of them\n" + "".join(f"{photos / 'dogs' / f'{n}.jpg'}\n" for n in range(2000, 2012)))
     parquet, jsonl = tmp_path / "preds.parquet", tmp_path / "preds.jsonl"
-    assert main(["predict", str(run), f"file://{photos / 'cats'}", str(listing), str(photos / "dogs" / "notes.jpg"),
-                 "--engine", "ray", "--out", str(parquet)]) == 0
+    sources = [str(run), f"file://{photos / 'cats'}", str(listing), str(photos / "dogs" / "notes.jpg")]
+    # Predicting never exports by itself: without a current ONNX export, it says how to make one.
+    one_line_error(capsys, main(["predict", *sources, "--engine", "ray", "--out", str(parquet)]),
+                   f"write it with `catdog export {run} --format onnx` (or add --export)")
+    assert not (run / "export").exists() and not parquet.exists()
+
+    assert main(["predict", *sources, "--engine", "ray", "--export", "--out", str(parquet)]) == 0
     err = capsys.readouterr().err
     assert f"skipping {photos / 'dogs' / 'notes.jpg'}: not an image" in err and "wrote 24 predictions" in err
-    assert (run / "export" / "model.onnx").is_file()  # made on the fly
+    assert (run / "export" / "model.onnx").is_file()  # made first, as asked
     rows = pq.read_table(parquet).to_pylist()
 
     by_name = {row["path"].rsplit("/", 2)[-2] + "/" + row["path"].rsplit("/", 1)[-1]: row for row in local}

@@ -1,4 +1,4 @@
-"""Looking at the data: the seed's grid of sample images and its augmentation preview.
+"""Looking at the data: the reference tutorial's grid of sample images and its augmentation preview.
 
 Both return a matplotlib `Figure` (drawn without a screen); save it with
 `catdog.files.save_figure`. Images are shown as the model sees them: decoded and
@@ -11,7 +11,7 @@ import random
 
 from matplotlib.figure import Figure
 
-from catdog import config
+from catdog import defaults
 from catdog.data.images import load_images
 from catdog.data.splits import TRAIN, Manifest
 
@@ -28,8 +28,8 @@ def sample_grid(
     *,
     per_class: int = 3,
     split: str = TRAIN,
-    seed: int = config.SEED,
-    image_size: int = config.IMAGE_SIZE,
+    seed: int = defaults.SEED,
+    image_size: int = defaults.IMAGE_SIZE,
 ) -> Figure:
     """One row per class of `per_class` random images from `split`, each titled with its class;
     with more than `ROWS_OF_CLASSES` classes, one image of each of up to `MANY_CLASSES_SHOWN`
@@ -67,12 +67,12 @@ def augmentation_preview(
     *,
     versions: int = 7,
     columns: int = 4,
-    seed: int = config.SEED,
-    image_size: int = config.IMAGE_SIZE,
+    seed: int = defaults.SEED,
+    image_size: int = defaults.IMAGE_SIZE,
 ) -> Figure:
     """A random training image, then `versions` randomly flipped and rotated copies of it.
 
-    Uses the augmentation layers of the seed's models 3 and 4:
+    Uses the augmentation layers of the reference's models 3 and 4:
     `RandomFlip("horizontal_and_vertical")` and `RandomRotation(0.2)`.
     """
     import keras

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""The seed recipe, as `../shared/seeds/001_*.txt` writes it, timed for the benchmark.
+"""The reference recipe, the tutorial of `../shared/seeds/001_*.txt` as it is written, timed for the benchmark.
 
-Written fresh from the seed document (it does not import catdog): the data pipeline
+Written fresh from the tutorial's document (it does not import catdog): the data pipeline
 (`image_dataset_from_directory(shuffle=True, batch_size=32, image_size=(160, 160))`, the
 test split taken as `validation.take(n // 5)`, `prefetch(AUTOTUNE)` and nothing else), the
 four Sequential models, Adam, `SparseCategoricalCrossentropy(from_logits=True)`, 20 epochs.
@@ -21,11 +21,11 @@ Measurement only, not recipe changes: `fit(..., verbose=2)` prints one line per 
 of a progress bar; a callback times each epoch; one model trains per process (bench.py times
 each process and reads its peak memory, so one model's memory never hides another's). After
 training, the model is also scored on catdog's leak-free test split (`--manifest splits.csv`),
-because the seed's own test split leaks: it is taken from a dataset that reshuffles on every
-pass, so its images change each time and many of them are validation images. The seed's own
-figure is kept as `seed_test_accuracy`, for reference.
+because the tutorial's own test split leaks: it is taken from a dataset that reshuffles on every
+pass, so its images change each time and many of them are validation images. The tutorial's own
+figure is kept as `reference_test_accuracy`, for the record.
 
-    python benchmarks/seed_recipe.py --model 4 --manifest runs/transfer/splits.csv --out seed-4.json
+    python benchmarks/reference_recipe.py --model 4 --manifest runs/transfer/splits.csv --out reference-4.json
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ MODELS = (1, 2, 3, 4)
 
 
 def load_datasets(data_dir: Path):
-    """The seed's train, validation and (leaky) test datasets, prefetched."""
+    """The tutorial's train, validation and (leaky) test datasets, prefetched."""
     import tensorflow as tf
     from tensorflow.keras import utils
 
@@ -94,7 +94,7 @@ def make_base_model_layer(weights: Path):
 
 
 def build_model(number: int, weights: Path | None):
-    """Model 1, 2, 3 or 4 of the seed document."""
+    """Model 1, 2, 3 or 4 of the tutorial."""
     import tensorflow as tf
     from tensorflow.keras import layers, models
 
@@ -140,13 +140,13 @@ def epoch_timer():
 
 
 def train_one(number: int, data_dir: Path, weights: Path | None, epochs: int, test_dir: Path | None) -> dict:
-    """Train one seed model as the document does and return its figures."""
+    """Train one of the tutorial's models as its document does and return its figures."""
     import resource
 
     import tensorflow as tf
     from tensorflow.keras import utils
 
-    train_dataset, validation_dataset, seed_test_dataset = load_datasets(data_dir)
+    train_dataset, validation_dataset, reference_test_dataset = load_datasets(data_dir)
     model = build_model(number, weights)
     model.compile(optimizer="adam", loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
@@ -161,12 +161,12 @@ def train_one(number: int, data_dir: Path, weights: Path | None, epochs: int, te
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
         "best_val_accuracy": max(history.history["val_accuracy"]),
         "last_val_accuracy": history.history["val_accuracy"][-1],
-        "seed_test_accuracy": None, "test_accuracy": None, "test_n": None,
+        "reference_test_accuracy": None, "test_accuracy": None, "test_n": None,
     }
-    if tf.data.experimental.cardinality(seed_test_dataset) > 0:
-        result["seed_test_accuracy"] = model.evaluate(seed_test_dataset, verbose=0)[1]
+    if tf.data.experimental.cardinality(reference_test_dataset) > 0:
+        result["reference_test_accuracy"] = model.evaluate(reference_test_dataset, verbose=0)[1]
     if test_dir is not None:
-        # catdog's test split, decoded and resized exactly as the seed's datasets are.
+        # catdog's test split, decoded and resized exactly as the tutorial's datasets are.
         test_dataset = utils.image_dataset_from_directory(test_dir, shuffle=False, batch_size=BATCH_SIZE,
                                                           image_size=IMG_SIZE)
         result["test_accuracy"] = model.evaluate(test_dataset, verbose=0)[1]
@@ -180,12 +180,13 @@ def link_manifest_test_split(manifest: Path, data_dir: Path, dest: Path) -> Path
     with open(manifest, newline="") as f:
         rows = [row for row in csv.DictReader(f) if row["split"] == "test"]
     if not rows:
-        raise SystemExit(f"seed_recipe: error: {manifest} lists no test files")
+        raise SystemExit(f"reference_recipe: error: {manifest} lists no test files")
     by_class: dict[str, list[Path]] = {}
     for row in rows:
         path = data_dir / row["path"]
         if not path.is_file():
-            raise SystemExit(f"seed_recipe: error: {path} from {manifest} is missing; pass the --data it was made from")
+            raise SystemExit(f"reference_recipe: error: {path} from {manifest} is missing; "
+                             "pass the --data it was made from")
         by_class.setdefault(row["class"], []).append(path)
     for name, paths in by_class.items():
         link_flat(paths, dest / name)
@@ -195,16 +196,16 @@ def link_manifest_test_split(manifest: Path, data_dir: Path, dest: Path) -> Path
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--model", type=int, choices=MODELS, required=True, help="the seed model to train: 1, 2, 3 or 4")
-    add("--data", type=Path, default=DEFAULT_DATA, help="seed-layout data folder (default: %(default)s)")
+    add("--model", type=int, choices=MODELS, required=True, help="the tutorial's model to train: 1, 2, 3 or 4")
+    add("--data", type=Path, default=DEFAULT_DATA, help="data folder in the tutorial's layout (default: %(default)s)")
     add("--weights", type=Path, default=DEFAULT_WEIGHTS,
         help="MobileNetV2 ImageNet weights without top, for model 4 (default: %(default)s)")
-    add("--epochs", type=int, default=EPOCHS, help="epochs (default: %(default)s, the seed's)")
+    add("--epochs", type=int, default=EPOCHS, help="epochs (default: %(default)s, the tutorial's)")
     add("--manifest", type=Path, help="catdog's splits.csv: score the model on its test files")
-    add("--out", type=Path, default=Path("seed_results.json"), help="results file (default: %(default)s)")
+    add("--out", type=Path, default=Path("reference_results.json"), help="results file (default: %(default)s)")
     args = parser.parse_args(argv)
     if not (args.data / "train").is_dir() or not (args.data / "validation").is_dir():
-        parser.error(f"{args.data} has no train/ and validation/ folders (the seed layout)")
+        parser.error(f"{args.data} has no train/ and validation/ folders (the tutorial's layout)")
     if args.model == 4 and not args.weights.is_file():
         parser.error(f"MobileNetV2 weights {args.weights} are missing; pass --weights PATH")
     if args.manifest is not None and not args.manifest.is_file():
@@ -215,13 +216,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    print(f"seed_recipe: model {args.model}, {args.epochs} epochs", file=sys.stderr, flush=True)
-    with tempfile.TemporaryDirectory(prefix="seed-recipe-") as tmp:
+    print(f"reference_recipe: model {args.model}, {args.epochs} epochs", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="reference-recipe-") as tmp:
         test_dir = link_manifest_test_split(args.manifest, args.data, Path(tmp)) if args.manifest else None
         result = train_one(args.model, args.data, args.weights, args.epochs, test_dir)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"seed_recipe: wrote {args.out}", file=sys.stderr)
+    print(f"reference_recipe: wrote {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

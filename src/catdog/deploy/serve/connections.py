@@ -23,7 +23,6 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from catdog import config
 from catdog.errors import CatdogError, ParameterError
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -31,12 +30,18 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 @dataclass(frozen=True)
 class Connections:
-    """What the server holds open for its clients (see `uvicorn_config`)."""
+    """What the server holds open for its clients (see `uvicorn_config`).
 
-    max_open: int = config.SERVE_MAX_CONNECTIONS
-    header_timeout_s: float = config.SERVE_HEADER_TIMEOUT_S
-    keep_alive_s: int = config.SERVE_KEEP_ALIVE_S
-    max_header_bytes: int = config.SERVE_MAX_HEADER_BYTES
+    `max_open` connections; one more is closed at once (uvicorn answers requests beyond it with
+    503). `header_timeout_s`: seconds a connection has to send complete request headers, from
+    connecting or from the end of the previous response. `keep_alive_s`: seconds an idle
+    keep-alive connection stays open (uvicorn's default). `max_header_bytes`: the largest
+    request head."""
+
+    max_open: int = 512
+    header_timeout_s: float = 10
+    keep_alive_s: int = 5
+    max_header_bytes: int = 16 * 1024
 
 
 def _is_loopback_address(host: str) -> bool:
@@ -103,8 +108,8 @@ class GuardedH11Protocol(H11Protocol):
     sent (a 413, say). While the app is reading a body, its own timeout applies.
     """
 
-    max_open = config.SERVE_MAX_CONNECTIONS
-    header_timeout_s: float = config.SERVE_HEADER_TIMEOUT_S
+    max_open = Connections.max_open
+    header_timeout_s: float = Connections.header_timeout_s
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
@@ -183,7 +188,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except socket.gaierror as e:
-        raise CatdogError(f"cannot listen on {host!r}: {e.strerror}") from None
+        raise CatdogError(f"cannot listen on {host!r}: {e.strerror}") from e
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -193,6 +198,6 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.close()
         if e.errno == errno.EADDRINUSE:
             raise ParameterError("port", f"{{name}} {port} is in use on {host}: stop what listens there, "
-                                         "or choose another port") from None
-        raise CatdogError(f"cannot listen on {host} port {port}: {e.strerror or e}") from None
+                                         "or choose another port") from e
+        raise CatdogError(f"cannot listen on {host} port {port}: {e.strerror or e}") from e
     return sock

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from catdog import config, runs
-from catdog.report import Block, Figure, Heading, Paragraph
+from catdog.report.render import Block, Figure, Heading, Paragraph
+from catdog.runs import folder
+from catdog.trust.calibration import ECE_BINS
 
 
 def _percent(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def blocks(preset: str, run: Path) -> list[Block]:
+def trust_blocks(preset: str, run: Path) -> list[Block]:
     """How far the best model's probabilities and its "none of these" can be trusted."""
-    metrics = runs.open_run(run).metrics or {}
+    metrics = folder.read_json(run / folder.METRICS_FILE) or {}
     calibration, ood = metrics.get("calibration"), metrics.get("ood")
     if calibration is None:
         return []
@@ -26,9 +27,9 @@ def blocks(preset: str, run: Path) -> list[Block]:
             f"{calibration['temperature']:.2f}, fitted on the validation split, `{preset}`'s probabilities have an "
             f"expected calibration error of **{_percent(calibration['ece'])}** on the test split "
             f"({_percent(calibration['ece_uncalibrated'])} unscaled; the mean gap between confidence and accuracy over "
-            f"{config.ECE_BINS} bins of confidence)."
+            f"{ECE_BINS} bins of confidence)."
         ),
-        Figure(run / runs.RELIABILITY_PLOT, f"`{preset}`: reliability on the test split, before and after "
+        Figure(run / folder.RELIABILITY_PLOT, f"`{preset}`: reliability on the test split, before and after "
                                             "temperature scaling."),
     ]
     if ood is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from catdog import config, files
+from catdog import files
 
 History = Sequence[Mapping[str, float]]
 
@@ -39,9 +39,9 @@ class Mistake:
 
 def training_curve(history: History, metric: str, path: str | Path, minimum: float | None = None,
                    fine_tuning_from: int | None = None) -> Path:
-    """Training and validation `metric` ("accuracy" or "loss") by epoch, as the seed plots them.
+    """Training and validation `metric` ("accuracy" or "loss") by epoch, as the reference tutorial plots them.
 
-    `minimum` draws the seed's minimum-accuracy line; `fine_tuning_from` marks the first
+    `minimum` draws the assignment's minimum-accuracy line; `fine_tuning_from` marks the first
     epoch of fine-tuning.
     """
     fig = Figure(figsize=(6, 4))
@@ -167,9 +167,9 @@ def explanation(explained, path: str | Path, kind: files.Kind = files.OWN_FILE) 
 
 
 def compare_validation_accuracy(histories: Mapping[str, History], path: str | Path,
-                                minimums: Mapping[str, float] = config.SEED_MINIMUM_ACCURACY) -> Path:
+                                minimums: Mapping[str, float]) -> Path:
     """Validation accuracy by epoch of several runs (`{label: history}`) in one plot, with the
-    seed's minimum-accuracy lines (`{label: accuracy}`)."""
+    assignment's minimum-accuracy lines (`{label: accuracy}`)."""
     fig = Figure(figsize=(8, 5))
     ax = fig.subplots()
     for label, history in histories.items():

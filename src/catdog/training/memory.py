@@ -1,6 +1,6 @@
-"""Settings checked before a run writes anything: counts, rates, and whether the model fits in memory.
+"""Whether a model's training steps fit in this machine's memory, checked before a run writes anything.
 
-Each check raises `ParameterError` naming the setting, so the CLI can name its option.
+The check raises `ParameterError` naming the image size, so the CLI can name its option.
 """
 
 from __future__ import annotations
@@ -19,25 +19,6 @@ _ACTIVATION_COPIES = 2
 _INFERENCE_COPIES = 3
 # Leave room for the data cache, the weights, and the rest of the machine.
 _MEMORY_SHARE = 0.8
-
-
-def at_least_one(parameter: str, value: int) -> int:
-    if value < 1:
-        raise ParameterError(parameter, f"{{name}} must be at least 1, got {value}")
-    return value
-
-
-def patience(value: int | None) -> int | None:
-    """Epochs without improvement before training ends; 0 and None mean never."""
-    if value is not None and value < 0:
-        raise ParameterError("patience", f"{{name}} must be 0 (run every epoch) or more, got {value}")
-    return value or None
-
-
-def learning_rate(rate: float) -> float:
-    if not (math.isfinite(rate) and rate > 0):
-        raise ParameterError("learning_rate", f"{{name}} must be a finite number above 0, got {rate}")
-    return rate
 
 
 def machine_memory() -> int | None:

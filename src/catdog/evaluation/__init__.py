@@ -1,0 +1,14 @@
+"""Evaluation: a run's model scored on its test split, or on a folder of labelled images.
+
+    >>> metrics = catdog.evaluation.evaluate("runs/transfer-20250101-120000")
+    >>> metrics["accuracy"], metrics["per_class"]["cats"]["recall"]
+
+- `evaluate.py`: `evaluate` (scores and figures, written beside the run), `score` (any model
+  function over any dataset).
+- `metrics.py`: the scores, from true classes and predicted probabilities.
+"""
+
+from catdog.evaluation.evaluate import evaluate, labelled_images, score
+from catdog.evaluation.metrics import metrics_from, misclassified_files, most_confused
+
+__all__ = ["evaluate", "labelled_images", "metrics_from", "misclassified_files", "most_confused", "score"]
