@@ -61,3 +61,52 @@ def jpeg_bytes(path: Path, quality: int = 75) -> bytes:
         out = io.BytesIO()
         image.convert("RGB").save(out, "JPEG", quality=quality)
         return out.getvalue()
+
+
+# Multi-label data: side-by-side pairs ----------------------------------------------------------
+
+TILE = 112
+# What each half of a pair shows, with the tag it gives (a backdrop: none).
+HALVES = {"cat": "cats", "dog": "dogs", "backdrop": None}
+
+
+def backdrop(rng, size: int = TILE) -> Image.Image:
+    """An empty textured backdrop: smooth colour noise with a little grain, no animal in it."""
+    import numpy as np
+
+    coarse = rng.uniform(0, 255, (4, 4, 3)).astype("uint8")
+    smooth = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC), dtype="float32")
+    grain = rng.normal(0, 12, (size, size, 3))
+    return Image.fromarray(np.clip(smooth + grain, 0, 255).astype("uint8"))
+
+
+def tag_pairs(reference_data: Path, root: Path, n: int, seed: int = 0, folder: str = "train",
+              start: int = 0) -> Path:
+    """A Kaggle-style multi-label data set under `root`: `images/<id>.jpg`, each two tiles side by side
+    (a cat, a dog or an empty backdrop, from the reference's `folder` photos from `start`), and
+    `tags.csv` (`ID,TAGS`: ids without extensions, space-separated tags; a pair of backdrops has
+    none). Returns the CSV's path."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    sources = {"cat": photos(reference_data, "cats", n, start, folder), "dog": photos(reference_data, "dogs", n, start,
+                                                                                       folder)}
+    used = {"cat": 0, "dog": 0}
+    rows = []
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        halves = rng.choice(list(HALVES), size=2)
+        pair = Image.new("RGB", (2 * TILE, TILE))
+        for k, half in enumerate(halves):
+            if half == "backdrop":
+                tile = backdrop(rng)
+            else:
+                with Image.open(sources[half][used[half] % len(sources[half])]) as photo:
+                    tile = photo.convert("RGB").resize((TILE, TILE))
+                used[half] += 1
+            pair.paste(tile, (k * TILE, 0))
+        image_id = f"pair_{seed}_{i:05d}"
+        _save(pair, root / "images" / f"{image_id}.jpg")
+        rows.append(f"images/{image_id},{' '.join(sorted({HALVES[h] for h in halves} - {None}))}")
+    (root / "tags.csv").write_text("ID,TAGS\n" + "\n".join(rows) + "\n")
+    return root / "tags.csv"
