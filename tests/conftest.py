@@ -7,6 +7,7 @@ import contextlib
 import functools
 import http.server
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -274,3 +275,35 @@ def colours(tmp_path_factory):
         for i in range(12):
             write_image(root / label / f"{i}.jpg", color=color, seed=i)
     return root
+
+
+# A real browser, for the pages catdog serves and writes ------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium (Debian's), driven by Playwright; in CI its absence fails the test, elsewhere it skips it."""
+    executable = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if executable is None:
+        message = "Debian's chromium is not installed (scripts/ensure-chromium installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -51,11 +51,26 @@ class Group:
 
 @dataclass(frozen=True)
 class Suspect:
+    """An image whose label the other images doubt. In a multi-label data set `label` and
+    `suggested` are tags joined by spaces ("" for none), and `missing` and `wrong` say which tags
+    it probably lacks and which it probably should not have."""
+
     path: str
     label: str
     suggested: str
     score: float
     confident: bool  # flagged by confident learning itself (see catdog.audit.issues)
+    missing: list[str] | None = None
+    wrong: list[str] | None = None
+
+    def describe(self) -> str:
+        """The suspicion in words: `labelled cats, looks like dogs (0.97)`, or for tags `tagged cats;
+        probably also dogs (0.81)`."""
+        if self.missing is None:
+            return f"labelled {self.label}, looks like {self.suggested} ({self.score:.2f})"
+        doubts = ([f"probably also {' '.join(self.missing)}"] if self.missing else []) + (
+            [f"probably not {' '.join(self.wrong)}"] if self.wrong else [])
+        return f"tagged {self.label or 'no tag'}; {', '.join(doubts) or 'doubtful'} ({self.score:.2f})"
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,8 @@ def _baseline_blocks(data: dict[str, Any]) -> list[Block]:
     if data.get("baseline_balanced_accuracy") is not None:
         sentences.append(f"Its balanced accuracy (the mean recall of the classes) is "
                          f"{_pct(data['baseline_balanced_accuracy'])}.")
+    if tags := data.get("multilabel"):
+        sentences.append(_tags_sentence(tags))
     if data.get("imbalance", 1) > IMBALANCE_RATIO:
         sentences.append(f"The classes are imbalanced: the largest has {data['imbalance']:.1f}x the training images "
                          "of the smallest, so balanced accuracy says more than accuracy.")
@@ -152,9 +154,45 @@ def _baseline_blocks(data: dict[str, Any]) -> list[Block]:
     return [Paragraph(" ".join(sentences))] if sentences else []
 
 
+def _tags_sentence(tags: dict[str, Any]) -> str:
+    """What a multi-label data set is like, and its baseline."""
+    usual = ", ".join(f"`{tag}`" for tag in tags["baseline_tags"]) or "no tag"
+    sentence = (f"Each image has any number of tags: {tags['label_cardinality']:.2f} on average, "
+                f"{sum(tags['without_tags'].values())} images none.")
+    if baseline := tags["baseline"]:
+        sentence += (f" The baseline, always giving the most frequent tags of the training split ({usual}), gets every "
+                     f"tag of a test image right for **{_pct(baseline['subset_accuracy'])}** of them, with a micro F1 "
+                     f"of {_pct(baseline['micro_f1'])}: every model must beat it.")
+    return sentence
+
+
+def _tag_metric_blocks(result: ModelResult, run: Path) -> list[Block]:
+    """A multi-label model's figures over its tags, a row per tag, its precision-recall curves and
+    examples of each tag's mistakes."""
+    metrics = folder.read_json(run / folder.METRICS_FILE) or {}
+    rows = [[f"`{tag}`", str(row["n"]), _pct(row["precision"]), _pct(row["recall"]), _pct(row["f1"]),
+             _pct(row["average_precision"]), f"{row['threshold']:.2f}"] for tag, row in metrics["per_tag"].items()]
+    return [
+        Paragraph(f"Over its tags: mean average precision **{_pct(metrics['mean_average_precision'])}**, micro F1 "
+                  f"{_pct(metrics['micro_f1'])}, macro F1 {_pct(metrics['macro_f1'])}; every tag of an image right "
+                  f"for {_pct(metrics['subset_accuracy'])} of the test images (the accuracy above), and "
+                  f"{_pct(metrics['hamming_loss'])} of image-tag pairs wrong. A tag is given from its threshold up, "
+                  "chosen on the validation split for the best F1."),
+        Table(["tag", "test images with it", "precision", "recall", "F1", "average precision", "threshold"], rows),
+        FigureRow([
+            Figure(run / folder.PR_CURVES_PLOT, f"`{result.preset}`: precision and recall of each tag on the test "
+                                                "split, by threshold."),
+            Figure(run / folder.TAG_EXAMPLES_PLOT, f"`{result.preset}`: test images given a tag they do not have, "
+                                                   "and not given one they have."),
+        ]),
+    ]
+
+
 def _class_metric_blocks(result: ModelResult, run: Path) -> list[Block]:
     """Balanced accuracy and macro F1 (and top-5 accuracy for many classes) of the chosen model,
-    with the pairs of classes it confuses most."""
+    with the pairs of classes it confuses most; a multi-label model's figures over its tags."""
+    if (run / folder.PR_CURVES_PLOT).is_file():
+        return _tag_metric_blocks(result, run)
     if result.test_balanced_accuracy is None:
         return []
     figures = [f"balanced accuracy **{_pct(result.test_balanced_accuracy)}**", f"macro F1 {_pct(result.test_macro_f1)}"]
@@ -234,7 +272,8 @@ def _comparison_blocks(summary: dict[str, Any], results: list[ModelResult], exer
         ),
         *_class_metric_blocks(best, run),
         FigureRow([
-            Figure(run / folder.CONFUSION_MATRIX_PLOT, f"`{best.preset}`: confusion matrix on the test split."),
+            Figure(run / folder.CONFUSION_MATRIX_PLOT, f"`{best.preset}`: confusion matrix on the test split (for "
+                                                       "tags, per tag)."),
             Figure(run / folder.MISCLASSIFIED_PLOT, f"`{best.preset}`: misclassified test images, under the heatmap of "
                                                   "what drove the wrong prediction (Grad-CAM; red: most)."),
         ]),
