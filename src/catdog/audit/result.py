@@ -7,7 +7,9 @@ top-level keys the issue names, most important first within each:
   each file's split (`train`, `validation`, `test`, or `against` for a file of an
   `--against` folder), and `leak` is true when a group spans more than one of them;
 - `label_issues`: `{"path", "label", "suggested", "score", "confident"}`, most suspicious first
-  (`confident`: flagged by confident learning itself, see `catdog.audit.issues`);
+  (`confident`: flagged by confident learning itself, see `catdog.audit.issues`); in a multi-label
+  data set `label` and `suggested` are tags joined by spaces, and `missing` and `wrong` list the tags
+  an image probably lacks and probably should not have;
 - `outliers`: `{"path", "score"}`, most unusual first.
 """
 
@@ -111,6 +113,8 @@ class AuditResult:
     def to_json(self) -> dict[str, Any]:
         values = asdict(self)
         values["duplicates"] = [{**asdict(group), "leak": group.leak} for group in self.duplicates]
+        values["label_issues"] = [{key: value for key, value in asdict(suspect).items() if value is not None}
+                                  for suspect in self.label_issues]
         return {key: values[key] for key in (*KEYS, "data", "layout", "seed", "classes", "images", "against",
                                              "methods", "skipped", "warnings", "seconds")}
 
