@@ -18,7 +18,7 @@ from catdog.errors import CatdogError, ParameterError
 from catdog.review import review_data
 from catdog.review.decisions import DECISIONS_FILE
 
-from conftest import REPO, REVIEW_SUSPECTS, file_states, one_line_error, write_review_set
+from conftest import REPO, REVIEW_SUSPECTS, file_states, live_server, one_line_error, write_review_set
 
 
 @pytest.fixture
@@ -192,3 +192,34 @@ def test_cli_errors_are_one_line(review_set, tmp_path, capsys):
     other, other_audit = write_review_set(tmp_path / "other")
     one_line_error(capsys, main(["review", "--data", str(other), "--audit", str(other_audit), "--out", str(out),
                                  "--export", str(tmp_path / "y.csv")]), f"is the review of data {data.resolve()}")
+
+
+def test_the_api_takes_json_only_and_answers_loopback_names_only(review_set):
+    import httpx
+
+    from catdog.review.app import create_app
+
+    data, audit, out = review_set
+    with review_data(data, audit=audit, out=out) as review, live_server(create_app(review)) as url, \
+            httpx.Client(base_url=url, timeout=30) as client:
+        state = client.get("/api/review").json()
+        assert state["classes"] == ["cats", "dogs"] and len(state["items"]) == 10
+        assert "file" not in state["items"][0]["members"][0]  # where files are on disk stays on the server
+        assert client.get("/api/items/0/files/0").content == (data / "cats" / "d-flip0.jpg").read_bytes()
+        assert client.get("/api/items/0/files/9").status_code == 404
+
+        form = client.post("/api/decide", data={"item": "label:cats/c5.jpg", "action": "keep"})
+        assert form.status_code == 415 and form.json()["detail"] == "send JSON (Content-Type: application/json)"
+        bad = client.post("/api/decide", json={"item": "label:cats/c5.jpg", "action": "change", "label": ""})
+        assert bad.status_code == 422 and "label must be a class name" in bad.json()["detail"]
+        assert client.post("/api/undo", json={}).status_code == 409
+        decided = client.post("/api/decide", json={"item": "label:cats/c5.jpg", "action": "keep"}).json()
+        assert decided["progress"] == {"decided": 1, "total": 10} and decided["decision"]["action"] == "keep"
+        undone = client.post("/api/undo", json={}).json()
+        assert undone["item"] == "label:cats/c5.jpg" and undone["decision"] is None
+
+        rebinding = client.get("/api/review", headers={"Host": "evil.example"})
+        assert rebinding.status_code == 400 and "not a loopback name" in rebinding.json()["detail"]
+        assert not (out / "reviewed.csv").exists()
+        assert client.post("/api/export", json={}).json()["rows"] == 28
+        assert (out / "reviewed.csv").is_file()

@@ -127,7 +127,7 @@ class Review:
             changes = self._changes(item, action, label, keep)
             labels = self.labels()
             before = {path: labels.get(path) for path in changes}
-            extra = {"label": changes[next(iter(changes))]} if action == CHANGE else {}
+            extra = {"label": next(iter(changes.values()))} if action == CHANGE else {}
             if action == KEEP_ONE:
                 extra = {"keep": item.members[keep].path}
             return self.log.append(action, source=source, item=item.id, changes=changes, before=before, **extra)
@@ -142,8 +142,10 @@ class Review:
         if action == KEEP:
             if item.kind == POOL:
                 raise ParameterError("action", "a pool image has no label to keep: label it (change) or exclude it")
-            # The label the page showed: a file a decision left out is back in with it.
-            return {member.path: labels.get(member.path) or self.base.get(member.path) for member in members}
+            # The label the page showed: a file a decision left out is back in with it. A file
+            # without one (skipped by the scan) stays as it is: out.
+            kept = {member.path: labels.get(member.path) or self.base.get(member.path) for member in members}
+            return {path: label for path, label in kept.items() if label is not None}
         if action == EXCLUDE:
             return {member.path: None for member in members}
         if action == CHANGE:
