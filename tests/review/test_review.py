@@ -164,6 +164,8 @@ def test_a_decision_cut_off_by_a_crash_is_dropped_and_an_edited_file_refused(rev
     (lambda r: r.decide("label:cats/c5.jpg", "change", label="a/b"), ParameterError, "label must be a class name"),
     (lambda r: r.decide("label:cats/c5.jpg", "keep_one", keep=0), ParameterError, "is for duplicate groups"),
     (lambda r: r.decide("duplicate:cats/c0.jpg", "keep_one", keep=5), ParameterError, "keep must name a file"),
+    (lambda r: r.decide("duplicate:cats/c0.jpg", "keep_one", keep="0"), ParameterError, "keep must name a file"),
+    (lambda r: r.decide("label:cats/c5.jpg", "change", label=5), ParameterError, "label must be a class name"),
 ])
 def test_a_decision_that_cannot_be_made_is_refused_and_not_recorded(review_set, call, error, message):
     data, audit, out = review_set

@@ -96,3 +96,19 @@ def test_the_page_is_served_on_the_port_given_and_stops_on_ctrl_c(flipped, share
         _, err = server.communicate(timeout=30)
     assert server.returncode == 130, err  # interrupted, as every command ends on Ctrl-C
     assert f"at http://127.0.0.1:{port}/" in err
+
+
+def test_without_an_audit_the_review_runs_one_and_keeps_it(flipped, shared_weights, tmp_path, caplog):
+    from catdog.review import review_data
+
+    data, moved = flipped
+    out = tmp_path / "review"
+    with review_data(data, out=out, weights=str(shared_weights)) as review:
+        suspects = {item.members[0].path for item in review.items if item.kind == "label"}
+    kept = out / "audit" / "audit.json"
+    assert kept.is_file() and (out / "audit" / "audit.html").is_file()
+    assert len(suspects & moved) >= 10  # the same audit as `catdog audit` (see the test above)
+    stamp = kept.stat().st_mtime_ns
+    with caplog.at_level("INFO", logger="catdog.review"), review_data(data, out=out) as again:
+        assert {item.members[0].path for item in again.items if item.kind == "label"} == suspects
+    assert kept.stat().st_mtime_ns == stamp and "using the audit kept in" in caplog.text

@@ -101,17 +101,18 @@ class Review:
             return {
                 "title": self.title, "mode": self.mode, "who": self.log.who, "classes": classes,
                 "items": [{**item.to_json(), "decision": _shown(decided.get(item.id))} for item in self.items],
-                "progress": {"decided": sum(item.id in decided for item in self.items), "total": len(self.items)},
-                "can_undo": self.log.last_decision() is not None,
+                **self._progress(decided),
             }
 
     def item_state(self, item_id: str) -> dict[str, Any]:
         """An item's decision in force (after a change), and the review's progress."""
         with self._lock:
             decided = self.decided()
-            return {"item": item_id, "decision": _shown(decided.get(item_id)),
-                    "progress": {"decided": sum(item.id in decided for item in self.items), "total": len(self.items)},
-                    "can_undo": self.log.last_decision() is not None}
+            return {"item": item_id, "decision": _shown(decided.get(item_id)), **self._progress(decided)}
+
+    def _progress(self, decided: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {"progress": {"decided": sum(item.id in decided for item in self.items), "total": len(self.items)},
+                "can_undo": self.log.last_decision() is not None}
 
     # Deciding ------------------------------------------------------------------------------------
 
@@ -152,7 +153,8 @@ class Review:
             return {member.path: _class_name(label) for member in members}
         if item.kind != DUPLICATE:
             raise ParameterError("action", f"{{name}} {KEEP_ONE} is for duplicate groups, not a {item.kind} item")
-        if keep is None or not 0 <= keep < len(item.members) or not item.members[keep].in_data:
+        if not (isinstance(keep, int) and not isinstance(keep, bool) and 0 <= keep < len(item.members)
+                and item.members[keep].in_data):
             raise ParameterError("keep", f"{{name}} must name a file of the data set in the group, got {keep}")
         kept = item.members[keep].path
         return {member.path: labels.get(member.path) if member.path == kept else None for member in members}
@@ -218,8 +220,8 @@ def _shown(record: dict[str, Any] | None) -> dict[str, Any] | None:
     return {key: record[key] for key in ("seq", "time", "who", "action", "changes", "source") if key in record}
 
 
-def _class_name(label: str | None) -> str:
-    name = (label or "").strip()
+def _class_name(label: Any) -> str:
+    name = label.strip() if isinstance(label, str) else ""
     if not name or set(name) & _NOT_IN_CLASS_NAMES or name in (".", ".."):
         raise ParameterError("label", f"{{name}} must be a class name (not empty, no slashes, quotes, tabs or "
                                       f"line breaks), got {label!r}")
