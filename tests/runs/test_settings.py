@@ -18,8 +18,10 @@ def test_resolve_starts_from_the_preset_and_its_backbone_and_applies_overrides()
     assert (settings.epochs, settings.seed, settings.weights, settings.batch_size) == (6, 7, "none", 32)
     assert settings.stages == plan(models.get_preset("finetune"), models.get_backbone("mobilenet_v2"), 6, 1e-3)
     assert settings.fine_tunes_from == settings.stages[1].start + 1
+    assert settings.network == models.get_backbone("mobilenet_v2")
     scratch = TrainSettings.resolve("scratch", image_size=32, patience=0)
     assert (scratch.image_size, scratch.backbone, scratch.patience, scratch.fine_tunes_from) == (32, None, None, None)
+    assert scratch.network is None
 
 
 @pytest.mark.parametrize(("overrides", "parameter", "message"), [

@@ -24,6 +24,7 @@ from catdog.models import (
     Backbone,
     Preset,
     default_image_size,
+    get_backbone,
     get_preset,
     resolve_backbone,
     resolve_weights,
@@ -161,6 +162,11 @@ class TrainSettings:
     def spec(self) -> Preset:
         """The preset (a `ParameterError` for a preset catdog no longer has)."""
         return get_preset(self.preset)
+
+    @property
+    def network(self) -> Backbone | None:
+        """The pretrained backbone the model is built on (None for models without one)."""
+        return get_backbone(self.backbone) if self.backbone else None
 
     @property
     def fine_tunes_from(self) -> int | None:
