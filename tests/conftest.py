@@ -274,3 +274,53 @@ def colours(tmp_path_factory):
         for i in range(12):
             write_image(root / label / f"{i}.jpg", color=color, seed=i)
     return root
+
+
+# The suspected label errors `write_review_set` plants in its audit: (file, suggested class, score, confident).
+REVIEW_SUSPECTS = (
+    ("cats/d-flip0.jpg", "dogs", 0.95, True),
+    ("dogs/c-flip0.jpg", "cats", 0.9, True),
+    ("cats/c5.jpg", "dogs", 0.52, True),
+    ("cats/d-flip1.jpg", "dogs", 0.6, False),
+    ("dogs/d3.jpg", "cats", 0.55, False),
+    ("dogs/d4.jpg", "cats", 0.51, False),
+    ("cats/c6.jpg", "dogs", 0.5, False),
+)
+
+
+def write_review_set(root: Path) -> tuple[Path, Path]:
+    """A flat data set of red "cats" and blue "dogs" (12 each) with three flipped files (`d-flip*` are blue, in
+    cats/), an exact copy (cats/c0-copy.jpg) and a text file named .jpg; and, written as `catdog audit --out`
+    does, an audit of it that finds `REVIEW_SUSPECTS`, the copy (across train and test: a leak) and an outlier
+    (dogs/d7.jpg). Returns (data folder, audit folder): ten items to review."""
+    import shutil
+
+    from catdog.audit.result import AuditResult, Group, Outlier, Suspect
+
+    data = root / "data"
+    for label, prefix, color in (("cats", "c", (210, 60, 40)), ("dogs", "d", (40, 80, 210))):
+        for i in range(12):
+            write_image(data / label / f"{prefix}{i}.jpg", color=color, seed=i)
+    for path, color, seed in (("cats/d-flip0.jpg", (40, 80, 210), 20), ("cats/d-flip1.jpg", (40, 80, 210), 21),
+                              ("dogs/c-flip0.jpg", (210, 60, 40), 22)):
+        write_image(data / path, color=color, seed=seed)
+    shutil.copyfile(data / "cats" / "c0.jpg", data / "cats" / "c0-copy.jpg")
+    (data / "cats" / "notes.jpg").write_text("not a photo, just text\n")
+    named = functools.partial(os.path.join, str(data))
+    result = AuditResult(
+        data=str(data), layout="flat", seed=42, classes=["cats", "dogs"], images=28, against=[],
+        duplicates=[Group("exact", [named("cats/c0.jpg"), named("cats/c0-copy.jpg")], ["train", "test"])],
+        label_issues=[Suspect(named(path), "dogs" if suggested == "cats" else "cats", suggested, score, confident)
+                      for path, suggested, score, confident in REVIEW_SUSPECTS],
+        outliers=[Outlier(named("dogs/d7.jpg"), 1.7)], methods={},
+    )
+    result.write_json(root / "audit" / "audit.json")
+    return data, root / "audit"
+
+
+def file_states(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file under `folder`: its sha256 and modification time (ns), to show nothing changed them."""
+    import hashlib
+
+    return {str(path.relative_to(folder)): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+            for path in sorted(folder.rglob("*")) if path.is_file()}

@@ -20,6 +20,8 @@ The packages follow the data, each importing only those above it in this list (t
 - `workflow.py`: training, then the steps after it (calibration, curves, test scores).
 - `deploy/`: prediction, batch prediction on Ray, export, serving.
 - `exercise.py`: the reference tutorial's whole exercise in one call (`catdog run`).
+- `review/`: acting on what the audit found (or labelling a pool a run is unsure of), on a
+  local page or in one command, into a corrected labels file (`catdog review`).
 - `cli/`: the `catdog` command, a thin layer over all of these.
 """
 

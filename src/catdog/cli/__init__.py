@@ -9,6 +9,7 @@ names the option); `--debug` or `$CATDOG_DEBUG=1` prints the full traceback unde
 - `common.py`: the options and output helpers the commands share.
 - `data.py`: `catdog data fetch|info|show|split|pack`.
 - `audit.py`: `catdog audit`.
+- `review.py`: `catdog review`.
 - `models.py`: `catdog models`.
 - `train.py`: `catdog train`.
 - `evaluate.py`: `catdog evaluate`.
@@ -31,7 +32,8 @@ from catdog import __version__, environment
 from catdog.cli.common import option_name
 from catdog.errors import CatdogError, ParameterError
 
-COMMAND_MODULES = ("data", "audit", "models", "train", "evaluate", "predict", "explain", "serve", "export", "run")
+COMMAND_MODULES = ("data", "audit", "review", "models", "train", "evaluate", "predict", "explain", "serve", "export",
+                   "run")
 
 
 class Parser(argparse.ArgumentParser):
