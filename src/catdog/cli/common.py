@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,7 +78,8 @@ def add_class_weight_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN", help="run folder written by `catdog train`")
+    parser.add_argument("run", metavar="RUN", help="run folder written by `catdog train`, or the folder of a "
+                        "`catdog run` exercise (its chosen model)")
 
 
 def add_seed_option(parser: argparse.ArgumentParser) -> None:
@@ -198,6 +200,16 @@ def positive_number(text: str) -> float:
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout)
     sys.stdout.write("\n")
+
+
+def program() -> str:
+    """How to call catdog again, as this process was called: `catdog` where that command is on
+    PATH, else the path it was called by (`.venv/bin/catdog` after `make`)."""
+    called = sys.argv[0]
+    if Path(called).name != "catdog":  # python -m catdog
+        return "catdog"
+    on_path = shutil.which("catdog")
+    return "catdog" if on_path and Path(on_path).resolve() == Path(called).resolve() else called
 
 
 def info(message: str) -> None:

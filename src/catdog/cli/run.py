@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+from pathlib import Path
 
 from catdog import defaults
 from catdog.cli.common import (
@@ -17,6 +19,7 @@ from catdog.cli.common import (
     data_source,
     positive_int,
     print_json,
+    program,
     settings_overrides,
 )
 
@@ -63,12 +66,48 @@ def execute(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
         return 0
-    print(f"{'model':<14}{'parameters':>12}{'best val':>10}{'last val':>10}{'test':>8}{'time':>9}")
-    for row in summary["models"]:
-        print(
-            f"{row['preset']:<14}{row['parameters']:>12,}{row['best_val_accuracy']:>10.1%}"
-            f"{row['last_val_accuracy']:>10.1%}{row['test_accuracy']:>8.1%}{row['training_seconds']:>8.0f}s"
-        )
-    print(f"best by validation accuracy: {summary['best']}")
-    print(f"report: {summary['report']}")
+    print(format_summary(summary))
     return 0
+
+
+def format_summary(summary: dict) -> str:
+    """What `catdog run` prints when it is done: each model's figures, the chosen model, where
+    the report is, and the commands to try next, with the exercise's real paths."""
+    from catdog.terminal import duration, percent
+
+    lines = [f"{'model':<14}{'parameters':>12}{'epochs':>8}{'best validation':>17}{'test':>9}{'time':>12}"]
+    for row in summary["models"]:
+        lines.append(f"{row['preset']:<14}{row['parameters']:>12,}{row['epochs']:>8}"
+                     f"{percent(row['best_val_accuracy']):>17}{percent(row['test_accuracy']):>9}"
+                     f"{duration(row['training_seconds']):>12}")
+    best = next(row for row in summary["models"] if row["preset"] == summary["best"])
+    baseline = summary["data"].get("baseline_accuracy")
+    versus = f" (always answering the most frequent class: {percent(baseline)})" if baseline is not None else ""
+    exercise = shlex.quote(str(Path(summary["report"]).parent))
+    catdog = program()
+    photo = shlex.quote(_example_photo(best))
+    took = f"done in {duration(summary['seconds'])}. " if summary.get("seconds") else ""
+    lines += [
+        "",
+        f"chosen by validation accuracy: {best['preset']}, {percent(best['test_accuracy'])} on the {best['test_n']:,} "
+        f"test images{versus}",
+        f"{took}The report: {summary['report']} (open it in a web browser)",
+        "next:",
+        f"  {catdog} serve {exercise}",
+        f"      a web page to try {best['preset']}, the chosen model, on your own photos",
+        f"  {catdog} explain {exercise} {photo}",
+        "      why it labels a test photo as it does (a heatmap, in explanations/)",
+        f"  {catdog} predict {exercise} {photo}",
+        "      its label and probabilities for that photo (or any photos and folders you name)",
+    ]
+    return "\n".join(lines)
+
+
+def _example_photo(model: dict) -> str:
+    """A test photo of the model's to explain: the one it got most confidently wrong, else its first."""
+    from catdog.data.splits import TEST
+    from catdog.runs import Run
+
+    run = Run.open(model["run"])
+    mistakes = (run.metrics or {}).get("misclassified") or []
+    return mistakes[0]["path"] if mistakes else run.manifest().files(TEST)[0][0]
