@@ -107,7 +107,7 @@ def run_exercise(data: DataArgument, settings: Sequence[TrainSettings], *, out: 
         trained.append(_train_or_finish(model, data_at(model.image_size), folder / model.preset, strategy))
     results = [_result(run) for run in trained]
 
-    minimums = {p.name: p.minimum_accuracy for p in PRESETS.values() if p.minimum_accuracy is not None}
+    minimums = {s.preset: s.spec.minimum_accuracy for s in settings if s.spec.minimum_accuracy is not None}
     compare_validation_accuracy({run.preset: run.history for run in trained}, folder / COMPARISON_PLOT, minimums)
     summary = {
         "data": dataset_summary,

@@ -80,14 +80,14 @@ class EpochProgress(keras.callbacks.Callback):
     (catdog.terminal: drawn only on a terminal, in place of Keras' own, which writes
     accuracies as fractions); it disappears when the epoch's line is logged."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, steps: int | None):
         super().__init__()
-        self.epochs = epochs
+        self.epochs, self.steps = epochs, steps  # Keras knows the steps of a pipeline only after an epoch
         self.bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.label = f"epoch {epoch + 1}/{self.epochs}"
-        self.bar = progress(self.label, total=self.params.get("steps"), unit="batch")
+        self.bar = progress(self.label, total=self.params.get("steps") or self.steps, unit="batch")
 
     def on_train_batch_end(self, batch, logs=None):
         if "accuracy" in (logs or {}):

@@ -122,7 +122,7 @@ def _fit_stages(run: Path, model: keras.Model, settings: TrainSettings, data: Da
                 shuffle=False, verbose=0, class_weight=class_weight,
                 callbacks=[
                     *recipe.callbacks(preset),
-                    EpochProgress(settings.epochs),
+                    EpochProgress(settings.epochs, steps),
                     RunRecorder(run, model, number, history, settings.epochs),
                     *([StopWhenStalled(history, settings.patience, stage.start)] if settings.patience and last else []),
                     keras.callbacks.TensorBoard(log_dir=str(run / folder.LOGS_DIR)),
