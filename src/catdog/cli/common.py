@@ -115,18 +115,20 @@ def add_runtime_option(parser: argparse.ArgumentParser) -> None:
         choices=RUNTIMES,
         default=AUTO,
         help=(
-            "what runs the model: keras, or an export's own runtime on the run's export in that format (from "
-            "`catdog export RUN --format NAME [--quantize]`, its int8 one first, faster on a CPU); auto takes the "
-            f"first of {', '.join(AUTO_PREFERENCE)} the run has an export of newer than its model, else keras "
-            "(default: %(default)s)"
+            "what runs the model: keras, or the runtime of the run's export in that format (written by `catdog "
+            "export RUN --format NAME [--quantize]`; its int8 export first, faster on a CPU); auto prefers "
+            f"{', then '.join(AUTO_PREFERENCE)}: the first whose runtime is installed and of which the run has an "
+            "export newer than its model; else keras (default: %(default)s)"
         ),
     )
 
 
 def add_labels_options(parser: argparse.ArgumentParser) -> None:
     """--reject-unknown and --min-confidence, for `catdog predict` and `catdog serve`."""
+    from catdog.outputs import UNLIKE_TRAINING_IMAGES
+
     parser.add_argument("--reject-unknown", action="store_true",
-                        help="label images unlike the training images (out-of-distribution score above 1) \"unknown\"")
+                        help=f"label images {UNLIKE_TRAINING_IMAGES} (out-of-distribution score above 1) \"unknown\"")
     parser.add_argument("--min-confidence", type=probability, metavar="P",
                         help="label predictions whose probability is under P \"unsure\"")
 

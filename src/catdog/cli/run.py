@@ -32,28 +32,34 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
         help=HELP,
-        description=HELP + ". Run it again with the same --out to continue an interrupted exercise.",
+        description=HELP + ". Everything goes into one folder (--out): report.html, report.md, summary.json and a run "
+        "folder per model. Run it again with the same --out to continue an interrupted exercise. Afterwards, every "
+        "command that takes a run folder takes this folder too, and uses the model it chose.",
     )
-    add_data_option(parser)
-    parser.add_argument(
+    data = parser.add_argument_group("the data")
+    add_data_option(data)
+    models = parser.add_argument_group("the models")
+    models.add_argument(
         "--models",
         default=",".join(REFERENCE_PRESETS),
         help="comma-separated presets to train, in order (default: %(default)s; see `catdog models`)",
     )
-    parser.add_argument("--epochs", type=positive_int,
-                        help="epochs per model (default: each preset's own, 20 for the reference's)")
-    parser.add_argument("--image-size", type=positive_int,
+    models.add_argument("--epochs", type=positive_int,
+                        help="epochs per model (default: each preset's own: 20, 60 for cnn)")
+    models.add_argument("--image-size", type=positive_int, metavar="S",
                         help="image side in pixels (default: each preset's own, see `catdog models`)")
-    parser.add_argument("--batch-size", type=positive_int, default=defaults.BATCH_SIZE,
-                        help="batch size (default: %(default)s)")
-    add_seed_option(parser)
-    add_backbone_option(parser)
-    add_weights_option(parser)
-    add_strategy_option(parser)
-    parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/exercise-<timestamp>)")
-    add_class_weight_option(parser)
-    add_patience_option(parser)
-    add_json_option(parser)
+    models.add_argument("--batch-size", type=positive_int, default=defaults.BATCH_SIZE, metavar="B",
+                        help="images per training step (default: %(default)s)")
+    add_seed_option(models)
+    add_backbone_option(models)
+    add_weights_option(models)
+    add_patience_option(models)
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", metavar="DIR", help="output folder (default: runs/exercise-<timestamp>)")
+    add_json_option(output)
+    advanced = parser.add_argument_group("advanced")
+    add_class_weight_option(advanced)
+    add_strategy_option(advanced)
     parser.set_defaults(func=execute)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from catdog import files
+from catdog.outputs import UNLIKE_TRAINING_IMAGES
 
 History = Sequence[Mapping[str, float]]
 
@@ -188,7 +189,7 @@ def explanation(explained, path: str | Path, kind: files.Kind = files.OWN_FILE) 
     photo under the heatmap of the class it explains, titled with the label."""
     title = f"{explained.label} ({explained.probability:.1%})"
     if explained.in_distribution is False:
-        title += f", unlike the training images (score {explained.ood_score:.2f})"
+        title += f", {UNLIKE_TRAINING_IMAGES} (score {explained.ood_score:.2f})"
     fig = Figure(figsize=(7.2, 4.0))
     photo_ax, heat_ax = fig.subplots(1, 2)
     photo_ax.imshow(np.clip(explained.photo, 0, 255).astype("uint8"))
