@@ -49,7 +49,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     basics = parser.add_argument_group("what to train, on what")
-    basics.add_argument("--model", dest="preset", metavar="NAME", choices=list(PRESETS),
+    basics.add_argument("--model", dest="preset", metavar="NAME",
                         help=f"the preset to train, one of {', '.join(PRESETS)}; needed unless --resume")
     add_data_option(basics)
     basics.add_argument("--out", metavar="DIR", help="run folder (default: runs/<model>-<timestamp>)")
