@@ -102,7 +102,13 @@ def test_the_pages_show_many_commands_and_the_extraction_sees_them():
 
 @pytest.mark.parametrize(("page", "argv"), COMMANDS, ids=[f"{p}: {' '.join(a)}"[:90] for p, a in COMMANDS])
 def test_every_documented_command_parses_as_written(page, argv):
+    from catdog.models import PRESETS
+
     assert parse_error(argv) is None, f"{page}: catdog {' '.join(argv)}: {parse_error(argv)}"
+    for option in ("--model", "--models"):  # the parser leaves the presets to catdog: check them here
+        if option in argv:
+            named = argv[argv.index(option) + 1].split(",")
+            assert set(named) <= set(PRESETS), f"{page}: catdog {' '.join(argv)}: no preset {named}"
 
 
 def test_every_documented_make_target_and_script_exists():
