@@ -38,7 +38,8 @@ def audit_blocks(audit: dict[str, Any] | None, data_root: Path) -> list[Block]:
     leaks = [group for group in duplicates if group["leak"]]
     exact = sum(group["kind"] == "exact" for group in duplicates)
     if duplicates:
-        found = (f"**Duplicates.** {len(duplicates)} group{'s' * (len(duplicates) != 1)} of files hold the same "
+        found = (f"**Duplicates.** {len(duplicates)} group{'s' * (len(duplicates) != 1)} of files "
+                 f"hold{'s' * (len(duplicates) == 1)} the same "
                  f"photo ({exact} exact copies, {len(duplicates) - exact} re-encoded, resized, cropped or brightened); "
                  + (f"**{len(leaks)} of them span splits**: a photo the model trained on is then scored again as if "
                     "new, which inflates the held-out scores." if leaks else "none spans two splits.")

@@ -108,8 +108,8 @@ def _headline_blocks(best: ModelResult, results: list[ModelResult], data: dict[s
     for r in results:
         minimum = _minimum_accuracy(r.preset)
         verdict = "" if minimum is None else "pass" if r.test_accuracy >= minimum else "miss"
-        rows.append([f"`{r.preset}`" + " (chosen)" * (r is best), percent(r.best_val_accuracy),
-                     percent(r.test_accuracy), "–" if minimum is None else percent(minimum), verdict or "–"])
+        rows.append([f"`{r.preset}`" + " (chosen)" * (r is best), percent(r.test_accuracy),
+                     "–" if minimum is None else percent(minimum), verdict or "–"])
     judged = [row for row in rows if row[-1] != "–"]
     missed = [r.preset for r, row in zip(results, rows, strict=True) if row[-1] == "miss"]
     verdicts = ""
@@ -121,7 +121,7 @@ def _headline_blocks(best: ModelResult, results: list[ModelResult], data: dict[s
         Paragraph(f"**`{best.preset}`** is the model chosen by validation accuracy: it scores "
                   f"**{percent(best.test_accuracy)}** on the {best.test_n:,} test images, which took no part in "
                   f"training or in choosing it.{baseline}{verdicts}"),
-        Table(["model", "best validation", "test", "assignment's minimum", "result"], rows),
+        Table(["model", "test", "minimum", "result"], rows),
     ]
 
 

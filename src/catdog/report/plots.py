@@ -135,7 +135,9 @@ def overlay(photo: np.ndarray, heatmap: np.ndarray, opacity: float = OVERLAY_OPA
 
 def misclassified(mistakes: Sequence[Mistake], path: str | Path, columns: int = 4) -> Path:
     """A grid of wrongly classified images titled with the true class and the prediction,
-    each with its heatmap over it where it has one (see catdog.explain)."""
+    each with its heatmap over it where it has one (see catdog.explain). Fewer mistakes than
+    `columns` take fewer columns, so that they are drawn larger."""
+    columns = max(1, min(columns, len(mistakes)))
     rows = max(1, math.ceil(len(mistakes) / columns))
     fig = Figure(figsize=(2.6 * columns, 2.9 * rows))
     axes = fig.subplots(rows, columns, squeeze=False).ravel()

@@ -113,6 +113,7 @@ figcaption { color: #57606a; font-size: .9rem; }
 .gallery figcaption code { font-size: .8rem; overflow-wrap: anywhere; }
 code { background: #f3f5f7; padding: 0 .25rem; border-radius: 3px; }
 p code { overflow-wrap: anywhere; }
+@media (max-width: 30rem) { body { padding: 0 .6rem; } th, td { padding: .3rem .4rem; } }
 """
 
 
