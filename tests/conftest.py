@@ -47,6 +47,39 @@ def shared_weights() -> Path:
     return _require(SHARED_WEIGHTS)
 
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (Debian's; scripts/ensure-chromium installs it), driven by Playwright; in CI
+    its absence fails the test, elsewhere it skips it."""
+    import shutil
+
+    executable = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if executable is None:
+        message = "Debian's chromium is not installed (scripts/ensure-chromium installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
 def train(preset: str, data, *, out=None, strategy: str = "auto", callbacks=(), **overrides) -> Path:
     """Train `preset` with the settings `overrides` on `data` into a finished run folder (training,
     then the steps after it: `catdog.workflow.train_run`), and return its path."""

@@ -7,6 +7,7 @@ The packages follow the data, each importing only those above it in this list (t
 - `outputs.py`: the named outputs of a served model and of every export.
 - `files.py`: writing files atomically, and only over what catdog made.
 - `environment.py`: the environment variables, TensorFlow, and the devices.
+- `terminal.py`: what a person watching the terminal sees: progress bars, numbers in one format.
 - `data/`: files in, checked, scanned and split into a manifest, out as `tf.data` pipelines.
 - `trust/`: calibration and out-of-distribution arithmetic on arrays.
 - `formats/`: the export formats, one row each: how to write and how to run them.

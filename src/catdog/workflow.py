@@ -39,9 +39,10 @@ from catdog.data import Data, DataArgument
 from catdog.data.splits import TRAIN, VALIDATION
 from catdog.errors import CatdogError, ParameterError
 from catdog.evaluation import evaluate
-from catdog.outputs import FEATURES, PROBABILITIES
+from catdog.outputs import FEATURES, PROBABILITIES, UNLIKE_TRAINING_IMAGES
 from catdog.report import plots
 from catdog.runs import Run, TrainSettings, as_run, folder
+from catdog.terminal import percent
 from catdog.trust import calibration, ood
 
 logger = logging.getLogger(__name__)
@@ -75,10 +76,25 @@ def fit_trust(run: Run) -> None:
     detector = ood.fit(train_features, train_labels, validation_features, method=settings.ood_method,
                        rate=settings.ood_rate, seed=settings.seed)
     detector.save(run.path / folder.OOD_FILE)
-    logger.info(f"calibration: temperature {temperature:.3f}; validation ECE {figures['ece']:.2%} -> "
-                f"{figures['ece_calibrated']:.2%}")
-    logger.info(f"out of distribution: {detector.method} on {detector.dimensions} features of "
-                f"{len(train_labels)} training images, flagging {detector.rate:.0%} of validation images")
+    logger.info(f"{run.preset}: {_calibration_in_words(temperature, figures)}")
+    logger.info(f"{run.preset}: {_detector_in_words(detector.method, detector.rate)}")
+
+
+def _calibration_in_words(temperature: float, figures: dict) -> str:
+    error = (f"calibration error on validation {percent(figures['ece'])} -> {percent(figures['ece_calibrated'])}: "
+             "how far its confidence is from how often it is right")
+    if temperature == 1.0:
+        return ("probabilities left as they are: a temperature fitted on validation did not help on validation "
+                f"images it was not fitted on ({error})")
+    return f"probabilities adjusted by a temperature of {temperature:.1f} fitted on validation ({error})"
+
+
+def _detector_in_words(method: str, rate: float) -> str:
+    """How the out-of-distribution detector decides, in words (see catdog.trust.ood)."""
+    measure = {"knn": "its nearest training images (k-nearest neighbours)",
+               "mahalanobis": "the training images of each class (Mahalanobis distance)"}[method]
+    return (f"a photo counts as {UNLIKE_TRAINING_IMAGES} when what the classifier sees in it is farther from "
+            f"{measure} than for all but {percent(rate)} of the validation photos")
 
 
 def _outputs(run: Run, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,7 +111,8 @@ def _outputs(run: Run, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         probabilities = np.concatenate([keras.ops.convert_to_numpy(head(features[i:i + 512], training=False))
                                         for i in range(0, len(features), 512)])
         return probabilities, features, labels
-    outputs, labels = run_over(numpy_function(served(model)), getattr(run.data(), split))
+    outputs, labels = run_over(numpy_function(served(model)), getattr(run.data(), split),
+                               what=f"{split} images through the model", total=len(run.manifest().files(split)[0]))
     return outputs[PROBABILITIES], outputs[FEATURES], labels
 
 
@@ -114,7 +131,7 @@ def draw_curves(run: Run) -> None:
 def score_test(run: Run) -> None:
     """The score step: the test split's metrics and figures."""
     metrics = evaluate(run)
-    logger.info(f"{run.preset}: test accuracy {metrics['accuracy']:.4f} on {metrics['n']} images")
+    logger.info(f"{run.preset}: test accuracy {percent(metrics['accuracy'])} on {metrics['n']:,} images")
 
 
 STEPS: tuple[Step, ...] = (

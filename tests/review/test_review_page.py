@@ -1,13 +1,11 @@
 """The review page in a real headless Chromium (Debian's, driven by Playwright, launched as
-tests/deploy/test_browser.py does) against a real server: ten items decided with the keyboard, the server
+conftest.browser) against a real server: ten items decided with the keyboard, the server
 restarted, the decisions still there, the labels exported with the page's button, and a model trained on them."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,35 +19,6 @@ from catdog.review.decisions import DECISIONS_FILE
 from conftest import file_states, live_server, write_review_set
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
-    if executable is None:
-        message = "Debian's chromium is not installed (scripts/ensure-chromium installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
 
 @contextlib.contextmanager
 def review_page(browser, data: Path, audit: Path, out: Path):

@@ -8,6 +8,7 @@ from typing import Any
 from catdog import defaults
 from catdog.cli.common import add_data_option, add_json_option, add_run_argument, data_source, positive_int, print_json
 from catdog.errors import CatdogError
+from catdog.outputs import UNLIKE_TRAINING_IMAGES
 
 # How many misclassified files the text output lists; metrics.json has them all.
 MISTAKES_LISTED = 10
@@ -66,7 +67,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         lines.append(f"calibration: temperature {calibration['temperature']:.3f}, expected calibration error "
                      f"{calibration['ece']:.2%} ({calibration['ece_uncalibrated']:.2%} uncalibrated)")
     if ood := metrics.get("ood"):
-        lines.append(f"unlike the training images: {ood['flagged']:.1%} of these ({ood['method']}; the threshold flags "
+        lines.append(f"{UNLIKE_TRAINING_IMAGES}: {ood['flagged']:.1%} of these ({ood['method']}; the threshold flags "
                      f"{ood['rate']:.0%} of the validation images)")
     lines += [
         "",

@@ -81,7 +81,8 @@ def _evaluate(run: Run, dataset, paths: Sequence[str], source: str, out: Path, m
 
     function = with_mirror(calibrated, averaged=(PROBABILITIES, UNCALIBRATED)) if mirror else calibrated
     mistakes: list[Mistake] = []
-    outputs, true = run_over(function, dataset, keep=_mistakes_into(mistakes, run.class_names))
+    outputs, true = run_over(function, dataset, keep=_mistakes_into(mistakes, run.class_names),
+                             what=f"scoring the {source}", total=len(paths))
     probabilities = outputs.get(PROBABILITIES, np.zeros((0, len(run.class_names)), "float32"))
     metrics = _metrics(paths, true, probabilities, run.class_names)
     metrics["data"] = source
