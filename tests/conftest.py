@@ -48,6 +48,38 @@ def shared_weights() -> Path:
     return _require(SHARED_WEIGHTS)
 
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (Debian's; scripts/ensure-chromium installs it), driven by Playwright; in CI
+    its absence fails the test, elsewhere it skips it."""
+
+    executable = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if executable is None:
+        message = "Debian's chromium is not installed (scripts/ensure-chromium installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
 def train(preset: str, data, *, out=None, strategy: str = "auto", callbacks=(), **overrides) -> Path:
     """Train `preset` with the settings `overrides` on `data` into a finished run folder (training,
     then the steps after it: `catdog.workflow.train_run`), and return its path."""
@@ -277,33 +309,50 @@ def colours(tmp_path_factory):
     return root
 
 
-# A real browser, for the pages catdog serves and writes ------------------------------------------
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# The suspected label errors `write_review_set` plants in its audit: (file, suggested class, score, confident).
+REVIEW_SUSPECTS = (
+    ("cats/d-flip0.jpg", "dogs", 0.95, True),
+    ("dogs/c-flip0.jpg", "cats", 0.9, True),
+    ("cats/c5.jpg", "dogs", 0.52, True),
+    ("cats/d-flip1.jpg", "dogs", 0.6, False),
+    ("dogs/d3.jpg", "cats", 0.55, False),
+    ("dogs/d4.jpg", "cats", 0.51, False),
+    ("cats/c6.jpg", "dogs", 0.5, False),
+)
 
 
-@pytest.fixture(scope="session")
-def browser():
-    """A headless Chromium (Debian's), driven by Playwright; in CI its absence fails the test, elsewhere it skips it."""
-    executable = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
-    if executable is None:
-        message = "Debian's chromium is not installed (scripts/ensure-chromium installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
+def write_review_set(root: Path) -> tuple[Path, Path]:
+    """A flat data set of red "cats" and blue "dogs" (12 each) with three flipped files (`d-flip*` are blue, in
+    cats/), an exact copy (cats/c0-copy.jpg) and a text file named .jpg; and, written as `catdog audit --out`
+    does, an audit of it that finds `REVIEW_SUSPECTS`, the copy (across train and test: a leak) and an outlier
+    (dogs/d7.jpg). Returns (data folder, audit folder): ten items to review."""
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    from catdog.audit.result import AuditResult, Group, Outlier, Suspect
+
+    data = root / "data"
+    for label, prefix, color in (("cats", "c", (210, 60, 40)), ("dogs", "d", (40, 80, 210))):
+        for i in range(12):
+            write_image(data / label / f"{prefix}{i}.jpg", color=color, seed=i)
+    for path, color, seed in (("cats/d-flip0.jpg", (40, 80, 210), 20), ("cats/d-flip1.jpg", (40, 80, 210), 21),
+                              ("dogs/c-flip0.jpg", (210, 60, 40), 22)):
+        write_image(data / path, color=color, seed=seed)
+    shutil.copyfile(data / "cats" / "c0.jpg", data / "cats" / "c0-copy.jpg")
+    (data / "cats" / "notes.jpg").write_text("not a photo, just text\n")
+    named = functools.partial(os.path.join, str(data))
+    result = AuditResult(
+        data=str(data), layout="flat", seed=42, classes=["cats", "dogs"], images=28, against=[],
+        duplicates=[Group("exact", [named("cats/c0.jpg"), named("cats/c0-copy.jpg")], ["train", "test"])],
+        label_issues=[Suspect(named(path), "dogs" if suggested == "cats" else "cats", suggested, score, confident)
+                      for path, suggested, score, confident in REVIEW_SUSPECTS],
+        outliers=[Outlier(named("dogs/d7.jpg"), 1.7)], methods={},
+    )
+    result.write_json(root / "audit" / "audit.json")
+    return data, root / "audit"
+
+
+def file_states(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file under `folder`: its sha256 and modification time (ns), to show nothing changed them."""
+    import hashlib
+
+    return {str(path.relative_to(folder)): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+            for path in sorted(folder.rglob("*")) if path.is_file()}

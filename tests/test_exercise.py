@@ -43,16 +43,107 @@ def test_report_holds_every_figure_and_the_comparison(exercise):
                    "scratch/accuracy.png", "scratch/loss.png", "augmented/accuracy.png"):
         assert f"]({figure})" in md
     assert "| model | parameters | epochs | best validation | last validation | test | training time |" in md
-    assert "| `scratch` | " in md and " | 2 | " in md  # two epochs each, none stopped early
+    assert "| `scratch` | " in md and " | 2 of 2 | " in md and "Every model trained for all its epochs." in md
     assert f"the best model is `{summary['best']}`" in md
     best = summary["best"]
-    assert f"]({best}/reliability.png)" in md and f"]({best}/misclassified.png)" in md
     metrics = json.loads((out / best / "metrics.json").read_text())
+    assert f"]({best}/reliability.png)" in md
+    if metrics["misclassified"]:  # a gallery of them, and where the model looked
+        from catdog.report.exercise import short_name
+
+        assert f"]({best}/misclassified.png)" in md and f"- `{short_name(metrics['misclassified'][0]['path'])}`" in md
+    else:
+        assert f"`{best}` classified every test image correctly." in md
     assert "## Can its predictions be trusted?" in md
-    assert f"expected calibration error of **{100 * metrics['calibration']['ece']:.1f} %** on the test split" in md
-    assert f"flags {100 * metrics['ood']['flagged']:.1f} % of the test photos" in md
+    assert f"how often it was right by **{100 * metrics['calibration']['ece']:.1f} %** on average" in md
+    assert f"It called **{100 * metrics['ood']['flagged']:.1f} %** of the test photos so" in md
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == md.count("![")
+
+
+def page_text(page: str) -> str:
+    """The text of an HTML page, as a browser shows it (without its style and scripts)."""
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts, self.hidden = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            self.hidden += tag in ("style", "script", "title")
+
+        def handle_endtag(self, tag):
+            self.hidden -= tag in ("style", "script", "title")
+
+        def handle_data(self, data):
+            if not self.hidden:
+                self.parts.append(data)
+
+    parser = Text()
+    parser.feed(page)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def test_the_report_opens_with_its_result(exercise):
+    _, out, summary = exercise
+    best = next(m for m in summary["models"] if m["preset"] == summary["best"])
+    first_screen = page_text((out / "report.html").read_text())[:1500]
+    assert f"{best['preset']} is the model chosen by validation accuracy: it scores " \
+           f"{100 * best['test_accuracy']:.1f} % on the 4 test images" in first_screen
+    assert "would score 50.0 % (the baseline)" in first_screen
+    # Each model against the assignment's minimum line, judged on its test accuracy.
+    for model, minimum in (("scratch", 0.52), ("augmented", 0.55)):
+        row = next(m for m in summary["models"] if m["preset"] == model)
+        verdict = "pass" if row["test_accuracy"] >= minimum else "miss"
+        assert f"{100 * minimum:.1f} % {verdict}" in first_screen, model
+    md = (out / "report.md").read_text()
+    assert md.rstrip().splitlines()[-1].startswith("**Train one model on your own photos**")
+    assert f"`catdog serve {out.as_posix()}`" in md
+
+
+def test_stopped_early_is_said_of_the_models_the_table_shows_stopped_early():
+    from catdog.report.exercise import ModelResult, stopped_early
+
+    def result(epochs: int, stopped: str | None) -> ModelResult:
+        return ModelResult("preprocessed", "run", 1, 0.7, 0.6, epochs, 0.7, 0.6, 0.68, 200, 160, 60.0, epochs=epochs,
+                           planned_epochs=20, stopped=stopped)
+
+    # A run that stalls on its last planned epoch records why, but ran every epoch.
+    assert not stopped_early(result(20, "validation had not improved for 5 epochs since the best, epoch 15"))
+    assert stopped_early(result(12, "validation had not improved for 5 epochs since the best, epoch 7"))
+    assert not stopped_early(result(20, None))
+
+
+def test_an_exercise_folder_opens_as_its_chosen_model(exercise, tmp_path, capsys):
+    from catdog.deploy.serve.app import create_app
+    from catdog.runs import Run
+
+    data, out, summary = exercise
+    best = summary["best"]
+    assert Run.open(out).path == out / best
+    photo = next((data / "cats").iterdir())
+
+    assert main(["predict", str(out), str(photo)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{photo}: ")
+    assert f"{out} is an exercise of `catdog run`: using its chosen model, {best} ({out / best})" in captured.err
+
+    # The server: what GET /model answers (uvicorn itself is left out: it reconfigures logging, and
+    # with it the handler `main` gave the captured stderr).
+    app = create_app(out)
+    describe_model = next(route.endpoint for route in app.routes if getattr(route, "path", None) == "/model")
+    assert describe_model()["preset"] == best
+    capsys.readouterr()
+
+    # A folder of runs that is not a finished exercise names the runs inside it.
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "summary.json").write_text("{}")
+    (unfinished / "scratch").symlink_to(out / "scratch")
+    assert main(["evaluate", str(unfinished)]) == 2
+    assert capsys.readouterr().err.strip() == (f"catdog: error: {unfinished} is not a catdog run folder: it has no "
+                                               f"config.json; the run folders in it: {unfinished / 'scratch'}")
 
 
 def test_rerun_keeps_finished_models(exercise, capsys):

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "catdog"
 # lower layers, never a unit of its own layer or of a higher one.
 LAYERS = (
     ("catdog", "catdog.errors", "catdog.defaults", "catdog.outputs"),
-    ("catdog.files", "catdog.environment", "catdog.metrics"),
+    ("catdog.files", "catdog.environment", "catdog.terminal", "catdog.metrics"),
     ("catdog.data", "catdog.trust", "catdog.formats"),
     ("catdog.models",),
     ("catdog.runs",),
@@ -28,13 +28,14 @@ LAYERS = (
     ("catdog.evaluation",),
     ("catdog.workflow",),
     ("catdog.deploy", "catdog.exercise"),
+    ("catdog.review",),
     ("catdog.cli",),
     ("catdog.__main__",),
 )
 LAYER = {unit: number for number, units in enumerate(LAYERS) for unit in units}
 # Besides the layers' order: what training may not know of, and what lies above data and models.
 NOT_FOR_TRAINING = ("catdog.evaluation", "catdog.trust", "catdog.explain", "catdog.deploy", "catdog.audit",
-                    "catdog.report", "catdog.workflow", "catdog.exercise")
+                    "catdog.report", "catdog.workflow", "catdog.exercise", "catdog.review")
 
 
 def module_name(path: Path) -> str:

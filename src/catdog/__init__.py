@@ -7,6 +7,7 @@ The packages follow the data, each importing only those above it in this list (t
 - `outputs.py`: the named outputs of a served model and of every export.
 - `files.py`: writing files atomically, and only over what catdog made.
 - `environment.py`: the environment variables, TensorFlow, and the devices.
+- `terminal.py`: what a person watching the terminal sees: progress bars, numbers in one format.
 - `metrics.py`: scores from labels and probabilities (one class per image, or tags).
 - `data/`: files in, checked, scanned and split into a manifest, out as `tf.data` pipelines.
 - `trust/`: calibration and out-of-distribution arithmetic on arrays.
@@ -21,6 +22,8 @@ The packages follow the data, each importing only those above it in this list (t
 - `workflow.py`: training, then the steps after it (calibration, curves, test scores).
 - `deploy/`: prediction, batch prediction on Ray, export, serving.
 - `exercise.py`: the reference tutorial's whole exercise in one call (`catdog run`).
+- `review/`: acting on what the audit found (or labelling a pool a run is unsure of), on a
+  local page or in one command, into a corrected labels file (`catdog review`).
 - `cli/`: the `catdog` command, a thin layer over all of these.
 """
 

@@ -16,6 +16,7 @@ variable                    what it sets
 ``KERAS_HOME``              Keras' own folder (``~/.keras``): its downloaded weights
 ``XDG_CACHE_HOME``          where the scan cache goes without ``CATDOG_HOME``
 ``TF_CONFIG``               the cluster of ``--strategy multiworker`` (TensorFlow's own)
+``LOGNAME``, ``USER``       who made a review decision, without ``--who`` (Python's ``getpass``)
 ==========================  ================================================================
 
 - `check_tensorflow` refuses, in one line, an environment without TensorFlow or with both of
@@ -119,6 +120,17 @@ def cpu_devices_requested() -> int:
 def cluster_config() -> str | None:
     """`$TF_CONFIG`: the multi-worker cluster and this worker's place in it (JSON); None if unset."""
     return _get("TF_CONFIG") or None
+
+
+def user_name() -> str:
+    """The name of the user running catdog (`getpass.getuser`: $LOGNAME, $USER, ..., else the
+    account's), or "unknown" where there is none."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no variable set and no account entry (a bare container)
+        return "unknown"
 
 
 def debug() -> bool:

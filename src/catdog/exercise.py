@@ -36,14 +36,15 @@ from catdog.report import previews, write_report
 from catdog.report.exercise import (
     AUGMENTATION_PLOT,
     COMPARISON_PLOT,
+    FEW_CLASSES,
     SAMPLES_PLOT,
     ModelResult,
     report_blocks,
 )
 from catdog.report.plots import compare_validation_accuracy
 from catdog.runs import RUNS_DIR, Run, TrainSettings, epoch_rank
-
-SUMMARY = "summary.json"
+from catdog.runs.folder import EXERCISE_SUMMARY
+from catdog.terminal import percent
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +78,17 @@ def run_exercise(data: DataArgument, settings: Sequence[TrainSettings], *, out: 
     """
     if not settings:
         raise ParameterError("models", "{name} must name at least one model to train")
+    started = time.perf_counter()
     seed, batch_size = _shared(settings)
     folder = new_exercise_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
+    logger.info(f"catdog run: {len(settings)} model{'s' * (len(settings) > 1)} "
+                f"({', '.join(s.preset for s in settings)}), everything written to {folder}")
     found, manifest = scan_and_split(data, seed=seed)
-    log_problems(found, manifest)
     dataset_summary = describe(found, manifest, seed=seed)
+    for line in data_lines(dataset_summary):
+        logger.info(line)
+    log_problems(found, manifest)
     loaded: dict[int, Data] = {}
 
     def data_at(size: int) -> Data:
@@ -92,12 +98,16 @@ def run_exercise(data: DataArgument, settings: Sequence[TrainSettings], *, out: 
 
     files.save_figure(previews.sample_grid(manifest, seed=seed), folder / SAMPLES_PLOT)
     files.save_figure(previews.augmentation_preview(manifest, seed=seed), folder / AUGMENTATION_PLOT)
+    logger.info(f"pictures: {SAMPLES_PLOT} (images of each class) and {AUGMENTATION_PLOT} (one image as "
+                "augmentation changes it in training)")
     audit = audit_for_report(data, (found, manifest), folder, settings)
-    trained = [_train_or_finish(model, data_at(model.image_size), folder / model.preset, strategy)
-               for model in settings]
+    trained = []
+    for number, model in enumerate(settings, 1):
+        logger.info(f"model {number} of {len(settings)}: {model.preset} ({_model_in_words(model)})")
+        trained.append(_train_or_finish(model, data_at(model.image_size), folder / model.preset, strategy))
     results = [_result(run) for run in trained]
 
-    minimums = {p.name: p.minimum_accuracy for p in PRESETS.values() if p.minimum_accuracy is not None}
+    minimums = {s.preset: s.spec.minimum_accuracy for s in settings if s.spec.minimum_accuracy is not None}
     compare_validation_accuracy({run.preset: run.history for run in trained}, folder / COMPARISON_PLOT, minimums)
     summary = {
         "data": dataset_summary,
@@ -106,10 +116,42 @@ def run_exercise(data: DataArgument, settings: Sequence[TrainSettings], *, out: 
         "models": [asdict(r) for r in results],
         "best": max(results, key=_rank).preset,
         "report": str(folder / "report.html"),
+        "seconds": round(time.perf_counter() - started, 1),
     }
-    files.write_json(folder / SUMMARY, summary)
+    files.write_json(folder / EXERCISE_SUMMARY, summary)
     write_report(report_blocks(summary, folder), folder, title=f"catdog: {Path(dataset_summary['root']).name}")
     return summary
+
+
+def data_lines(summary: dict[str, Any]) -> list[str]:
+    """The data set's summary (`catdog.data.describe`) in a few lines, for the terminal."""
+    classes, splits = summary["classes"], summary["splits"]
+    total = sum(sum(counts.values()) for counts in splits.values())
+    named = f" ({', '.join(classes)})" if len(classes) <= FEW_CLASSES else ""
+
+    def counts(split: str) -> str:
+        total = f"{split} {sum(splits[split].values()):,}"
+        if len(classes) > FEW_CLASSES:
+            return total
+        return f"{total} ({', '.join(f'{c} {splits[split][c]:,}' for c in classes)})"
+
+    lines = [f"data: {total:,} images of {len(classes)} classes{named} in {summary['root']} "
+             f"({summary['layout']} layout)",
+             f"  {', '.join(counts(split) for split in splits)}; split once, with seed {summary['seed']}"]
+    if summary.get("baseline_accuracy") is not None:
+        lines.append(f"  baseline: always answering {summary['baseline_class']} scores "
+                     f"{percent(summary['baseline_accuracy'])} on the test split; every model must beat it")
+    groups, leaks = len(summary["duplicates"]), len(summary["leaks"])
+    lines.append(f"  skipped: {len(summary['skipped']) or 'none'}; duplicates: {groups} group{'s' * (groups != 1)} "
+                 f"of files holding the same photo ({f'{leaks} across splits' if leaks else 'none across splits'})")
+    return lines
+
+
+def _model_in_words(settings: TrainSettings) -> str:
+    """What a model of the exercise is, and how it trains, in a few words."""
+    description = PRESETS[settings.preset].description
+    return (f"{description}; {settings.image_size} px images, up to {settings.epochs} epochs"
+            + (f", stopping {settings.patience} epochs after the best" if settings.patience else ""))
 
 
 def _shared(settings: Sequence[TrainSettings]) -> tuple[int, int]:
@@ -137,7 +179,7 @@ def _train_or_finish(settings: TrainSettings, loaded: Data, path: Path, strategy
     if (path / "config.json").is_file():
         run = Run.open(path)
         if workflow.is_finished(run):
-            logger.info(f"{settings.preset}: already trained in {path}, kept")
+            logger.info(f"{settings.preset}: already trained in {path}; kept as it is")
             return run
         logger.info(f"{settings.preset}: completing the interrupted run in {path}")
         return workflow.resume_run(run, loaded, strategy=strategy)
@@ -165,7 +207,7 @@ def _result(run: Run) -> ModelResult:
         test_accuracy=metrics["accuracy"],
         test_n=metrics["n"],
         image_size=run.image_size,
-        training_seconds=sum(row["seconds"] for row in history),
+        training_seconds=run.outcome.get("seconds") or sum(row["seconds"] for row in history),
         test_balanced_accuracy=metrics.get("balanced_accuracy"),
         test_macro_f1=metrics.get("macro_f1"),
         test_top_5_accuracy=metrics.get("top_5_accuracy"),
@@ -190,6 +232,7 @@ def audit_for_report(data: DataArgument, scanned: tuple[Scan, Manifest], folder:
     backbone = pretrained.backbone if pretrained else None
     weights = pretrained.weights if pretrained else None
     if reason := _cannot_audit(backbone, weights):
+        logger.info(f"audit: duplicate photos only; label errors and outliers not looked for: {reason}")
         found, manifest = scanned
         leaks = {group.paths: splits for group, splits in crossing(manifest, found.duplicates)}
         split_of = {row.path: row.split for row in manifest.rows}
@@ -198,6 +241,7 @@ def audit_for_report(data: DataArgument, scanned: tuple[Scan, Manifest], folder:
         return {"duplicates": duplicates, "label_issues": [], "outliers": [], "not_checked": reason}
     from catdog.audit import audit
 
+    logger.info("audit: looking for duplicate photos, suspected label errors and outliers")
     seed, batch_size = _shared(settings)
     result = audit(data, seed=seed, backbone=backbone, weights=weights, batch_size=batch_size, scanned=scanned)
     result.write_json(folder / JSON_FILE)

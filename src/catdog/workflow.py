@@ -40,9 +40,10 @@ from catdog.data import Data, DataArgument
 from catdog.data.splits import TRAIN, VALIDATION
 from catdog.errors import CatdogError, ParameterError
 from catdog.evaluation import evaluate
-from catdog.outputs import FEATURES, PROBABILITIES
+from catdog.outputs import FEATURES, PROBABILITIES, UNLIKE_TRAINING_IMAGES
 from catdog.report import plots
 from catdog.runs import Run, TrainSettings, as_run, folder
+from catdog.terminal import percent
 from catdog.trust import calibration, ood
 
 logger = logging.getLogger(__name__)
@@ -72,13 +73,10 @@ def fit_trust(run: Run) -> None:
         recorded, calibrated = _fit_tags(probabilities, labels, settings.seed)
         pairs = calibration.as_pairs(probabilities, labels)
         calibrated_pairs = calibration.as_pairs(calibrated, labels)
-        temperatures = recorded["temperature"]
-        summary = f"a temperature per tag, from {min(temperatures):.2f} to {max(temperatures):.2f}"
     else:
         temperature, checked = calibration.calibrate(probabilities, labels, seed=settings.seed)
         recorded = {"temperature": temperature, "checked": checked}
         pairs, calibrated_pairs = (probabilities, labels), (calibration.scale(probabilities, temperature), labels)
-        summary = f"temperature {temperature:.3f}"
     figures = {
         "n": int(len(labels)),
         **recorded.pop("checked"),
@@ -93,9 +91,28 @@ def fit_trust(run: Run) -> None:
     detector = ood.fit(train_features, classes, validation_features, method=settings.ood_method,
                        rate=settings.ood_rate, seed=settings.seed)
     detector.save(run.path / folder.OOD_FILE)
-    logger.info(f"calibration: {summary}; validation ECE {figures['ece']:.2%} -> {figures['ece_calibrated']:.2%}")
-    logger.info(f"out of distribution: {detector.method} on {detector.dimensions} features of "
-                f"{len(train_labels)} training images, flagging {detector.rate:.0%} of validation images")
+    logger.info(f"{run.preset}: {_calibration_in_words(recorded['temperature'], figures)}")
+    logger.info(f"{run.preset}: {_detector_in_words(detector.method, detector.rate)}")
+
+
+def _calibration_in_words(temperature: float | list[float], figures: dict) -> str:
+    error = (f"calibration error on validation {percent(figures['ece'])} -> {percent(figures['ece_calibrated'])}: "
+             "how far its confidence is from how often it is right")
+    if not isinstance(temperature, int | float):
+        return (f"each tag's probability adjusted by its own temperature, from {min(temperature):.1f} to "
+                f"{max(temperature):.1f}, fitted on validation (1.0: left as it was; {error})")
+    if temperature == 1.0:
+        return ("probabilities left as they are: a temperature fitted on validation did not help on validation "
+                f"images it was not fitted on ({error})")
+    return f"probabilities adjusted by a temperature of {temperature:.1f} fitted on validation ({error})"
+
+
+def _detector_in_words(method: str, rate: float) -> str:
+    """How the out-of-distribution detector decides, in words (see catdog.trust.ood)."""
+    measure = {"knn": "its nearest training images (k-nearest neighbours)",
+               "mahalanobis": "the training images of each class (Mahalanobis distance)"}[method]
+    return (f"a photo counts as {UNLIKE_TRAINING_IMAGES} when what the classifier sees in it is farther from "
+            f"{measure} than for all but {percent(rate)} of the validation photos")
 
 
 def _fit_tags(probabilities: np.ndarray, labels: np.ndarray, seed: int) -> tuple[dict, np.ndarray]:
@@ -123,7 +140,8 @@ def _outputs(run: Run, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         probabilities = np.concatenate([keras.ops.convert_to_numpy(head(features[i:i + 512], training=False))
                                         for i in range(0, len(features), 512)])
         return probabilities, features, labels
-    outputs, labels = run_over(numpy_function(run.served_model(calibrated=False)), getattr(run.data(), split))
+    outputs, labels = run_over(numpy_function(run.served_model(calibrated=False)), getattr(run.data(), split),
+                               what=f"{split} images through the model", total=len(run.manifest().files(split)[0]))
     return outputs[PROBABILITIES], outputs[FEATURES], labels
 
 
@@ -143,11 +161,11 @@ def score_test(run: Run) -> None:
     """The score step: the test split's metrics and figures."""
     metrics = evaluate(run)
     if run.multilabel:
-        logger.info(f"{run.preset}: test mean average precision {metrics['mean_average_precision']:.4f}, micro F1 "
-                    f"{metrics['micro_f1']:.4f}, every tag right for {metrics['subset_accuracy']:.1%} of "
-                    f"{metrics['n']} images")
+        logger.info(f"{run.preset}: test mean average precision {percent(metrics['mean_average_precision'])}, "
+                    f"micro F1 {percent(metrics['micro_f1'])}, every tag right for "
+                    f"{percent(metrics['subset_accuracy'])} of {metrics['n']:,} images")
     else:
-        logger.info(f"{run.preset}: test accuracy {metrics['accuracy']:.4f} on {metrics['n']} images")
+        logger.info(f"{run.preset}: test accuracy {percent(metrics['accuracy'])} on {metrics['n']:,} images")
 
 
 STEPS: tuple[Step, ...] = (

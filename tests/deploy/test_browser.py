@@ -1,4 +1,5 @@
-"""The page in a real headless Chromium (Debian's, driven by Playwright) against a real server."""
+"""The page in a real headless Chromium (Debian's, driven by Playwright, see conftest's `browser`) against a real
+server."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from catdog.deploy.predict import Predictor
 from catdog.deploy.serve.app import create_app
+from catdog.outputs import UNLIKE_TRAINING_IMAGES
 
 from conftest import live_server
 
@@ -44,7 +46,10 @@ def expect_card_shows(card, prediction) -> None:
     for i, (name, p) in enumerate(prediction["probabilities"].items()):
         row = rows.nth(i)
         assert row.get_attribute("data-class") == name
-        assert row.locator(".pct").inner_text() == f"{100 * p:.1f} %"
+        pct = row.locator(".pct")
+        assert pct.inner_text() == f"{100 * p:.1f}\u00a0%"
+        # On one line, even "100.0 %" on a narrow card.
+        assert pct.evaluate("e => e.getBoundingClientRect().height < 1.6 * parseFloat(getComputedStyle(e).fontSize)")
         width = row.locator(".fill").evaluate("e => e.style.width")
         assert width == f"{100 * p:.1f}%"
     assert card.locator(".row.best").get_attribute("data-class") == prediction["label"]
@@ -53,7 +58,8 @@ def expect_card_shows(card, prediction) -> None:
 
 def test_picking_a_real_cat_photo_shows_its_prediction(page, tiny_run, cat_photo):
     expected = next(Predictor(tiny_run).predict_paths([cat_photo]))
-    assert page.locator("#model").inner_text() == "Model tiny (tiny): cats, dogs at 64 px, test accuracy 50.0 %."
+    assert page.locator("#model").inner_text() == ("Model: tiny. It tells cats, dogs apart at 64 px, 50.0\u00a0% right "
+                                                   "on its test images.")
 
     page.set_input_files("#picker", str(cat_photo))
 
@@ -96,28 +102,36 @@ def trusted_server(trusted_run):
         yield url
 
 
-def test_a_photo_of_something_else_does_not_look_like_a_cat_or_a_dog_and_why_shows_a_heatmap(
+def test_a_photo_of_something_else_is_unlike_the_training_images_and_why_shows_a_captioned_heatmap(
         browser, trusted_server, trusted_run, other_photo, cat_photo):
     expected = list(Predictor(trusted_run).predict_paths([other_photo, cat_photo]))
     assert [p["in_distribution"] for p in expected] == [False, True]  # what the page must show
-    page = browser.new_page()
+    page = browser.new_page(viewport={"width": 420, "height": 900})  # a phone's width: one card per row
+    requests = []
+    page.on("requestfinished", lambda request: requests.append((request.url, request.response().status)))
     page.goto(trusted_server + "/")
     page.locator("#model").filter(has_text="cats, dogs").wait_for(timeout=30_000)
+    assert (trusted_server + "/favicon.svg", 200) in requests
 
     page.set_input_files("#picker", [str(other_photo), str(cat_photo)])
 
     page.locator(".card.done").nth(1).wait_for(timeout=60_000)
     other, cat = page.locator(".card").nth(0), page.locator(".card").nth(1)
     assert other.locator(".name").inner_text() == other_photo.name
-    assert other.locator(".label").inner_text() == "does not look like cats or dogs"
+    assert other.locator(".label").inner_text() == UNLIKE_TRAINING_IMAGES  # as `catdog predict` says it
     assert "unlike" in other.get_attribute("class") and "unlike" not in cat.get_attribute("class")
     expect_card_shows(cat, expected[1])
     assert cat.locator(".label").inner_text() == "cats"
 
     assert not cat.locator(".heatmap").is_visible()
     cat.locator(".why").click()
+    # The first explanation loads the Keras model: the button says so while it waits.
+    assert cat.locator(".why").inner_text().startswith("explaining")
     heatmap = cat.locator(".heatmap")
     heatmap.wait_for(state="visible", timeout=60_000)
+    assert cat.locator(".why").inner_text() == "why?"
+    assert cat.locator(".explanation figcaption").inner_text() == (
+        "Red: the parts of the photo that raised the score of cats most; blue: parts that did not matter.")
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=heatmap.element_handle())
     assert heatmap.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [224, 224]
     cat.locator(".why").click()  # the toggle hides it again

@@ -91,6 +91,18 @@ def test_page_is_self_contained(client):
     assert "http://" not in page and "https://" not in page and "<script src" not in page
 
 
+def test_the_page_has_an_icon_and_names_unlike_images_as_the_command_line_does(client):
+    from catdog.outputs import UNLIKE_TRAINING_IMAGES
+
+    page = client.get("/").text
+    assert 'rel="icon" href="favicon.svg"' in page
+    for path in ("/favicon.svg", "/favicon.ico"):  # browsers ask for /favicon.ico when a page names no icon
+        response = client.get(path)
+        assert response.status_code == 200 and response.headers["content-type"] == "image/svg+xml"
+        assert response.content.startswith(b"<svg")
+    assert f'const UNLIKE = "{UNLIKE_TRAINING_IMAGES}";' in page
+
+
 def test_predict_batches_several_files_like_catdog_predict(client, tiny_run, photos):
     response = client.post("/predict", files=upload(*((p.name, p.read_bytes()) for p in photos)))
 

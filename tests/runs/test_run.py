@@ -66,6 +66,7 @@ def test_a_run_of_the_previous_format_opens_resumes_predicts_and_serves(finished
         assert client.get("/model").json()["classes"] == ["blue", "red"]
 
     assert main(["train", "--resume", str(old)]) == 0
+    capsys.readouterr()
     opened = Run.open(old)
     assert is_finished(opened) and opened.detector is not None
     assert (old / "reliability.png").is_file() and json.loads((old / "metrics.json").read_text())["calibration"]

@@ -50,6 +50,7 @@ from catdog.data.labels import MULTILABEL
 from catdog.data.scan import Scan
 from catdog.data.splits import Manifest
 from catdog.errors import BadImageError, ParameterError
+from catdog.terminal import duration
 
 __all__ = ["AuditResult", "audit"]
 
@@ -118,9 +119,10 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
         skipped=summary["skipped"], warnings=summary["warnings"],
     )
     result.seconds = round(time.perf_counter() - started, 1)
-    logger.info(f"audit of {n} images{f' and {len(other_files)} to compare' if other_files else ''} in "
-                f"{result.seconds:.0f}s: {len(duplicates)} duplicate groups ({len(result.leaks)} leaks), "
-                f"{len(label_issues)} suspected label errors, {len(outliers)} outliers")
+    leaks = f"{len(result.leaks)} across splits" if result.leaks else "none across splits"
+    logger.info(f"audit: {n:,} images{f' and {len(other_files):,} to compare' if other_files else ''} in "
+                f"{duration(result.seconds)}: {len(duplicates)} group{'s' * (len(duplicates) != 1)} of duplicate "
+                f"photos ({leaks}), {len(label_issues)} suspected label errors, {len(outliers)} outliers")
     return result
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from catdog import defaults, environment
 from catdog.errors import CatdogError, ParameterError
+from catdog.terminal import duration, progress
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +55,16 @@ def backbone_features(paths: Sequence[str | os.PathLike], *, backbone: str | Non
                                                            weights=resolved)))
     dataset = make_dataset([os.fspath(p) for p in paths], np.zeros(len(paths), "int32"), size, batch_size,
                            shuffle=False, cache=False)
-    features = np.concatenate([bottom(images).numpy() for images, _ in dataset])
+    with progress(f"features of {len(paths):,} images for the audit", total=len(paths)) as bar:
+        features = []
+        for images, _ in dataset:
+            features.append(bottom(images).numpy())
+            bar.update(len(images))
+    features = np.concatenate(features)
     if len(features) != len(paths):
         raise CatdogError(f"{len(paths) - len(features)} of {len(paths)} images could not be read any more "
                           "(changed since they were checked?); run the audit again")
-    logger.info(f"features of {len(paths)} images ({describe(backbone)}) in {time.perf_counter() - started:.1f}s")
+    logger.info(f"audit: {len(paths):,} images described by a pretrained network ({describe(backbone)}) in "
+                f"{duration(time.perf_counter() - started)}")
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     return (features / np.maximum(norms, 1e-12)).astype("float32")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from catdog import files
+from catdog.errors import CatdogError
 
 AGAINST = "against"
 FAIL_ON = ("leaks", "label-issues")
@@ -121,3 +122,36 @@ class AuditResult:
     def write_json(self, path: str | Path) -> Path:
         """Write `audit.json` (atomically, over nothing but an earlier audit)."""
         return files.write_json(path, self.to_json(), JSON_KIND)
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> AuditResult:
+        """The result `to_json` wrote (a `KeyError` or `TypeError` if it is not one)."""
+        return cls(
+            data=values["data"], layout=values["layout"], seed=values["seed"], classes=list(values["classes"]),
+            images=values["images"], against=list(values["against"]),
+            duplicates=[Group(g["kind"], list(g["paths"]), list(g["splits"])) for g in values["duplicates"]],
+            label_issues=[Suspect(s["path"], s["label"], s["suggested"], s["score"], s["confident"])
+                          for s in values["label_issues"]],
+            outliers=[Outlier(o["path"], o["score"]) for o in values["outliers"]],
+            methods=dict(values["methods"]), skipped=list(values.get("skipped", [])),
+            warnings=list(values.get("warnings", [])), seconds=values.get("seconds", 0.0),
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> AuditResult:
+        """An `audit.json` written by catdog (`path`: the file, or the folder holding it), with a
+        one-line error if it is not one."""
+        path = Path(path)
+        if not path.exists():
+            raise CatdogError(f"audit {path} does not exist; write it with `catdog audit --data DIR --out {path}`")
+        if path.is_dir():
+            path = path / JSON_FILE
+        try:
+            return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise CatdogError(f"{path} does not exist: {path.parent} holds no audit written by `catdog audit --out`"
+                              ) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CatdogError(f"{path} cannot be read as an audit ({getattr(e, 'strerror', None) or e})") from e
+        except (KeyError, TypeError, AttributeError) as e:
+            raise CatdogError(f"{path} is not an audit written by catdog (no {e})") from e

@@ -7,16 +7,17 @@ interrupted. An error is one line (a library error about a parameter, `Parameter
 names the option); `--debug` or `$CATDOG_DEBUG=1` prints the full traceback under it.
 
 - `common.py`: the options and output helpers the commands share.
+- `run.py`: `catdog run`, the whole exercise.
 - `data.py`: `catdog data fetch|info|show|split|pack`.
 - `audit.py`: `catdog audit`.
+- `review.py`: `catdog review`.
 - `models.py`: `catdog models`.
 - `train.py`: `catdog train`.
 - `evaluate.py`: `catdog evaluate`.
-- `predict.py`: `catdog predict`.
 - `explain.py`: `catdog explain`.
+- `predict.py`: `catdog predict`.
 - `serve.py`: `catdog serve`.
 - `export.py`: `catdog export`.
-- `run.py`: `catdog run`, the whole exercise.
 """
 
 from __future__ import annotations
@@ -27,11 +28,26 @@ import logging
 import sys
 import traceback
 
-from catdog import __version__, environment
+from catdog import __version__, environment, terminal
 from catdog.cli.common import option_name
 from catdog.errors import CatdogError, ParameterError
 
-COMMAND_MODULES = ("data", "audit", "models", "train", "evaluate", "predict", "explain", "serve", "export", "run")
+# In the order of the work: the whole exercise first, then each of its steps on its own.
+COMMAND_MODULES = ("run", "data", "audit", "review", "models", "train", "evaluate", "explain", "predict", "serve",
+                   "export")
+
+EXAMPLES = """\
+start here:
+  catdog run                           the whole exercise on the reference photos: five models, then a
+                                       report (about 25 minutes on two CPU cores)
+  catdog serve runs/exercise-<time>/   a web page to try the exercise's chosen model on your own photos
+  catdog train --model transfer --data PHOTOS/
+                                       one model on your own photos: PHOTOS/<class>/*.jpg
+
+`catdog COMMAND --help` describes each command; `catdog models` lists the models."""
+
+
+QUIET_HELP = "draw no progress bars (they are drawn only when stderr is a terminal)"
 
 
 class Parser(argparse.ArgumentParser):
@@ -44,11 +60,15 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="catdog",
-        description="Train, evaluate, serve and export image classifiers (cats vs dogs and beyond).",
+        description=EXAMPLES,
+        epilog="catdog trains, evaluates, explains, serves and exports image classifiers, starting from cats "
+        "versus dogs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"catdog {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help=f"print the full traceback under an error (or set ${environment.ENV_DEBUG}=1)")
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"catdog.cli.{name}").register(subparsers)
@@ -66,6 +86,7 @@ def _record_command_parsers(parser: argparse.ArgumentParser) -> None:
                 command.set_defaults(command_parser=command)
                 command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                                      help="print the full traceback under an error")
+                command.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
                 _record_command_parsers(command)
 
 
@@ -98,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version, or a usage error already printed
         return e.code if isinstance(e.code, int) else 2
     _log_to_stderr()
+    terminal.set_quiet(args.quiet)
     try:
         if getattr(args, "needs_tensorflow", True):
             environment.check_tensorflow()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,7 +88,8 @@ def add_class_weight_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN", help="run folder written by `catdog train`")
+    parser.add_argument("run", metavar="RUN", help="run folder written by `catdog train`, or the folder of a "
+                        "`catdog run` exercise (its chosen model)")
 
 
 def add_seed_option(parser: argparse.ArgumentParser) -> None:
@@ -123,18 +125,20 @@ def add_runtime_option(parser: argparse.ArgumentParser) -> None:
         choices=RUNTIMES,
         default=AUTO,
         help=(
-            "what runs the model: keras, or an export's own runtime on the run's export in that format (from "
-            "`catdog export RUN --format NAME [--quantize]`, its int8 one first, faster on a CPU); auto takes the "
-            f"first of {', '.join(AUTO_PREFERENCE)} the run has an export of newer than its model, else keras "
-            "(default: %(default)s)"
+            "what runs the model: keras, or the runtime of the run's export in that format (written by `catdog "
+            "export RUN --format NAME [--quantize]`; its int8 export first, faster on a CPU); auto prefers "
+            f"{', then '.join(AUTO_PREFERENCE)}: the first whose runtime is installed and of which the run has an "
+            "export newer than its model; else keras (default: %(default)s)"
         ),
     )
 
 
 def add_labels_options(parser: argparse.ArgumentParser) -> None:
     """--reject-unknown and --min-confidence, for `catdog predict` and `catdog serve`."""
+    from catdog.outputs import UNLIKE_TRAINING_IMAGES
+
     parser.add_argument("--reject-unknown", action="store_true",
-                        help="label images unlike the training images (out-of-distribution score above 1) \"unknown\"")
+                        help=f"label images {UNLIKE_TRAINING_IMAGES} (out-of-distribution score above 1) \"unknown\"")
     parser.add_argument("--min-confidence", type=probability, metavar="P",
                         help="label predictions whose probability is under P \"unsure\"")
 
@@ -208,6 +212,16 @@ def positive_number(text: str) -> float:
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout)
     sys.stdout.write("\n")
+
+
+def program() -> str:
+    """How to call catdog again, as this process was called: `catdog` where that command is on
+    PATH, else the path it was called by (`.venv/bin/catdog` after `make`)."""
+    called = sys.argv[0]
+    if Path(called).name != "catdog":  # python -m catdog
+        return "catdog"
+    on_path = shutil.which("catdog")
+    return "catdog" if on_path and Path(on_path).resolve() == Path(called).resolve() else called
 
 
 def info(message: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from catdog import defaults
 from catdog.cli.common import add_data_option, add_json_option, add_run_argument, data_source, positive_int, print_json
 from catdog.errors import CatdogError
+from catdog.outputs import UNLIKE_TRAINING_IMAGES
 
 # How many misclassified files the text output lists; metrics.json has them all.
 MISTAKES_LISTED = 10
@@ -98,7 +99,7 @@ def _trust_lines(metrics: dict[str, Any]) -> list[str]:
         lines.append(f"calibration: {scaled}, expected calibration error {calibration['ece']:.2%} "
                      f"({calibration['ece_uncalibrated']:.2%} uncalibrated)")
     if ood := metrics.get("ood"):
-        lines.append(f"unlike the training images: {ood['flagged']:.1%} of these ({ood['method']}; the threshold flags "
+        lines.append(f"{UNLIKE_TRAINING_IMAGES}: {ood['flagged']:.1%} of these ({ood['method']}; the threshold flags "
                      f"{ood['rate']:.0%} of the validation images)")
     return lines
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from catdog.cli.common import add_json_option, add_run_argument, info, print_json
 from catdog.errors import CatdogError
+from catdog.outputs import UNLIKE_TRAINING_IMAGES
 
 DEFAULT_OUT = "explanations"
 
@@ -51,7 +52,7 @@ def execute(args: argparse.Namespace) -> int:
         if args.json:
             print_json({**explanation.to_dict(), "explanation": str(path)})
         else:
-            unlike = ", unlike the training images" if explanation.in_distribution is False else ""
+            unlike = f", {UNLIKE_TRAINING_IMAGES}" if explanation.in_distribution is False else ""
             print(f"{path}: {explanation.label} ({explanation.probability:.1%}){unlike}; heatmap of "
                   f"{explanation.explained}", flush=True)
     if not written:

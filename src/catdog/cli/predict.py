@@ -16,8 +16,7 @@ from catdog.cli.common import (
     print_json,
 )
 from catdog.errors import CatdogError
-
-UNLIKE = "unlike the training images"
+from catdog.outputs import UNLIKE_TRAINING_IMAGES as UNLIKE
 
 
 def register(subparsers) -> None:

@@ -56,6 +56,6 @@ def execute(args: argparse.Namespace) -> int:
     import_tensorflow_if_needed(run, args.runtime)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
                     max_files=args.max_files, max_request_pixels=args.max_request_pixels)
-    info(f"loading {args.run}")
+    info(f"loading {run.path}")
     serve(run, host=args.host, port=args.port, limits=limits, runtime=args.runtime, docs=args.docs)
     return 0

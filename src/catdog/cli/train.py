@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
+from catdog import defaults
 from catdog.cli.common import (
     add_backbone_option,
     add_class_weight_option,
@@ -29,54 +31,66 @@ NEW_RUN_OPTIONS = ("preset", "epochs", "image_size", "batch_size", "backbone", "
 
 
 def register(subparsers) -> None:
+    from catdog.models import PRESETS
     from catdog.runs.settings import PRECISIONS
     from catdog.trust.ood import METHODS, OOD_METHOD, OOD_RATE
 
     parser = subparsers.add_parser(
         "train",
         help="train a model preset into a run folder",
-        description="Train a model preset (see `catdog models`) and write a run folder: model.keras (the best epoch "
-        "by validation accuracy), config.json, splits.csv, history.csv, accuracy and loss curves, TensorBoard logs, "
-        "the temperature and out-of-distribution detector fitted on validation, and the test-split metrics and "
-        "figures. Prints the run folder. Ctrl-C leaves a run that --resume completes.",
+        usage="catdog train --model NAME [--data DIR] [options]\n       catdog train --resume RUN",
+        description=textwrap.fill(
+            "Train a model preset and write a run folder: model.keras (the best epoch by validation accuracy), "
+            "config.json, splits.csv, history.csv, accuracy and loss curves, TensorBoard logs, the temperature and "
+            "out-of-distribution detector fitted on validation, and the test split's metrics and figures. Prints the "
+            "run folder. Ctrl-C leaves a run that --resume completes.", 79)
+        + "\n\npresets (`catdog models` describes them):\n"
+        + "\n".join(f"  {name:<13} {preset.description}" for name, preset in PRESETS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", dest="preset", metavar="NAME", help="the preset to train (see `catdog models`)")
-    add_data_option(parser)
-    parser.add_argument("--epochs", type=positive_int, help="epochs (default: the preset's, 20 for the reference's "
-                        "models)")
-    parser.add_argument("--image-size", type=positive_int, metavar="S",
-                        help="image side in pixels (default: the preset's, or its backbone's; see `catdog models`)")
-    parser.add_argument("--batch-size", type=positive_int, metavar="B", help="batch size (default: 32)")
-    add_seed_option(parser)
-    add_backbone_option(parser)
-    add_weights_option(parser)
-    parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/<model>-<timestamp>)")
-    parser.add_argument("--resume", metavar="RUN",
+    basics = parser.add_argument_group("what to train, on what")
+    basics.add_argument("--model", dest="preset", metavar="NAME",
+                        help=f"the preset to train, one of {', '.join(PRESETS)}; needed unless --resume")
+    add_data_option(basics)
+    basics.add_argument("--out", metavar="DIR", help="run folder (default: runs/<model>-<timestamp>)")
+    basics.add_argument("--resume", metavar="RUN",
                         help="complete an interrupted run from its last finished epoch, with its own settings")
-    parser.add_argument("--learning-rate", type=positive_number, metavar="LR",
-                        help="learning rate (default: the preset's)")
-    parser.add_argument("--views", type=positive_int, metavar="K",
-                        help="pretrained presets: stored views of each training image: 1 = the image, 2 = also its "
-                        "mirror image, more = also random augmentations; each costs one pass over the training "
-                        "images (default: the preset's, 1 for transfer, 2 for finetune)")
-    parser.add_argument("--end-to-end", action="store_true",
-                        help="pretrained presets: run every image through the frozen backbone every epoch, as the "
-                        "reference does, instead of computing its output once")
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        help="Keras dtype policy; auto: mixed_bfloat16 for the presets that train as well in it, on "
-                        "CPUs with bfloat16 instructions, else float32 (default: auto)")
-    parser.add_argument("--xla", action="store_true", help="compile training steps with XLA")
-    parser.add_argument("--ood-rate", type=positive_number, metavar="RATE",
-                        help="share of validation images the out-of-distribution threshold flags as unlike the "
-                        f"training images: the false-alarm rate on images like them (default: {OOD_RATE})")
-    parser.add_argument("--ood-method", choices=list(METHODS),
-                        help="how distance from the training images is measured: knn (cosine distance to the "
-                        "nearest training images' features) or mahalanobis (per-class Gaussians, shared covariance) "
-                        f"(default: {OOD_METHOD})")
-    add_class_weight_option(parser)
-    add_strategy_option(parser)
-    add_patience_option(parser)
-    add_json_option(parser)
+    add_json_option(basics)
+    settings = parser.add_argument_group("training")
+    settings.add_argument("--epochs", type=positive_int,
+                          help="epochs (default: the preset's: 20, 60 for cnn)")
+    settings.add_argument("--image-size", type=positive_int, metavar="S",
+                          help="image side in pixels (default: the preset's, or its backbone's; see `catdog models`)")
+    settings.add_argument("--batch-size", type=positive_int, metavar="B",
+                          help=f"images per training step (default: {defaults.BATCH_SIZE})")
+    add_seed_option(settings)
+    add_backbone_option(settings)
+    add_weights_option(settings)
+    add_patience_option(settings)
+    advanced = parser.add_argument_group("advanced: how it trains, and where")
+    advanced.add_argument("--learning-rate", type=positive_number, metavar="LR",
+                          help="learning rate (default: the preset's)")
+    add_class_weight_option(advanced)
+    advanced.add_argument("--views", type=positive_int, metavar="K",
+                          help="pretrained presets: stored views of each training image: 1 = the image, 2 = also its "
+                          "mirror image, more = also random augmentations; each costs one pass over the training "
+                          "images (default: the preset's, 1 for transfer, 2 for finetune)")
+    advanced.add_argument("--end-to-end", action="store_true",
+                          help="pretrained presets: run every image through the frozen backbone every epoch, as the "
+                          "reference does, instead of computing its output once")
+    advanced.add_argument("--precision", choices=PRECISIONS,
+                          help="Keras dtype policy; auto: on GPUs mixed_bfloat16 (compute capability 8.0 on) or "
+                          "mixed_float16 (7.x), on CPUs with bfloat16 instructions mixed_bfloat16 for the presets that "
+                          "train as well in it, else float32 (default: auto)")
+    advanced.add_argument("--xla", action="store_true", help="compile training steps with XLA")
+    advanced.add_argument("--ood-rate", type=positive_number, metavar="RATE",
+                          help="share of validation images the out-of-distribution threshold flags as unlike the "
+                          f"training images: the false-alarm rate on images like them (default: {OOD_RATE})")
+    advanced.add_argument("--ood-method", choices=list(METHODS),
+                          help="how distance from the training images is measured: knn (cosine distance to the "
+                          "nearest training images' features) or mahalanobis (per-class Gaussians, shared covariance) "
+                          f"(default: {OOD_METHOD})")
+    add_strategy_option(advanced)
     parser.set_defaults(func=execute)
 
 

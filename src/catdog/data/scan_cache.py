@@ -22,6 +22,7 @@ from pathlib import Path
 from catdog import environment
 from catdog.data.images import ImageInfo, inspect_image
 from catdog.errors import BadImageError
+from catdog.terminal import progress
 
 Result = ImageInfo | str  # what a check found: the image's details, or why it cannot be used
 
@@ -57,7 +58,7 @@ def check_files(root: Path, paths: Sequence[Path], max_pixels: int, use_cache: b
         # (benchmarks/decisions.md).
         with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
             checked = pool.map(lambda i: _check(paths[i], max_pixels, fingerprint), missing)
-            found = dict(zip(missing, checked, strict=True))
+            found = dict(zip(missing, progress("checking images", checked, total=len(missing)), strict=True))
         if connection is not None and missing:
             _record(connection, root, [(paths[i], stats[i], found[i]) for i in missing], max_pixels)
     finally:

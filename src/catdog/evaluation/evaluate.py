@@ -80,7 +80,7 @@ def _evaluate(run: Run, dataset, paths: Sequence[str], source: str, out: Path, m
 
     function = with_mirror(calibrated, averaged=(PROBABILITIES, UNCALIBRATED)) if mirror else calibrated
     gallery = _TagGallery(run.class_names, run.thresholds) if run.multilabel else _Gallery(run.class_names)
-    outputs, true = run_over(function, dataset, keep=gallery.keep)
+    outputs, true = run_over(function, dataset, keep=gallery.keep, what=f"scoring the {source}", total=len(paths))
     probabilities = outputs.get(PROBABILITIES, np.zeros((0, len(run.class_names)), "float32"))
     uncalibrated = outputs.get(UNCALIBRATED, probabilities)
     if run.multilabel:

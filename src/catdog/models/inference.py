@@ -21,6 +21,7 @@ import numpy as np
 
 from catdog.models.builders import AUGMENTATION, BASE, POOL, PREPROCESS
 from catdog.outputs import FEATURES, PROBABILITIES
+from catdog.terminal import progress
 from catdog.trust.calibration import TINY
 
 Outputs = dict[str, np.ndarray]
@@ -44,17 +45,21 @@ def numpy_function(model: keras.Model) -> Callable[[np.ndarray], np.ndarray | di
 
 
 def run_over(function: Callable[[np.ndarray], Outputs], dataset,
-             keep: Callable[[np.ndarray, np.ndarray, Outputs], Any] | None = None) -> tuple[Outputs, np.ndarray]:
+             keep: Callable[[np.ndarray, np.ndarray, Outputs], Any] | None = None, *,
+             what: str = "images through the model", total: int | None = None) -> tuple[Outputs, np.ndarray]:
     """`function` (pixels -> named outputs, see `numpy_function`) over every batch of (images,
     labels) of `dataset`, in order: each output concatenated over the batches, and the labels.
-    `keep(images, labels, outputs)` sees each batch as it goes (to keep a few images, say)."""
+    `keep(images, labels, outputs)` sees each batch as it goes (to keep a few images, say).
+    A progress bar titled `what` counts the images, up to `total` if known (catdog.terminal)."""
     parts, labels = [], []
-    for images, batch_labels in dataset.as_numpy_iterator():
-        outputs = function(images)
-        if keep is not None:
-            keep(images, batch_labels, outputs)
-        parts.append(outputs)
-        labels.append(batch_labels)
+    with progress(what, total=total) as bar:
+        for images, batch_labels in dataset.as_numpy_iterator():
+            outputs = function(images)
+            if keep is not None:
+                keep(images, batch_labels, outputs)
+            parts.append(outputs)
+            labels.append(batch_labels)
+            bar.update(len(batch_labels))
     if not parts:
         return {}, np.zeros(0, "int32")
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, np.concatenate(labels)

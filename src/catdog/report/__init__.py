@@ -14,6 +14,19 @@ be mailed or opened anywhere.
 - `audit_page.py`: `audit.html`, what `catdog audit` found, with thumbnails.
 """
 
-from catdog.report.render import Block, Figure, FigureRow, Heading, Paragraph, Table, to_html, to_markdown, write_report
+from catdog.report.render import (
+    Block,
+    Figure,
+    FigureRow,
+    Gallery,
+    Heading,
+    Paragraph,
+    Table,
+    Thumbnail,
+    to_html,
+    to_markdown,
+    write_report,
+)
 
-__all__ = ["Block", "Figure", "FigureRow", "Heading", "Paragraph", "Table", "to_html", "to_markdown", "write_report"]
+__all__ = ["Block", "Figure", "FigureRow", "Gallery", "Heading", "Paragraph", "Table", "Thumbnail", "to_html",
+           "to_markdown", "write_report"]

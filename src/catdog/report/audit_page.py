@@ -8,18 +8,13 @@ The page names its generator, by which catdog knows it may replace it (see `HTML
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PIL import Image
-
 from catdog import files
 from catdog.audit.result import AuditResult
-from catdog.data.images import decode
-from catdog.errors import BadImageError
+from catdog.report.render import thumbnail
 
 GENERATOR = '<meta name="generator" content="catdog audit">'
 THUMBNAIL = 128
@@ -53,7 +48,7 @@ def write_html(result: AuditResult, path: str | Path) -> Path:
     shown = [p for g in result.duplicates[:SHOWN] for p in g.paths]
     shown += [s.path for s in result.label_issues[:SHOWN]] + [o.path for o in result.outliers[:SHOWN]]
     with ThreadPoolExecutor() as pool:
-        thumbnails = dict(zip(shown, pool.map(_thumbnail, shown), strict=True))
+        thumbnails = dict(zip(shown, pool.map(lambda path: thumbnail(path, THUMBNAIL), shown), strict=True))
 
     def figure(path: str, caption: str) -> str:
         return (f'<figure><img src="{thumbnails[path]}" alt=""><figcaption>{html.escape(caption)}'
@@ -84,13 +79,3 @@ def _compared(result: AuditResult) -> str:
     if not result.against:
         return "no other folder compared"
     return "compared with " + ", ".join(f"{a['folder']} ({a['images']} images)" for a in result.against)
-
-
-def _thumbnail(path: str) -> str:
-    try:
-        pixels = decode(path, THUMBNAIL)
-    except BadImageError:
-        return ""
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")

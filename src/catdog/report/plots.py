@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from catdog import files
+from catdog.outputs import UNLIKE_TRAINING_IMAGES
 
 History = Sequence[Mapping[str, float]]
 
@@ -54,6 +55,8 @@ def training_curve(history: History, metric: str, path: str | Path, minimum: flo
     ax.plot(epochs, [row[f"val_{metric}"] for row in history], marker=".", label="validation")
     if metric == "accuracy":
         ax.set_ylim(0, 1.1)
+    else:
+        _clip_first_epoch(ax, history, metric)
     if minimum is not None:
         ax.axhline(minimum, color="black", label=f"Minimum accuracy = {minimum:.0%}")
     if fine_tuning_from is not None:
@@ -62,6 +65,27 @@ def training_curve(history: History, metric: str, path: str | Path, minimum: flo
     _integer_epochs(ax)
     ax.legend()
     return files.save_figure(fig, path)
+
+
+# A first epoch whose loss is more than this many times the highest of the later epochs is drawn
+# off the top of the chart (and its value written there), so that the later epochs stay readable.
+SPIKE_RATIO = 2.5
+
+
+def _clip_first_epoch(ax, history: History, metric: str) -> None:
+    """Clip the y axis above the later epochs when the first epoch's loss dwarfs them."""
+    if len(history) < 3:
+        return
+    first = max(history[0][metric], history[0][f"val_{metric}"])
+    later = max(max(row[metric], row[f"val_{metric}"]) for row in history[1:])
+    if not (later > 0 and first > SPIKE_RATIO * later):
+        return
+    top = later * 1.15
+    ax.set_ylim(0, top)
+    ax.annotate(f"epoch {history[0]['epoch']}: {first:.3g}, off the chart", xy=(history[0]["epoch"], top),
+                xytext=(10, -16), textcoords="offset points", fontsize=8, color="#57606a",
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "none", "alpha": 0.85},
+                arrowprops={"arrowstyle": "->", "color": "#57606a"})
 
 
 # Up to this many classes the confusion matrix shows each cell's count; beyond, colours only.
@@ -114,7 +138,9 @@ def overlay(photo: np.ndarray, heatmap: np.ndarray, opacity: float = OVERLAY_OPA
 
 def misclassified(mistakes: Sequence[Mistake], path: str | Path, columns: int = 4) -> Path:
     """A grid of wrongly classified images titled with the true class and the prediction,
-    each with its heatmap over it where it has one (see catdog.explain)."""
+    each with its heatmap over it where it has one (see catdog.explain). Fewer mistakes than
+    `columns` take fewer columns, so that they are drawn larger."""
+    columns = max(1, min(columns, len(mistakes)))
     rows = max(1, math.ceil(len(mistakes) / columns))
     fig = Figure(figsize=(2.6 * columns, 2.9 * rows))
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
@@ -123,7 +149,7 @@ def misclassified(mistakes: Sequence[Mistake], path: str | Path, columns: int = 
     for ax, m in zip(axes, mistakes, strict=False):
         ax.imshow(np.clip(m.image, 0, 255).astype("uint8") if m.heatmap is None else overlay(m.image, m.heatmap))
         shown = f"{m.predicted} ({m.probability:.0%})" if m.probability is not None else m.predicted
-        ax.set_title(f"true: {m.true}\npredicted: {shown}", fontsize=9)
+        ax.set_title(f"true: {m.true}\npredicted: {shown}", fontsize=11)
     if not mistakes:
         axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     return files.save_figure(fig, path)
@@ -131,26 +157,37 @@ def misclassified(mistakes: Sequence[Mistake], path: str | Path, columns: int = 
 
 def reliability(before, after, temperature: float, path: str | Path) -> Path:
     """Reliability diagrams (`catdog.trust.calibration.Reliability`) of the probabilities
-    before and after temperature scaling: per bin of confidence, the accuracy (bars, with
-    the number of images above) against the diagonal of perfect calibration."""
-    fig = Figure(figsize=(10, 4.4))
+    before and after temperature scaling: per bin of confidence, the accuracy (bars) against the
+    diagonal of perfect calibration, and under each, how many images fell in each bin (where
+    the predictions are). The confidence axis starts at the lowest bin any image fell in."""
+    fig = Figure(figsize=(10, 5.6))
+    axes = fig.subplots(2, 2, sharex=True, sharey="row", gridspec_kw={"height_ratios": (3, 1.2)})
     scaled = (f"temperature {temperature:.2f}" if isinstance(temperature, int | float) else
               f"temperatures {min(temperature):.2f} to {max(temperature):.2f}")
-    titles = (f"uncalibrated: ECE {before.ece:.1%}", f"{scaled}: ECE {after.ece:.1%}")
-    for ax, bins, title in zip(fig.subplots(1, 2, sharey=True), (before, after), titles, strict=True):
+    titles = (f"uncalibrated: calibration error {before.ece:.1%}", f"{scaled}: calibration error {after.ece:.1%}")
+    filled_edges = [b.edges[:-1][b.counts > 0] for b in (before, after)]
+    start = min((edges.min() for edges in filled_edges if len(edges)), default=0.0)
+    for column, (bins, title) in enumerate(zip((before, after), titles, strict=True)):
+        ax, counts_ax = axes[0, column], axes[1, column]
         width = np.diff(bins.edges)
         filled = bins.counts > 0
         ax.bar(bins.edges[:-1][filled], bins.accuracy[filled], width=width[filled], align="edge",
                edgecolor="black", color="#4c72b0", label="accuracy")
         ax.plot(bins.confidence[filled], bins.confidence[filled], "o", color="#dd8452", markersize=4,
                 label="mean confidence")
-        for left, w, accuracy, count in zip(bins.edges[:-1][filled], width[filled], bins.accuracy[filled],
-                                            bins.counts[filled], strict=True):
-            ax.text(left + w / 2, min(accuracy, 1.0) + 0.02, str(count), ha="center", fontsize=7)
         ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-        ax.set(xlim=(0, 1), ylim=(0, 1.1), xlabel="confidence (probability of the predicted class)", title=title)
-    fig.axes[0].set_ylabel("accuracy")
-    fig.axes[0].legend(loc="upper left", fontsize=8)
+        ax.set(xlim=(start, 1), ylim=(0, 1.05), title=title)
+        counts_ax.bar(bins.edges[:-1][filled], bins.counts[filled], width=width[filled], align="edge",
+                      edgecolor="black", color="#8c8c8c")
+        for left, w, count in zip(bins.edges[:-1][filled], width[filled], bins.counts[filled], strict=True):
+            counts_ax.text(left + w / 2, count, str(count), ha="center", va="bottom", fontsize=8)
+        counts_ax.set_yscale("log")
+        counts_ax.set_ylim(0.7, max(2, bins.counts.max()) * 3)
+        counts_ax.set_xlabel("confidence (probability of the predicted class)")
+    axes[0, 0].set_ylabel("accuracy")
+    axes[1, 0].set_ylabel("images")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=9, frameon=False)
     return files.save_figure(fig, path)
 
 
@@ -159,7 +196,7 @@ def explanation(explained, path: str | Path, kind: files.Kind = files.OWN_FILE) 
     photo under the heatmap of the class it explains, titled with the label."""
     title = f"{explained.label} ({explained.probability:.1%})"
     if explained.in_distribution is False:
-        title += f", unlike the training images (score {explained.ood_score:.2f})"
+        title += f", {UNLIKE_TRAINING_IMAGES} (score {explained.ood_score:.2f})"
     fig = Figure(figsize=(7.2, 4.0))
     photo_ax, heat_ax = fig.subplots(1, 2)
     photo_ax.imshow(np.clip(explained.photo, 0, 255).astype("uint8"))
@@ -176,7 +213,7 @@ def compare_validation_accuracy(histories: Mapping[str, History], path: str | Pa
                                 minimums: Mapping[str, float]) -> Path:
     """Validation accuracy by epoch of several runs (`{label: history}`) in one plot, with the
     assignment's minimum-accuracy lines (`{label: accuracy}`)."""
-    fig = Figure(figsize=(8, 5))
+    fig = Figure(figsize=(10, 5.5))
     ax = fig.subplots()
     for label, history in histories.items():
         ax.plot([row["epoch"] for row in history], [row["val_accuracy"] for row in history], marker=".", label=label)
@@ -186,7 +223,8 @@ def compare_validation_accuracy(histories: Mapping[str, History], path: str | Pa
     ax.set_ylim(0, 1.05)
     ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy by epoch")
     _integer_epochs(ax)
-    ax.legend(fontsize=8, loc="lower right")
+    # Beside the axes, not over the lines.
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     return files.save_figure(fig, path)
 
 

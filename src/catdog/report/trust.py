@@ -1,21 +1,30 @@
-"""The trust section of a report (`catdog run`'s): the best model's calibration and its
-out-of-distribution flags, from its `metrics.json`."""
+"""The trust section of a report (`catdog run`'s): how far the chosen model's probabilities and
+its "unlike the training images" can be trusted, in plain sentences, from its `metrics.json`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from catdog.outputs import UNLIKE_TRAINING_IMAGES
 from catdog.report.render import Block, Figure, Heading, Paragraph
 from catdog.runs import folder
+from catdog.terminal import percent
 from catdog.trust.calibration import ECE_BINS
 
 
-def _percent(x: float) -> str:
-    return f"{100 * x:.1f} %"
+def _temperature_in_words(temperature: float | list[float]) -> str:
+    if not isinstance(temperature, int | float):  # a multi-label model: one per tag
+        return (f"Here each tag has its own temperature, from {min(temperature):.2f} to {max(temperature):.2f} (1: "
+                "left as it was), and each probability says how likely that one tag is.")
+    if temperature == 1.0:
+        return ("Here its probabilities are left as they are: a temperature fitted on validation did not make them "
+                "more honest on validation photos it was not fitted on.")
+    effect = "less sure of itself (it was overconfident)" if temperature > 1 else "surer of itself (it was too timid)"
+    return f"Here the temperature is {temperature:.2f}, which makes it {effect}."
 
 
 def trust_blocks(preset: str, run: Path) -> list[Block]:
-    """How far the best model's probabilities and its "none of these" can be trusted."""
+    """How far the best model's probabilities and its "unlike the training images" can be trusted."""
     metrics = folder.read_json(run / folder.METRICS_FILE) or {}
     calibration, ood = metrics.get("calibration"), metrics.get("ood")
     if calibration is None:
@@ -23,19 +32,29 @@ def trust_blocks(preset: str, run: Path) -> list[Block]:
     blocks: list[Block] = [
         Heading("Can its predictions be trusted?"),
         Paragraph(
-            f"A probability should be right as often as it says. Scaled by a temperature of "
-            f"{calibration['temperature']:.2f}, fitted on the validation split, `{preset}`'s probabilities have an "
-            f"expected calibration error of **{_percent(calibration['ece'])}** on the test split "
-            f"({_percent(calibration['ece_uncalibrated'])} unscaled; the mean gap between confidence and accuracy over "
-            f"{ECE_BINS} bins of confidence)."
+            "**Is \"90 %\" right nine times in ten?** A model's probabilities can claim more, or less, than it "
+            "delivers. catdog checks them on the validation photos and, where that helps, divides the model's raw "
+            f"scores by one number fitted there, a temperature. {_temperature_in_words(calibration['temperature'])} "
+            f"On the test photos, how sure `{preset}` was differs from how often it was right by "
+            f"**{percent(calibration['ece'])}** on average ({percent(calibration['ece_uncalibrated'])} before the "
+            f"temperature; the expected calibration error, over {ECE_BINS} ranges of confidence)."
         ),
-        Figure(run / folder.RELIABILITY_PLOT, f"`{preset}`: reliability on the test split, before and after "
-                                            "temperature scaling."),
+        Figure(run / folder.RELIABILITY_PLOT,
+               f"`{preset}` on the test photos, before and after the temperature: for each range of confidence, how "
+               "often it was right (bars) against what it claimed (the dashed diagonal); under each, how many photos "
+               "fell in each range."),
     ]
     if ood is not None:
+        measure = {"knn": "the training photos it is most like (k-nearest neighbours)",
+                   "mahalanobis": "the training photos of each class (the Mahalanobis distance)"}.get(
+                       ood["method"], "the training photos")
         blocks.append(Paragraph(
-            f"Photos unlike the training images are answered as such: the detector ({ood['method']}, on the "
-            f"features the classifier reads) flags {_percent(ood['flagged'])} of the test photos, for a threshold set "
-            f"on the validation photos for at most {_percent(ood['rate'])} false alarms."
+            "**Photos of something else.** Shown a photo of something else, a classifier still answers one of its "
+            "classes. So catdog also measures how far what the model sees in a photo is from "
+            f"{measure}, and calls a photo \"{UNLIKE_TRAINING_IMAGES}\" when it is farther than all but "
+            f"{percent(ood['rate'])} of the validation photos are. It called **{percent(ood['flagged'])}** of the "
+            "test photos so (every test photo is of a class it was trained on, so these are false alarms). "
+            "`catdog predict` and the web "
+            "page say it of every such photo."
         ))
     return blocks

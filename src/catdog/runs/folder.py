@@ -42,6 +42,9 @@ from catdog.runs.config import CONFIG_FILE
 
 # Where runs go when no folder is named.
 RUNS_DIR = Path("runs")
+# What an exercise (`catdog run`, catdog.exercise) writes beside its models' run folders: its
+# summary, which names the model it chose ("best"), whose run an exercise folder opens as.
+EXERCISE_SUMMARY = "summary.json"
 MANIFEST_FILE = "splits.csv"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"

@@ -6,10 +6,12 @@
     >>> model(pixels)["probabilities"]
 
 A path becomes a `Run` once, where it enters the API (`as_run`); everything deeper takes
-the `Run`. It reads `config.json` when opened, and what it holds besides lazily and once:
-the temperature and the out-of-distribution detector fitted after training, the manifest,
-the Keras model, and the data (the split it recorded, as `tf.data` pipelines). Training
-hands over the data it trained on, so that the steps after it do not decode it again.
+the `Run`. The folder of a whole exercise (`catdog run`) opens as the run of the model it
+chose, so that every command that takes a run takes an exercise too. A `Run` reads
+`config.json` when opened, and what it holds besides lazily and once: the temperature and
+the out-of-distribution detector fitted after training, the manifest, the Keras model, and
+the data (the split it recorded, as `tf.data` pipelines). Training hands over the data it
+trained on, so that the steps after it do not decode it again.
 
 `model(runtime)` is the run's model as a function from pixels to the named outputs of
 `catdog.outputs`, run by Keras or by one of its exports' runtimes (`catdog.formats.RUNTIMES`):
@@ -27,6 +29,7 @@ TensorFlow only when the choice needs it (`catdog.formats.needs_tensorflow`).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import threading
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
     from catdog.data.splits import Manifest
     from catdog.trust.ood import OutOfDistribution
 
+logger = logging.getLogger(__name__)
+
 
 class Run:
     """An opened run folder: its settings, and what it holds (see the module's docstring)."""
@@ -59,12 +64,16 @@ class Run:
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> Run:
-        """Open a run folder written by catdog, with a one-line error if it is not one."""
+        """Open a run folder written by catdog, with a one-line error if it is not one. The folder
+        of a whole exercise (`catdog run`) opens as its chosen model's run, and says so."""
         path = Path(path)
         if not path.is_dir():
             raise CatdogError(f"run folder {path} does not exist")
+        if not (path / CONFIG_FILE).is_file() and (chosen := _chosen_model(path)) is not None:
+            logger.info(f"{path} is an exercise of `catdog run`: using its chosen model, {chosen.name} ({chosen})")
+            path = chosen
         if not (path / CONFIG_FILE).is_file():
-            raise CatdogError(f"{path} is not a catdog run folder: it has no {CONFIG_FILE}")
+            raise CatdogError(_not_a_run(path))
         return cls(path, RunConfig.read(path / CONFIG_FILE))
 
     def __repr__(self) -> str:
@@ -290,6 +299,29 @@ class Run:
     def locked(self):
         """Hold the run folder's lock while writing into it (see `folder.locked`)."""
         return folder.locked(self.path)
+
+
+def _chosen_model(exercise: Path) -> Path | None:
+    """The run folder of the model an exercise chose (`folder.EXERCISE_SUMMARY`'s "best"), if
+    `exercise` is the folder of a finished one."""
+    try:
+        summary = folder.read_json(exercise / folder.EXERCISE_SUMMARY)
+    except CatdogError:
+        return None
+    best = summary.get("best") if isinstance(summary, dict) else None
+    if not isinstance(best, str) or Path(best).name != best:
+        return None
+    return exercise / best
+
+
+def _not_a_run(path: Path) -> str:
+    """Why `path` is not a run folder, naming the run folders inside it, if it holds any."""
+    inside = sorted(str(child) for child in path.iterdir() if (child / CONFIG_FILE).is_file())
+    message = f"{path} is not a catdog run folder: it has no {CONFIG_FILE}"
+    if (path / folder.EXERCISE_SUMMARY).is_file() or inside:
+        message += (f"; the run folders in it: {', '.join(inside)}" if inside else
+                    "; it holds no run folder")
+    return message
 
 
 def as_run(run: Run | str | os.PathLike) -> Run:

@@ -1,5 +1,5 @@
 """The callbacks that make a run folder, epoch by epoch, so that it can always be completed,
-and that end training early.
+that end training early, and that show an epoch's progress on the terminal.
 
 After every epoch, in this order:
 
@@ -30,6 +30,7 @@ import keras
 
 from catdog import files
 from catdog.runs import folder
+from catdog.terminal import duration, percent, progress
 from catdog.training import interrupts
 from catdog.training.checkpoints import (
     averaged_weights,
@@ -74,19 +75,50 @@ class StopWhenStalled(keras.callbacks.Callback):
             raise ValidationStalled(f"validation had not improved for {waited} epochs since the best, epoch {best}")
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """A progress bar over each epoch's training batches, with the running accuracy
+    (catdog.terminal: drawn only on a terminal, in place of Keras' own, which writes
+    accuracies as fractions); it disappears when the epoch's line is logged."""
+
+    def __init__(self, epochs: int, steps: int | None):
+        super().__init__()
+        self.epochs, self.steps = epochs, steps  # Keras knows the steps of a pipeline only after an epoch
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.label = f"epoch {epoch + 1}/{self.epochs}"
+        self.bar = progress(self.label, total=self.params.get("steps") or self.steps, unit="batch")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if "accuracy" in (logs or {}):
+            self.bar.set_postfix_str(f"accuracy {percent(float(logs['accuracy']))}", refresh=False)
+        self.bar.update()
+
+    def on_test_begin(self, logs=None):
+        if self.bar is not None:
+            self.bar.set_description_str(f"{self.label}, validating")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.on_train_end()
+
+    def on_train_end(self, logs=None):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 class RunRecorder(keras.callbacks.Callback):
     """Records each finished epoch of `whole` (the end-to-end model; `self.model` is the part
     being fit, which is smaller when the frozen bottom's features are stored) into `run`."""
 
-    def __init__(self, run: Path, whole: keras.Model, stage: int, history: list[dict], epochs: int,
-                 started: float | None, print_lines: bool):
+    def __init__(self, run: Path, whole: keras.Model, stage: int, history: list[dict], epochs: int):
         super().__init__()
         self.run, self.whole, self.stage, self.history, self.epochs = run, whole, stage, history, epochs
-        self.started, self.print_lines = started, print_lines
+        self.started = None
         self.best = folder.epoch_rank(folder.best_epoch(history)) if history else None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.started = self.started or time.perf_counter()
+        self.started = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         interrupts.raise_pending()
@@ -118,9 +150,10 @@ class RunRecorder(keras.callbacks.Callback):
                 save_model(self.whole, self.run / folder.MODEL_FILE)
         remove_checkpoints(self.run, keep={state_checkpoint(self.run, self.stage, number)},
                            keep_best=folder.best_epoch(self.history)["epoch"], stage=self.stage)
-        if self.print_lines:
-            logger.info(f"epoch {number}/{self.epochs}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.4f}, "
-                        f"val_loss {row['val_loss']:.4f}, val_accuracy {row['val_accuracy']:.4f} ({seconds:.1f}s)")
+        best = ", the best so far" if is_best and len(self.history) > 1 else ""
+        logger.info(f"epoch {number}/{self.epochs}: accuracy {percent(row['accuracy'])}, validation "
+                    f"{percent(row['val_accuracy'])}{best} (loss {row['loss']:.3f}, validation {row['val_loss']:.3f}); "
+                    f"{duration(seconds)}")
 
     def _bytes_needed(self, is_best: bool) -> int:
         state = self.model.count_params() * _STATE_BYTES_PER_WEIGHT

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import math
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,8 +28,9 @@ from catdog.data.labels import MULTILABEL
 from catdog.data.splits import TRAIN, VALIDATION
 from catdog.errors import CatdogError
 from catdog.runs import TrainSettings, folder
+from catdog.terminal import duration, percent
 from catdog.training import checkpoints, interrupts, recipe
-from catdog.training.callbacks import RunRecorder, StopWhenStalled, TrainingStopped, ValidationStalled
+from catdog.training.callbacks import EpochProgress, RunRecorder, StopWhenStalled, TrainingStopped, ValidationStalled
 from catdog.training.frozen import FrozenFeatures
 
 logger = logging.getLogger(__name__)
@@ -60,13 +60,16 @@ def fit(run: Path, model: keras.Model, settings: TrainSettings, data: Data, hist
     except KeyboardInterrupt:
         logger.info(f"interrupted after epoch {len(history)}; continue with: catdog train --resume {run}")
         raise
-    _record_outcome(run, history, stopped)
+    feature_seconds = frozen.seconds if frozen is not None else 0.0
+    _record_outcome(run, history, stopped, feature_seconds)
     checkpoints.tidy(run)
     if frozen is not None:
         _keep_head_inputs(run, frozen)
     best = folder.best_epoch(history)
-    logger.info(f"{settings.preset}: best epoch {best['epoch']} of {len(history)}, validation accuracy "
-                f"{best['val_accuracy']:.4f}; {sum(row['seconds'] for row in history):.0f}s training")
+    epoch_seconds = sum(row["seconds"] for row in history)
+    parts = f" (features {duration(feature_seconds)}, epochs {duration(epoch_seconds)})" * bool(feature_seconds)
+    logger.info(f"{settings.preset}: trained in {duration(epoch_seconds + feature_seconds)}{parts}; keeping epoch "
+                f"{best['epoch']} of {len(history)}, the best on validation ({percent(best['val_accuracy'])})")
 
 
 def training_ended(run: Path, settings: TrainSettings, history: list[dict]) -> bool:
@@ -98,7 +101,6 @@ def _fit_stages(run: Path, model: keras.Model, settings: TrainSettings, data: Da
             logger.info(f"class weights ({settings.class_weight}): from {min(class_weight.values()):.2f} "
                         f"to {max(class_weight.values()):.2f}")
     for number, stage in enumerate(settings.stages, 1):
-        started = time.perf_counter()  # the first epoch's time includes computing frozen features
         recipe.set_trainable(model, stage)
         top = frozen.top(stage) if frozen else model
         if stage.end <= len(history):  # done before an interruption
@@ -110,6 +112,9 @@ def _fit_stages(run: Path, model: keras.Model, settings: TrainSettings, data: Da
         if first > stage.start:  # interrupted inside this stage
             top.optimizer.build(top.trainable_variables)
             checkpoints.load_checkpoint(top, checkpoints.state_checkpoint(run, number, first))
+        if stage.unfreeze_from is not None and first == stage.start:
+            logger.info(f"fine-tuning from epoch {first + 1}: the pretrained network's layers from "
+                        f"{stage.unfreeze_from} up train too, at a learning rate of {stage.learning_rate:g}")
         if frozen:
             train_data, validation_data = frozen.datasets(stage)
         else:  # several replicas: no last batch smaller than the replica count (see distribute.py)
@@ -118,17 +123,17 @@ def _fit_stages(run: Path, model: keras.Model, settings: TrainSettings, data: Da
         train_data, validation_data = recipe.batches(preset, train_data, validation_data,
                                                      num_classes=len(data.class_names), seed=settings.seed,
                                                      multilabel=multilabel)
-        on_terminal = sys.stderr.isatty()
         last = number == len(settings.stages)
-        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras prints progress on stdout
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # stdout holds results only
             # The pipeline's batch count is unknown until the first epoch ends; Keras warns about that.
             warnings.filterwarnings("ignore", "Your input ran out of data")
             top.fit(
                 train_data, validation_data=validation_data, initial_epoch=first, epochs=stage.end,
-                shuffle=False, verbose=1 if on_terminal else 0, class_weight=class_weight,
+                shuffle=False, verbose=0, class_weight=class_weight,
                 callbacks=[
                     *recipe.callbacks(preset),
-                    RunRecorder(run, model, number, history, settings.epochs, started, print_lines=not on_terminal),
+                    EpochProgress(settings.epochs, steps),
+                    RunRecorder(run, model, number, history, settings.epochs),
                     *([StopWhenStalled(history, settings.patience, stage.start)] if settings.patience and last else []),
                     keras.callbacks.TensorBoard(log_dir=str(run / folder.LOGS_DIR)),
                     *callbacks,
@@ -137,12 +142,17 @@ def _fit_stages(run: Path, model: keras.Model, settings: TrainSettings, data: Da
     interrupts.raise_pending()  # a Ctrl-C dropped after the last batch
 
 
-def _record_outcome(run: Path, history: list[dict], stopped: str | None) -> None:
+def _record_outcome(run: Path, history: list[dict], stopped: str | None, feature_seconds: float = 0.0) -> None:
+    """`training.json`: epochs run, the best, why training stopped early if it did, and its seconds:
+    the epochs' and, for a frozen model, those spent computing the features it trained on
+    (`feature_seconds`, which the epochs' own times leave out)."""
     outcome = folder.read_json(run / folder.TRAINING_FILE) or {}
     stopped = stopped or outcome.get("stopped")
     best = folder.best_epoch(history)["epoch"] if history else None
-    files.write_json(run / folder.TRAINING_FILE, {"epochs": len(history), "best_epoch": best, "stopped": stopped,
-                                                  "seconds": sum(row["seconds"] for row in history)})
+    feature_seconds = feature_seconds or outcome.get("feature_seconds", 0.0)
+    files.write_json(run / folder.TRAINING_FILE, {
+        "epochs": len(history), "best_epoch": best, "stopped": stopped,
+        "seconds": sum(row["seconds"] for row in history) + feature_seconds, "feature_seconds": feature_seconds})
 
 
 def _keep_head_inputs(run: Path, frozen: FrozenFeatures) -> None:

@@ -39,6 +39,7 @@ from catdog.data.splits import TRAIN, VALIDATION
 from catdog.models.builders import AUGMENTATION, BASE, HEAD, POOL, PREPROCESS
 from catdog.models.inference import inference_function, pooled_bottom
 from catdog.runs import Stage
+from catdog.terminal import duration, progress
 from catdog.training.recipe import unfreeze_index
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class FrozenFeatures:
             # The base above the cut: trainable in fine-tuning stages, frozen otherwise.
             self.upper = keras.Model(features, keras.Model(cut, base.output)(features, training=False))
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.seconds = 0.0  # spent computing features, which the epochs' own times leave out
 
     def top(self, stage: Stage) -> keras.Model:
         """The part of the model that `stage` trains, from the stored features to probabilities."""
@@ -119,19 +121,25 @@ class FrozenFeatures:
             shape = (len(self.data.manifest.files(split)[0]), views, *self.bottom.output_shape[1:])
             store = self._store(split, shape)
             labels, filled = [], 0
-            for images, y in getattr(self.data, split):
-                batch = [bottom(images)]
-                if views > 1:
-                    batch.append(bottom(tf.reverse(images, axis=[2])))
-                batch += [bottom(augment(images, training=True)) for _ in range(views - 2)]
-                store[filled:filled + len(y)] = np.stack([b.numpy() for b in batch], axis=1)
-                filled += len(y)
-                labels.append(y.numpy())
+            what = f"{split} images through the frozen network"
+            with progress(what, total=shape[0]) as bar:
+                for images, y in getattr(self.data, split):
+                    batch = [bottom(images)]
+                    if views > 1:
+                        batch.append(bottom(tf.reverse(images, axis=[2])))
+                    batch += [bottom(augment(images, training=True)) for _ in range(views - 2)]
+                    store[filled:filled + len(y)] = np.stack([b.numpy() for b in batch], axis=1)
+                    filled += len(y)
+                    labels.append(y.numpy())
+                    bar.update(len(y))
             self._cache[split] = store[:filled], np.concatenate(labels)  # fewer if a file could not be read
+            seconds = time.perf_counter() - started
+            self.seconds += seconds
             where = f"in {store.filename}" if isinstance(store, np.memmap) else "in memory"
             size = f"{store[:filled].nbytes / 1e6:,.0f} MB"
-            logger.info(f"frozen features of {filled} {split} images x {views} view{'s' * (views > 1)} "
-                        f"in {time.perf_counter() - started:.1f}s, kept {where} ({size})")
+            copies = f" ({views} views of each: the image, its mirror image{', augmented' * (views > 2)})" * (views > 1)
+            logger.info(f"{filled:,} {split} images through the frozen network once, for every epoch{copies}: "
+                        f"{duration(seconds)}, kept {where} ({size})")
         return self._cache[split]
 
     def head_inputs(self, split: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -159,7 +167,9 @@ class FrozenFeatures:
             features = keras.Input(x.shape[2:])
             upper = inference_function(keras.Model(features, self.pool(self.upper(features))))
             flat = x.reshape((-1,) + x.shape[2:])
+            started = time.perf_counter()
             pooled = np.concatenate([upper(flat[i:i + 256]).numpy() for i in range(0, len(flat), 256)])
+            self.seconds += time.perf_counter() - started
             self._cache[key] = pooled.reshape(x.shape[:2] + pooled.shape[1:]), y
         return self._cache[key]
 

@@ -74,7 +74,9 @@ def create_app(
     batcher = Batcher(predictor)
     uploads = Uploads(predictor, limits)
     explainer = _LazyExplainer(predictor)
-    page_html = resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
+    static = resources.files(__package__).joinpath("static")
+    page_html = static.joinpath("index.html").read_text(encoding="utf-8")
+    icon = static.joinpath("favicon.svg").read_bytes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -95,6 +97,11 @@ def create_app(
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
         return page_html
+
+    @app.get("/favicon.svg", include_in_schema=False)
+    @app.get("/favicon.ico", include_in_schema=False)  # where browsers look when a page names no icon
+    def favicon() -> Response:
+        return Response(icon, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/health")
     def health() -> dict:
