@@ -161,3 +161,11 @@ def test_data_info_describes_tags_and_scores_the_baseline(tmp_path, capsys):
     assert "tags per image:" in out and "most often together: common + usual" in out
     # The most frequent tag set of the training split is none at all.
     assert "baseline (always no tag, the most frequent tags in train, scored on test): every tag right" in out
+
+
+def test_a_review_refuses_tags_in_one_line(tmp_path, capsys):
+    labels = tagged_folder(tmp_path, ["cats dogs", "cats", "", "dogs", "cats dogs", "dogs", "cats", ""])
+    one_line_error(capsys, main(["review", "--data", str(tmp_path), "--labels", str(labels), "--path-column", "id",
+                                 "--label-column", "tags", "--accept-suggestions", "--export",
+                                 str(tmp_path / "fixed.csv")]), "several tags", "one class per image")
+    assert not (tmp_path / "fixed.csv").exists()
