@@ -15,6 +15,7 @@ no run trains on: pairs of a cat and a dog (the answer is `cats dogs`) and pairs
 Writes `multilabel.md` and `multilabel.json` beside this file.
 
     python benchmarks/multilabel.py [--pairs 1000] [--presets transfer,finetune] [--data D] [--weights W]
+    python benchmarks/multilabel.py --render    # multilabel.md again from multilabel.json
 """
 
 from __future__ import annotations
@@ -71,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", default="transfer,finetune", help="presets to train (default: %(default)s)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the reference data set (default: %(default)s)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="MobileNetV2 weights (no top)")
+    parser.add_argument("--render", action="store_true", help="measure nothing: write multilabel.md from the .json")
     args = parser.parse_args(argv)
+    if args.render:
+        write_text(BENCH_DIR / "multilabel.md", render(json.loads((BENCH_DIR / "multilabel.json").read_text())))
+        return 0
 
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     WORK_DIR.mkdir(parents=True)
@@ -144,7 +149,7 @@ def render(results: dict) -> str:
                for name, r in runs.items() if "error" not in r for tag, row in r["per_tag"].items()]),
         Paragraph("Commands: " + "; ".join(f"`{r['command']}`" for r in runs.values()) + "."),
     ]
-    return to_markdown(blocks)
+    return to_markdown(blocks, BENCH_DIR)
 
 
 if __name__ == "__main__":

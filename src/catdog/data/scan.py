@@ -163,13 +163,21 @@ def _labelled_candidates(root: Path, labels: LabelsFile, found: _Found
     return labelled.task, [(root / path, names, None) for path, names in sorted(labelled.labels.items())]
 
 
+def _fewest_classes(task: str) -> tuple[int, str]:
+    """How many classes (tags) a model needs, and the sentence that says so. One tag is enough: the
+    model then tells whether an image has it."""
+    if task == MULTILABEL:
+        return 1, "a multi-label classifier needs at least one tag"
+    return 2, "a classifier needs at least two"
+
+
 def _check_labelled_classes(labels: LabelsFile, class_names: list[str], task: str) -> None:
-    fewest = 1 if task == MULTILABEL else 2  # one tag is a detector: the tag, or not
+    fewest, needs = _fewest_classes(task)
     if len(class_names) < fewest:
         kind = "tag" if task == MULTILABEL else "class"
         raise CatdogError(f"labels file {labels.path} gives {len(class_names)} {kind}"
                           f"{'' if len(class_names) == 1 else 'es' if kind == 'class' else 's'} to files of the data "
-                          f"folder ({', '.join(class_names) or 'none'}); a classifier needs at least {fewest}")
+                          f"folder ({', '.join(class_names) or 'none'}); {needs}")
 
 
 def _drop_small_classes(images: list[ImageFile], classes_by_folder: dict[str | None, list[str]], min_images: int,
@@ -181,10 +189,10 @@ def _drop_small_classes(images: list[ImageFile], classes_by_folder: dict[str | N
     small = [name for name in all_classes if counts[name] < min_images]
     for name in small:
         warnings.append(f"class {name} left out: {counts[name]} usable images, fewer than min_images={min_images}")
-    fewest = 1 if task == MULTILABEL else 2
+    fewest, needs = _fewest_classes(task)
     if len(all_classes) - len(small) < fewest:
         raise ParameterError("min_images", f"only {len(all_classes) - len(small)} classes have at least {{name}}="
-                                           f"{min_images} usable images; a classifier needs at least {fewest}")
+                                           f"{min_images} usable images; {needs}")
     if task == MULTILABEL:
         kept = [dataclasses.replace(image, labels=tuple(n for n in image.labels if n not in small)) for image in images]
     else:
