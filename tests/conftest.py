@@ -7,6 +7,7 @@ import contextlib
 import functools
 import http.server
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -64,7 +65,6 @@ CHROMIUM_ARGS = [
 def browser():
     """A headless Chromium (Debian's; scripts/ensure-chromium installs it), driven by Playwright; in CI
     its absence fails the test, elsewhere it skips it."""
-    import shutil
 
     executable = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
     if executable is None:
@@ -326,7 +326,6 @@ def write_review_set(root: Path) -> tuple[Path, Path]:
     cats/), an exact copy (cats/c0-copy.jpg) and a text file named .jpg; and, written as `catdog audit --out`
     does, an audit of it that finds `REVIEW_SUSPECTS`, the copy (across train and test: a leak) and an outlier
     (dogs/d7.jpg). Returns (data folder, audit folder): ten items to review."""
-    import shutil
 
     from catdog.audit.result import AuditResult, Group, Outlier, Suspect
 

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "catdog"
 # lower layers, never a unit of its own layer or of a higher one.
 LAYERS = (
     ("catdog", "catdog.errors", "catdog.defaults", "catdog.outputs"),
-    ("catdog.files", "catdog.environment", "catdog.terminal"),
+    ("catdog.files", "catdog.environment", "catdog.terminal", "catdog.metrics"),
     ("catdog.data", "catdog.trust", "catdog.formats"),
     ("catdog.models",),
     ("catdog.runs",),

@@ -8,6 +8,7 @@ The packages follow the data, each importing only those above it in this list (t
 - `files.py`: writing files atomically, and only over what catdog made.
 - `environment.py`: the environment variables, TensorFlow, and the devices.
 - `terminal.py`: what a person watching the terminal sees: progress bars, numbers in one format.
+- `metrics.py`: scores from labels and probabilities (one class per image, or tags).
 - `data/`: files in, checked, scanned and split into a manifest, out as `tf.data` pipelines.
 - `trust/`: calibration and out-of-distribution arithmetic on arrays.
 - `formats/`: the export formats, one row each: how to write and how to run them.

@@ -15,7 +15,8 @@ order, each writing its files into the run folder:
    training images' features, with the threshold that flags the run's `ood_rate` of the
    validation images (catdog.trust.ood);
 2. **curves**: `accuracy.png` and `loss.png`, by epoch;
-3. **score**: the test split's `metrics.json` and figures (catdog.evaluation).
+3. **score**: the test split's `metrics.json` and figures (catdog.evaluation; for a multi-label
+   run also each tag's precision-recall curve and examples of its mistakes).
 
 A step whose files are all there, and newer than the model and than the files of the steps
 before it, is done and skipped: so `finish` (and `catdog train --resume`) completes a run
@@ -50,11 +51,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Step:
-    """One step after training: the files it writes into the run folder, and what writes them."""
+    """One step after training: the files it writes into the run folder (and those it writes too
+    for a multi-label run), and what writes them."""
 
     name: str
     outputs: tuple[str, ...]
     write: Callable[[Run], None]
+    multilabel_outputs: tuple[str, ...] = ()
+
+    def files(self, run: Run) -> tuple[str, ...]:
+        """What this step writes for `run`."""
+        return self.outputs + (self.multilabel_outputs if run.multilabel else ())
 
 
 def fit_trust(run: Run) -> None:
@@ -62,27 +69,38 @@ def fit_trust(run: Run) -> None:
     settings = run.settings
     _, train_features, train_labels = _outputs(run, TRAIN)
     probabilities, validation_features, labels = _outputs(run, VALIDATION)
-    temperature, checked = calibration.calibrate(probabilities, labels, seed=settings.seed)
-    calibrated = calibration.scale(probabilities, temperature)
+    if run.multilabel:
+        recorded, calibrated = _fit_tags(probabilities, labels, settings.seed)
+        pairs = calibration.as_pairs(probabilities, labels)
+        calibrated_pairs = calibration.as_pairs(calibrated, labels)
+    else:
+        temperature, checked = calibration.calibrate(probabilities, labels, seed=settings.seed)
+        recorded = {"temperature": temperature, "checked": checked}
+        pairs, calibrated_pairs = (probabilities, labels), (calibration.scale(probabilities, temperature), labels)
     figures = {
         "n": int(len(labels)),
-        **checked,
-        "loss": calibration.negative_log_likelihood(probabilities, labels),
-        "loss_calibrated": calibration.negative_log_likelihood(calibrated, labels),
-        "ece": calibration.expected_calibration_error(probabilities, labels),
-        "ece_calibrated": calibration.expected_calibration_error(calibrated, labels),
+        **recorded.pop("checked"),
+        "loss": calibration.negative_log_likelihood(*pairs),
+        "loss_calibrated": calibration.negative_log_likelihood(*calibrated_pairs),
+        "ece": calibration.expected_calibration_error(*pairs),
+        "ece_calibrated": calibration.expected_calibration_error(*calibrated_pairs),
     }
-    files.write_json(run.path / folder.CALIBRATION_FILE, {"temperature": temperature, "validation": figures})
-    detector = ood.fit(train_features, train_labels, validation_features, method=settings.ood_method,
+    files.write_json(run.path / folder.CALIBRATION_FILE, {**recorded, "validation": figures})
+    # The detector's classes: a multi-label model's images are one population.
+    classes = train_labels if train_labels.ndim == 1 else np.zeros(len(train_labels), "int32")
+    detector = ood.fit(train_features, classes, validation_features, method=settings.ood_method,
                        rate=settings.ood_rate, seed=settings.seed)
     detector.save(run.path / folder.OOD_FILE)
-    logger.info(f"{run.preset}: {_calibration_in_words(temperature, figures)}")
+    logger.info(f"{run.preset}: {_calibration_in_words(recorded['temperature'], figures)}")
     logger.info(f"{run.preset}: {_detector_in_words(detector.method, detector.rate)}")
 
 
-def _calibration_in_words(temperature: float, figures: dict) -> str:
+def _calibration_in_words(temperature: float | list[float], figures: dict) -> str:
     error = (f"calibration error on validation {percent(figures['ece'])} -> {percent(figures['ece_calibrated'])}: "
              "how far its confidence is from how often it is right")
+    if not isinstance(temperature, int | float):
+        return (f"each tag's probability adjusted by its own temperature, from {min(temperature):.1f} to "
+                f"{max(temperature):.1f}, fitted on validation (1.0: left as it was; {error})")
     if temperature == 1.0:
         return ("probabilities left as they are: a temperature fitted on validation did not help on validation "
                 f"images it was not fitted on ({error})")
@@ -97,10 +115,21 @@ def _detector_in_words(method: str, rate: float) -> str:
             f"{measure} than for all but {percent(rate)} of the validation photos")
 
 
+def _fit_tags(probabilities: np.ndarray, labels: np.ndarray, seed: int) -> tuple[dict, np.ndarray]:
+    """A multi-label model's temperature per tag and, on the probabilities they calibrate, its
+    threshold per tag (the best F1 on the validation split; see `catdog.metrics.fit_thresholds`)."""
+    from catdog.metrics import fit_thresholds
+
+    temperatures, checked = calibration.calibrate_tags(probabilities, labels, seed=seed)
+    calibrated = calibration.scale_tags(probabilities, temperatures)
+    thresholds = fit_thresholds(labels, calibrated)
+    return {"temperature": temperatures, "thresholds": [float(t) for t in thresholds], "checked": checked}, calibrated
+
+
 def _outputs(run: Run, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The uncalibrated probabilities, the features and the labels of `split`'s images: from the
     head's inputs that training stored, where it did, else by running the model over the split."""
-    from catdog.models.inference import numpy_function, run_over, served
+    from catdog.models.inference import numpy_function, run_over
 
     model = run.keras_model()
     stored = folder.head_inputs_path(run.path, split)
@@ -111,7 +140,7 @@ def _outputs(run: Run, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         probabilities = np.concatenate([keras.ops.convert_to_numpy(head(features[i:i + 512], training=False))
                                         for i in range(0, len(features), 512)])
         return probabilities, features, labels
-    outputs, labels = run_over(numpy_function(served(model)), getattr(run.data(), split),
+    outputs, labels = run_over(numpy_function(run.served_model(calibrated=False)), getattr(run.data(), split),
                                what=f"{split} images through the model", total=len(run.manifest().files(split)[0]))
     return outputs[PROBABILITIES], outputs[FEATURES], labels
 
@@ -131,14 +160,19 @@ def draw_curves(run: Run) -> None:
 def score_test(run: Run) -> None:
     """The score step: the test split's metrics and figures."""
     metrics = evaluate(run)
-    logger.info(f"{run.preset}: test accuracy {percent(metrics['accuracy'])} on {metrics['n']:,} images")
+    if run.multilabel:
+        logger.info(f"{run.preset}: test mean average precision {percent(metrics['mean_average_precision'])}, "
+                    f"micro F1 {percent(metrics['micro_f1'])}, every tag right for "
+                    f"{percent(metrics['subset_accuracy'])} of {metrics['n']:,} images")
+    else:
+        logger.info(f"{run.preset}: test accuracy {percent(metrics['accuracy'])} on {metrics['n']:,} images")
 
 
 STEPS: tuple[Step, ...] = (
     Step("calibrate", (folder.CALIBRATION_FILE, folder.OOD_FILE), fit_trust),
     Step("curves", (folder.ACCURACY_PLOT, folder.LOSS_PLOT), draw_curves),
     Step("score", (folder.METRICS_FILE, folder.CONFUSION_MATRIX_PLOT, folder.MISCLASSIFIED_PLOT,
-                   folder.RELIABILITY_PLOT), score_test),
+                   folder.RELIABILITY_PLOT), score_test, (folder.PR_CURVES_PLOT, folder.TAG_EXAMPLES_PLOT)),
 )
 
 
@@ -147,7 +181,7 @@ def missing_steps(run: Run) -> list[Step]:
     since = _mtime(run.path / folder.MODEL_FILE)
     missing = []
     for step in STEPS:
-        times = [_mtime(run.path / name) for name in step.outputs]
+        times = [_mtime(run.path / name) for name in step.files(run)]
         if missing or None in times or min(times) < since:
             missing.append(step)
         else:

@@ -71,8 +71,8 @@ def test_a_file_listed_twice_with_two_labels_is_skipped(reference_data, tmp_path
         + f"images/{names[0]},b\n")
     found = scan(tmp_path, labels=LabelsFile(tmp_path / "labels.csv"))  # inside the data folder: not a file to label
     assert [image.path for image in found.images] == [f"images/{names[1]}", f"images/{names[2]}"]
-    assert dict(found.skipped) == {f"images/{names[0]}": "labels.csv, line 5: listed again with another label "
-                                                         "('a', then 'b')"}
+    assert dict(found.skipped) == {f"images/{names[0]}": "labels.csv, line 5: listed again with other labels "
+                                                         "(a, then b)"}
 
 
 @pytest.mark.parametrize("header, message", [
@@ -90,7 +90,8 @@ def test_a_csv_without_its_columns_is_a_one_line_error(tmp_path, capsys, make_im
 def test_label_options_need_their_file_and_it_must_exist(tmp_path, capsys, make_image):
     make_image(tmp_path / "a.jpg")
     one_line_error(capsys, main(["data", "info", "--data", str(tmp_path), "--path-column", "id"]),
-                   "--path-column and --label-column name columns of --labels")
+                   "--path-column, --label-column, --label-delimiter and --task say how to read --labels; give "
+                   "--labels FILE.csv too")
     one_line_error(capsys, main(["data", "info", "--data", str(tmp_path), "--labels", str(tmp_path / "no.csv")]),
                    f"labels file {tmp_path / 'no.csv'} does not exist")
     (tmp_path / "one.csv").write_text("path,label\na.jpg,cats\n")

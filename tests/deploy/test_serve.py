@@ -76,6 +76,8 @@ def test_model_describes_the_run(client, tiny_run):
         "run": tiny_run.name,
         "preset": "tiny",
         "classes": ["cats", "dogs"],
+        "task": "multiclass",
+        "thresholds": None,
         "image_size": 64,
         "runtime": "keras",
         "test_accuracy": 0.5,

@@ -36,7 +36,9 @@ from catdog.audit.issues import (
     FOLDS,
     LABEL_CHECK_MIN_ACCURACY,
     OUTLIER_DISTANCE_RATIO,
+    LabelCheck,
     find_label_issues,
+    find_tag_issues,
     outlier_scores,
 )
 from catdog.audit.result import AGAINST, AuditResult, Group, Outlier, Suspect
@@ -44,6 +46,7 @@ from catdog.data import DataArgument, as_source, resolve_data_dir, scan_and_spli
 from catdog.data import describe as describe_data
 from catdog.data.duplicates import EXACT, NEAR, NEAR_DUPLICATE_HASH_BITS, file_digest, groups, hash_pairs, similar_pairs
 from catdog.data.images import find_images, inspect_image
+from catdog.data.labels import MULTILABEL
 from catdog.data.scan import Scan
 from catdog.data.splits import Manifest
 from catdog.errors import BadImageError, ParameterError
@@ -80,11 +83,14 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
     hashes = [image.phash for image in found.images] + [h for other in others for h in other["hashes"]]
     duplicates = _duplicates(data_files + other_files, names, splits, hashes, features, n)
 
-    labels = np.array([manifest.class_names.index(image.class_name) for image in found.images])
-    check = find_label_issues(features[:n], labels, len(manifest.class_names), seed)
-    label_issues = [Suspect(names[issue.index], manifest.class_names[labels[issue.index]],
-                            manifest.class_names[issue.suggested], round(issue.score, 4), issue.confident)
-                    for issue in check.issues]
+    if manifest.task == MULTILABEL:
+        check, label_issues = _tag_issues(features[:n], found, manifest, names, seed)
+    else:
+        labels = np.array([manifest.class_names.index(image.class_name) for image in found.images])
+        check = find_label_issues(features[:n], labels, len(manifest.class_names), seed)
+        label_issues = [Suspect(names[issue.index], manifest.class_names[labels[issue.index]],
+                                manifest.class_names[issue.suggested], round(issue.score, 4), issue.confident)
+                        for issue in check.issues]
     scores = outlier_scores(features[:n])
     outliers = [Outlier(names[i], round(float(scores[i]), 3)) for i in np.argsort(-scores, kind="stable")
                 if scores[i] >= OUTLIER_DISTANCE_RATIO]
@@ -118,6 +124,22 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
                 f"{duration(result.seconds)}: {len(duplicates)} group{'s' * (len(duplicates) != 1)} of duplicate "
                 f"photos ({leaks}), {len(label_issues)} suspected label errors, {len(outliers)} outliers")
     return result
+
+
+def _tag_issues(features: np.ndarray, found: Scan, manifest: Manifest, names: list[str], seed: int
+                ) -> tuple[LabelCheck, list[Suspect]]:
+    """The suspected tag errors of a multi-label data set (see `catdog.audit.issues.find_tag_issues`)."""
+    tags = manifest.encode([image.labels for image in found.images])
+    check = find_tag_issues(features, tags, seed)
+    tag_names = manifest.class_names
+
+    def joined(indices) -> str:
+        return " ".join(tag_names[i] for i in indices)
+
+    suspects = [Suspect(names[issue.index], " ".join(found.images[issue.index].labels), joined(issue.suggested),
+                        round(issue.score, 4), issue.confident, [tag_names[i] for i in issue.missing],
+                        [tag_names[i] for i in issue.wrong]) for issue in check.issues]
+    return check, suspects
 
 
 def _scan_against(folder: Path) -> dict:

@@ -118,6 +118,70 @@ def find_label_issues(features: np.ndarray, labels: np.ndarray, n_classes: int,
     return LabelCheck(issues, accuracy, True)
 
 
+@dataclass(frozen=True)
+class TagIssue:
+    """A multi-label image whose tags the other images doubt: the tags they give it (`suggested`,
+    indices), those it lacks by them (`missing`) and those it has against them (`wrong`)."""
+
+    index: int
+    suggested: tuple[int, ...]
+    missing: tuple[int, ...]
+    wrong: tuple[int, ...]
+    score: float  # the largest gap between a tag's out-of-fold probability and the image's label for it
+    confident: bool
+
+
+# Tags are judged only where the other images tell a tag's presence apart at least this well (the
+# mean over tags of their balanced accuracy, out of fold): halfway from chance (0.5) to certainty.
+TAG_CHECK_MIN_BALANCED_ACCURACY = 0.75
+
+
+def find_tag_issues(features: np.ndarray, tags: np.ndarray, seed: int = defaults.SEED) -> LabelCheck:
+    """The images of a multi-label data set (`tags`: N x tags, 0 or 1) whose tags the other images
+    doubt: each tag's presence is predicted by a logistic regression that did not see the image
+    (k-fold), confident learning for multi-label data (cleanlab's `multilabel_classification`)
+    flags images, and so does any tag whose out-of-fold prediction (at 0.5) disagrees with the image's
+    label; most doubtful first. Tags with fewer than two images on either side are not checked;
+    where the other images tell tags apart too poorly (`TAG_CHECK_MIN_BALANCED_ACCURACY`), none
+    is listed. `LabelCheck.accuracy` is then that mean balanced accuracy."""
+    _cleanlab()
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    tags = np.asarray(tags).astype(int)
+    positives = tags.sum(axis=0)
+    checked = np.flatnonzero((positives >= 2) & (len(tags) - positives >= 2))
+    if not len(checked) or len(tags) < FOLDS:
+        return LabelCheck([], None, False)
+    probabilities = np.zeros((len(tags), len(checked)))
+    folds = KFold(FOLDS, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for k, tag in enumerate(checked):
+            probabilities[:, k] = cross_val_predict(LogisticRegression(C=1.0, max_iter=1000), features, tags[:, tag],
+                                                    cv=folds, method="predict_proba")[:, 1]
+    given = tags[:, checked].astype(bool)
+    predicted = probabilities >= 0.5
+    recall_on = (predicted & given).sum(axis=0) / np.maximum(given.sum(axis=0), 1)
+    recall_off = (~predicted & ~given).sum(axis=0) / np.maximum((~given).sum(axis=0), 1)
+    accuracy = float(np.mean((recall_on + recall_off) / 2))
+    if accuracy < TAG_CHECK_MIN_BALANCED_ACCURACY:
+        return LabelCheck([], accuracy, False)
+    from cleanlab.multilabel_classification.filter import find_label_issues as find_multilabel_issues
+
+    labels = [list(np.flatnonzero(row)) for row in given]
+    confident = find_multilabel_issues(labels, probabilities, n_jobs=1)
+    gaps = np.abs(probabilities - given)
+    flagged = np.flatnonzero(confident | (predicted != given).any(axis=1))
+    issues = [TagIssue(int(i), tuple(int(checked[t]) for t in np.flatnonzero(predicted[i])),
+                       tuple(int(checked[t]) for t in np.flatnonzero(predicted[i] & ~given[i])),
+                       tuple(int(checked[t]) for t in np.flatnonzero(~predicted[i] & given[i])),
+                       float(gaps[i].max()), bool(confident[i]))
+              for i in flagged[np.argsort(-gaps[flagged].max(axis=1), kind="stable")]]
+    return LabelCheck(issues, accuracy, True)
+
+
 def outlier_scores(features: np.ndarray) -> np.ndarray:
     """Each image's mean distance to its nearest neighbours over the data set's median of it."""
     cleanlab = _cleanlab()

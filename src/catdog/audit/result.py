@@ -7,7 +7,9 @@ top-level keys the issue names, most important first within each:
   each file's split (`train`, `validation`, `test`, or `against` for a file of an
   `--against` folder), and `leak` is true when a group spans more than one of them;
 - `label_issues`: `{"path", "label", "suggested", "score", "confident"}`, most suspicious first
-  (`confident`: flagged by confident learning itself, see `catdog.audit.issues`);
+  (`confident`: flagged by confident learning itself, see `catdog.audit.issues`); in a multi-label
+  data set `label` and `suggested` are tags joined by spaces, and `missing` and `wrong` list the tags
+  an image probably lacks and probably should not have;
 - `outliers`: `{"path", "score"}`, most unusual first.
 """
 
@@ -52,11 +54,26 @@ class Group:
 
 @dataclass(frozen=True)
 class Suspect:
+    """An image whose label the other images doubt. In a multi-label data set `label` and
+    `suggested` are tags joined by spaces ("" for none), and `missing` and `wrong` say which tags
+    it probably lacks and which it probably should not have."""
+
     path: str
     label: str
     suggested: str
     score: float
     confident: bool  # flagged by confident learning itself (see catdog.audit.issues)
+    missing: list[str] | None = None
+    wrong: list[str] | None = None
+
+    def describe(self) -> str:
+        """The suspicion in words: `labelled cats, looks like dogs (0.97)`, or for tags `tagged cats;
+        probably also dogs (0.81)`."""
+        if self.missing is None:
+            return f"labelled {self.label}, looks like {self.suggested} ({self.score:.2f})"
+        doubts = ([f"probably also {' '.join(self.missing)}"] if self.missing else []) + (
+            [f"probably not {' '.join(self.wrong)}"] if self.wrong else [])
+        return f"tagged {self.label or 'no tag'}; {', '.join(doubts) or 'doubtful'} ({self.score:.2f})"
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,8 @@ class AuditResult:
     def to_json(self) -> dict[str, Any]:
         values = asdict(self)
         values["duplicates"] = [{**asdict(group), "leak": group.leak} for group in self.duplicates]
+        values["label_issues"] = [{key: value for key, value in asdict(suspect).items() if value is not None}
+                                  for suspect in self.label_issues]
         return {key: values[key] for key in (*KEYS, "data", "layout", "seed", "classes", "images", "against",
                                              "methods", "skipped", "warnings", "seconds")}
 

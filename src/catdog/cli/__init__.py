@@ -100,17 +100,28 @@ class _PlainFormatter(logging.Formatter):
         return message
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes each record to `sys.stderr` as it is when the record comes, not as it was when the
+    handler was made (a caller may have redirected or replaced it since, and closed the old one)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def _log_to_stderr() -> None:
-    """Show the library's progress and warnings (logged under `catdog`) on the current stderr."""
+    """Show the library's progress and warnings (logged under `catdog`) on stderr."""
     logger = logging.getLogger("catdog")
-    handler = next((h for h in logger.handlers if isinstance(h.formatter, _PlainFormatter)), None)
-    if handler is None:
-        handler = logging.StreamHandler()
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(_PlainFormatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
-    handler.stream = sys.stderr  # not setStream: it flushes the old stream, which tests may have closed
 
 
 def main(argv: list[str] | None = None) -> int:

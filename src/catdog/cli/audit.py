@@ -89,7 +89,7 @@ def format_audit(result) -> str:
     lines += _more(result.duplicates)
     lines += ["", f"suspected label errors: {len(result.label_issues)}, most suspicious first (score: 1 - the "
               "probability the other images give its label)"]
-    lines += [f"  {s.path}: labelled {s.label}, looks like {s.suggested} ({s.score:.2f})"
+    lines += [f"  {s.path}: {s.describe()}"
               for s in result.label_issues[:LISTED]]
     lines += _more(result.label_issues)
     lines += ["", f"outliers: {len(result.outliers)} (score: distance to its nearest images over the usual)"]

@@ -30,6 +30,14 @@ def add_data_option(parser: argparse.ArgumentParser, *, help: str = DATA_HELP, m
                         help="--labels: the column of the paths (default: path)")
     parser.add_argument("--label-column", metavar="NAME",
                         help="--labels: the column of the classes (default: label)")
+    parser.add_argument("--label-delimiter", metavar="CHAR",
+                        help="--labels: what separates the labels of a cell holding several, for a multi-label data "
+                        "set (a photo may be 'cats dogs', an empty cell: no tag) (default: a space; | and ; are "
+                        "common)")
+    parser.add_argument("--task", choices=("auto", "multiclass", "multilabel"),
+                        help="--labels: multiclass (one class per image; a row with several labels is skipped), "
+                        "multilabel (any number of tags per image), or auto: multilabel if a row has several labels, "
+                        "said in one line (default: auto)")
     if min_images:
         parser.add_argument("--min-images", type=positive_int, metavar="K",
                             help="leave out the classes with fewer than K usable images, with a warning "
@@ -40,15 +48,17 @@ def add_data_option(parser: argparse.ArgumentParser, *, help: str = DATA_HELP, m
 def data_source(args: argparse.Namespace) -> Source:
     """The data set the options of `add_data_option` name."""
     from catdog.data import Source
-    from catdog.data.labels import LABEL_COLUMN, PATH_COLUMN, LabelsFile
+    from catdog.data.labels import AUTO, DELIMITER, LABEL_COLUMN, PATH_COLUMN, LabelsFile, check_labels_file
     from catdog.errors import CatdogError
 
     labels = None
     if args.labels:
         labels = LabelsFile(Path(args.labels).expanduser(), args.path_column or PATH_COLUMN,
-                            args.label_column or LABEL_COLUMN)
-    elif args.path_column or args.label_column:
-        raise CatdogError("--path-column and --label-column name columns of --labels; give --labels FILE.csv too")
+                            args.label_column or LABEL_COLUMN, args.label_delimiter or DELIMITER, args.task or AUTO)
+        check_labels_file(labels)
+    elif args.path_column or args.label_column or args.label_delimiter or args.task:
+        raise CatdogError("--path-column, --label-column, --label-delimiter and --task say how to read --labels; "
+                          "give --labels FILE.csv too")
     return Source(args.data, labels, getattr(args, "min_images", None))
 
 

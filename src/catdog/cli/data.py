@@ -115,7 +115,9 @@ def format_summary(report: dict[str, Any]) -> str:
     lines = [f"data: {report['root']} ({report['layout']} layout, split with seed {report['seed']})", ""]
     lines += _counts_table(report["splits"], classes)
     lines.append("")
-    if report["baseline_accuracy"] is None:
+    if tags := report.get("multilabel"):
+        lines += _tag_lines(tags)
+    elif report["baseline_accuracy"] is None:
         lines.append("baseline: none (the test split is empty)")
     else:
         lines.append(f"baseline accuracy: {report['baseline_accuracy']:.1%}, balanced accuracy "
@@ -133,6 +135,22 @@ def format_summary(report: dict[str, Any]) -> str:
         lines.append("warnings:")
         lines += [f"  {warning}" for warning in report["warnings"]]
     return "\n".join(lines)
+
+
+def _tag_lines(tags: dict[str, Any]) -> list[str]:
+    """A multi-label data set's own figures (see `catdog.data.describe_tags`)."""
+    images, without = tags["images"], tags["without_tags"]
+    lines = ["images: " + ", ".join(f"{split} {n} ({without[split]} without a tag)" for split, n in images.items()),
+             f"tags per image: {tags['label_cardinality']:.2f} on average"]
+    if tags["co_occurrence"]:
+        lines.append("most often together: " + ", ".join(f"{' + '.join(pair['tags'])} ({pair['images']})"
+                                                         for pair in tags["co_occurrence"][:5]))
+    if baseline := tags["baseline"]:
+        usual = " ".join(tags["baseline_tags"]) or "no tag"
+        lines.append(f"baseline (always {usual}, the most frequent tags in train, scored on test): every tag right "
+                     f"{baseline['subset_accuracy']:.1%}, micro F1 {baseline['micro_f1']:.1%}, macro F1 "
+                     f"{baseline['macro_f1']:.1%}, Hamming loss {baseline['hamming_loss']:.1%}")
+    return lines
 
 
 # Up to this many classes, a column each; beyond, a row each.

@@ -51,7 +51,9 @@ def execute(args: argparse.Namespace) -> int:
 
 def format_metrics(metrics: dict[str, Any]) -> str:
     """The human-readable form of `catdog.evaluation.evaluate`'s metrics: the confusion matrix for a
-    few classes, the most confused pairs for many."""
+    few classes, the most confused pairs for many; for tags, a row per tag."""
+    if "per_tag" in metrics:
+        return _format_tag_metrics(metrics)
     names = list(metrics["per_class"])
     width = max(len(name) for name in [*names, "class"])
     tta = " with test-time augmentation" if metrics.get("tta") else ""
@@ -63,12 +65,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         f"{metrics['n']} images{tta}",
         ", ".join(summary),
     ]
-    if calibration := metrics.get("calibration"):
-        lines.append(f"calibration: temperature {calibration['temperature']:.3f}, expected calibration error "
-                     f"{calibration['ece']:.2%} ({calibration['ece_uncalibrated']:.2%} uncalibrated)")
-    if ood := metrics.get("ood"):
-        lines.append(f"{UNLIKE_TRAINING_IMAGES}: {ood['flagged']:.1%} of these ({ood['method']}; the threshold flags "
-                     f"{ood['rate']:.0%} of the validation images)")
+    lines += _trust_lines(metrics)
     lines += [
         "",
         f"{'class':<{width}}  precision  recall      f1       n",
@@ -90,4 +87,45 @@ def format_metrics(metrics: dict[str, Any]) -> str:
                   for m in mistakes[:MISTAKES_LISTED]]
         if len(mistakes) > MISTAKES_LISTED:
             lines.append(f"... and {len(mistakes) - MISTAKES_LISTED} more (all in metrics.json)")
+    return "\n".join(lines)
+
+
+def _trust_lines(metrics: dict[str, Any]) -> list[str]:
+    lines = []
+    if calibration := metrics.get("calibration"):
+        temperature = calibration["temperature"]
+        scaled = (f"temperature {temperature:.3f}" if isinstance(temperature, int | float) else
+                  f"a temperature per tag, {min(temperature):.3f} to {max(temperature):.3f}")
+        lines.append(f"calibration: {scaled}, expected calibration error {calibration['ece']:.2%} "
+                     f"({calibration['ece_uncalibrated']:.2%} uncalibrated)")
+    if ood := metrics.get("ood"):
+        lines.append(f"{UNLIKE_TRAINING_IMAGES}: {ood['flagged']:.1%} of these ({ood['method']}; the threshold flags "
+                     f"{ood['rate']:.0%} of the validation images)")
+    return lines
+
+
+def _format_tag_metrics(metrics: dict[str, Any]) -> str:
+    """A multi-label run's metrics: the summary figures, a row per tag, the images most wrong."""
+    names = list(metrics["per_tag"])
+    width = max(len(name) for name in [*names, "tag"])
+    tta = " with test-time augmentation" if metrics.get("tta") else ""
+    lines = [
+        f"{metrics['data']}: mean average precision {metrics['mean_average_precision']:.2%}, micro F1 "
+        f"{metrics['micro_f1']:.2%}, macro F1 {metrics['macro_f1']:.2%}, {metrics['n']} images{tta}",
+        f"every tag right for {metrics['subset_accuracy']:.2%} of the images; {metrics['hamming_loss']:.2%} of "
+        f"image-tag pairs wrong (Hamming loss); loss {metrics['loss']:.4f}",
+        *_trust_lines(metrics),
+        "",
+        f"{'tag':<{width}}  precision  recall      f1      AP  threshold       n",
+    ]
+    for name, row in metrics["per_tag"].items():
+        lines.append(f"{name:<{width}}  {row['precision']:>9.2%}  {row['recall']:>6.2%}  {row['f1']:>6.2%}  "
+                     f"{row['average_precision']:>6.2%}  {row['threshold']:>9.3f}  {row['n']:>6}")
+    wrong = metrics.get("misclassified") or []
+    if wrong:
+        lines += ["", "tags not all right, most wrong first:"]
+        lines += [f"{m['path']}: {' '.join(m['true']) or 'no tag'}, given {' '.join(m['predicted']) or 'no tag'}"
+                  for m in wrong[:MISTAKES_LISTED]]
+        if len(wrong) > MISTAKES_LISTED:
+            lines.append(f"... and {len(wrong) - MISTAKES_LISTED} more (all in metrics.json)")
     return "\n".join(lines)

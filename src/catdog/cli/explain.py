@@ -44,7 +44,10 @@ def execute(args: argparse.Namespace) -> int:
         info(f"skipping {path}: {reason}")
 
     for explanation in explainer.explain_paths(args.sources, args.class_name, on_skip=skip):
-        path = write(explanation, out / _free_name(Path(explanation.path).stem, taken))
+        stem = Path(explanation.path).stem
+        if explanation.labels is not None:  # a multi-label run: a picture per image and tag
+            stem = f"{stem}-{explanation.explained}"
+        path = write(explanation, out / _free_name(stem, taken))
         written += 1
         if args.json:
             print_json({**explanation.to_dict(), "explanation": str(path)})

@@ -103,10 +103,16 @@ def execute(args: argparse.Namespace) -> int:
 
 def describe(prediction: dict) -> str:
     """A prediction in words: `cats (97.0%)`, `dogs (99.3%), unlike the training images`,
-    `unknown (unlike the training images; dogs 99.3%)`, `unsure (cats 55.0%)`."""
+    `unknown (unlike the training images; dogs 99.3%)`, `unsure (cats 55.0%)`; a multi-label run's:
+    `cats (98.0%), dogs (91.2%)`, `no tag (of 2)`."""
+    unlike = prediction.get("in_distribution") is False
+    if "labels" in prediction:  # a multi-label run: the tags given, each with its probability
+        probabilities = prediction["probabilities"]
+        given = ", ".join(f"{tag} ({probabilities[tag]:.1%})" for tag in prediction["labels"] if tag in probabilities)
+        said = given or ("unknown" if prediction["labels"] else f"no tag (of {len(probabilities)})")
+        return said + (f", {UNLIKE}" if unlike else "")
     best = max(prediction["probabilities"], key=prediction["probabilities"].get)
     top = f"{best} {prediction['probability']:.1%}"
-    unlike = prediction.get("in_distribution") is False
     if prediction["label"] != best:
         return f"{prediction['label']} ({UNLIKE}; {top})" if unlike else f"{prediction['label']} ({top})"
     return f"{best} ({prediction['probability']:.1%})" + (f", {UNLIKE}" if unlike else "")

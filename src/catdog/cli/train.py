@@ -27,7 +27,7 @@ from catdog.errors import CatdogError
 # The options that describe a new run; `--resume` continues one with its recorded settings.
 NEW_RUN_OPTIONS = ("preset", "epochs", "image_size", "batch_size", "backbone", "weights", "out", "learning_rate",
                    "views", "end_to_end", "precision", "xla", "patience", "class_weight", "labels", "path_column",
-                   "label_column", "min_images", "ood_rate", "ood_method")
+                   "label_column", "label_delimiter", "task", "min_images", "ood_rate", "ood_method")
 
 
 def register(subparsers) -> None:

@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from catdog import defaults, environment
-from catdog.data.labels import LabelsFile
+from catdog.data.labels import MULTILABEL, LabelsFile
 from catdog.data.pack import Pack, is_remote, open_pack
 from catdog.data.scan import Scan
 from catdog.data.scan import scan as _scan  # not `scan`: that name is the module
@@ -107,6 +109,11 @@ class Data:
     @property
     def class_names(self) -> list[str]:
         return self.manifest.class_names
+
+    @property
+    def task(self) -> str:
+        """multiclass (one class per image) or multilabel (any number of tags)."""
+        return self.manifest.task
 
     def with_cache_folder(self, folder: str | os.PathLike) -> Data:
         """The same data, keeping in `folder` the decoded images of any split that is over the
@@ -215,28 +222,58 @@ def describe(found: Scan, manifest: Manifest, *, seed: int) -> dict[str, Any]:
     Besides the counts: the classes each held-out split lacks (`missing`), the ratio of the
     largest class to the smallest in training (`imbalance`), the baseline also as balanced
     accuracy (always guessing one class recalls 1 class in k: 1/k), and the duplicate groups,
-    with those that cross splits (`leaks`).
+    with those that cross splits (`leaks`). A multi-label data set's counts are per tag, and it
+    has its own figures (`multilabel`: see `describe_tags`).
     """
     counts = manifest.counts()
     majority = max(manifest.class_names, key=lambda name: counts[TRAIN][name])
-    n_test = sum(counts[TEST].values())
+    n_test = sum(1 for row in manifest.rows if row.split == TEST)
     present = sum(1 for n in counts[TEST].values() if n)
+    multilabel = manifest.task == MULTILABEL
     return {
         "root": str(found.root),
         "layout": found.layout,
         "seed": seed,
+        "task": manifest.task,
         "classes": manifest.class_names,
         "splits": counts,
         "missing": manifest.missing(),
         "imbalance": round(imbalance(counts[TRAIN]), 2),
-        "baseline_class": majority,
-        "baseline_accuracy": round(counts[TEST][majority] / n_test, 4) if n_test else None,
-        "baseline_balanced_accuracy": round(1 / present, 4) if present else None,
+        "baseline_class": None if multilabel else majority,
+        "baseline_accuracy": None if multilabel or not n_test else round(counts[TEST][majority] / n_test, 4),
+        "baseline_balanced_accuracy": round(1 / present, 4) if present and not multilabel else None,
+        **({"multilabel": describe_tags(manifest)} if multilabel else {}),
         "duplicates": [{"kind": group.kind, "paths": list(group.paths)} for group in found.duplicates],
         "leaks": [{"kind": group.kind, "paths": list(group.paths), "splits": splits}
                   for group, splits in crossing(manifest, found.duplicates)],
         "skipped": [{"path": path, "reason": reason} for path, reason in found.skipped],
         "warnings": found.warnings + split_warnings(found, manifest),
+    }
+
+
+def describe_tags(manifest: Manifest) -> dict[str, Any]:
+    """A multi-label data set in figures: images per split, images without tags, the mean number
+    of tags an image has (label cardinality), the tags most often together, and the baseline:
+    always predicting the training split's most frequent tag set, scored on the test split."""
+    from collections import Counter
+
+    from catdog.metrics import multilabel_metrics
+
+    rows = {name: [row for row in manifest.rows if row.split == name] for name in SPLITS}
+    train_sets = Counter(row.labels for row in rows[TRAIN])
+    usual = max(train_sets, key=lambda labels: (train_sets[labels], labels)) if train_sets else ()
+    together = Counter((a, b) for row in manifest.rows for i, a in enumerate(row.labels) for b in row.labels[i + 1:])
+    test_true = manifest.encode([row.labels for row in rows[TEST]])
+    baseline = multilabel_metrics(test_true, np.repeat(manifest.encode([usual]), len(test_true), axis=0),
+                                  manifest.class_names) if len(test_true) else None
+    return {
+        "images": {name: len(split_rows) for name, split_rows in rows.items()},
+        "without_tags": {name: sum(not row.labels for row in split_rows) for name, split_rows in rows.items()},
+        "label_cardinality": round(float(np.mean([len(row.labels) for row in manifest.rows])), 3),
+        "co_occurrence": [{"tags": list(pair), "images": n} for pair, n in together.most_common(10)],
+        "baseline_tags": list(usual),
+        "baseline": None if baseline is None else {key: round(baseline[key], 4) for key in (
+            "subset_accuracy", "micro_f1", "macro_f1", "hamming_loss", "mean_average_precision")},
     }
 
 

@@ -1,14 +1,18 @@
 """Labels read from a CSV file beside a folder of images, as data sets from Kaggle and
 elsewhere come: `labels.csv` with a header, one row per image::
 
-    path,label                       id,breed
-    images/0001.jpg,cats             000bec180eb18c7604dcecc8fe0dba07,boston_bull
-    images/0002.jpg,dogs             001513dfcb2ffafc82cccf4d8bbaba97,dingo
+    path,label                       id,breed                                 image_name,tags
+    images/0001.jpg,cats             000bec180eb18c7604dcecc8fe0dba07,dingo   train_0,cats dogs
+    images/0002.jpg,dogs             001513dfcb2ffafc82cccf4d8bbaba97,pug     train_1,
 
 Paths are relative to the data folder. An entry without an extension stands for the one
-image file of that name in its folder (Kaggle lists ids). Rows that cannot be used (a file
-that is not there, an empty label, a file listed twice) and files of the folder that no row
-names are reported with their reason, as a scan reports unusable files.
+image file of that name in its folder (Kaggle lists ids). A label cell may hold several labels
+separated by the file's `delimiter` (a space by default, Kaggle's convention): the data set is
+then multi-label, each image having any number of tags, an empty cell none (`task`: "auto"
+tells which from the rows, and says so; "multiclass" refuses a row with several labels,
+"multilabel" reads every file so). Rows that cannot be used (a file that is not there, an
+empty label where each image has one class, a file listed twice) and files of the folder that
+no row names are reported with their reason, as a scan reports unusable files.
 """
 
 from __future__ import annotations
@@ -20,28 +24,38 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from catdog.data.images import IMAGE_SUFFIXES
-from catdog.errors import CatdogError
+from catdog.errors import CatdogError, ParameterError
 
 PATH_COLUMN = "path"
 LABEL_COLUMN = "label"
+DELIMITER = " "
+# What a data set asks of a classifier: one class per image, or any number of tags (none included).
+MULTICLASS, MULTILABEL, AUTO = "multiclass", "multilabel", "auto"
+TASKS = (AUTO, MULTICLASS, MULTILABEL)
 
 
 @dataclass(frozen=True)
 class LabelsFile:
-    """A CSV file of labels: which columns hold the image's path and its label."""
+    """A CSV file of labels: which columns hold the image's path and its labels, what separates
+    the labels of one cell, and the task (`TASKS`; "auto": multi-label if a row has several)."""
 
     path: Path
     path_column: str = PATH_COLUMN
     label_column: str = LABEL_COLUMN
+    delimiter: str = DELIMITER
+    task: str = AUTO
 
 
 @dataclass
 class Labelled:
-    """What a labels file says about a data folder: the label of each usable file (relative
-    path with `/`), and the entries or files left out, with their reasons."""
+    """What a labels file says about a data folder: the labels of each usable file (relative
+    path with `/`; one, or for a multi-label task any number), the entries or files left out,
+    with their reasons, the task, and why it is that task."""
 
-    labels: dict[str, str]
+    labels: dict[str, tuple[str, ...]]
     skipped: list[tuple[str, str]]
+    task: str = MULTICLASS
+    reason: str = ""
 
 
 def read_labels(labels: LabelsFile, root: Path, files: list[str]) -> Labelled:
@@ -49,38 +63,77 @@ def read_labels(labels: LabelsFile, root: Path, files: list[str]) -> Labelled:
 
     Raises `CatdogError` when the file cannot be read or lacks one of its two columns.
     """
-    rows = _read_rows(labels)
+    check_labels_file(labels)
+    rows = [(line, entry, split_labels(cell, labels.delimiter)) for line, entry, cell in _read_rows(labels)]
+    task, reason = _task(labels, rows)
     by_path = set(files)
     by_stem: dict[str, list[str]] = defaultdict(list)
     for file in files:
         if PurePosixPath(file).suffix.lower() in IMAGE_SUFFIXES:
             by_stem[str(PurePosixPath(file).with_suffix(""))].append(file)
 
-    found: dict[str, str] = {}
+    found: dict[str, tuple[str, ...]] = {}
     skipped: list[tuple[str, str]] = []
     listed_twice: set[str] = set()
     name = labels.path.name
-    for line, entry, label in rows:
+    for line, entry, cell in rows:
         where = f"{name}, line {line}"
         relative = PurePosixPath(entry.replace("\\", "/"))
         if not entry or relative.is_absolute() or ".." in relative.parts:
             skipped.append((entry or f"({where})", f"{where}: not a path inside the data folder"))
             continue
-        file, reason = _match(str(relative), by_path, by_stem)
-        if reason:
-            skipped.append((entry, f"{where}: {reason}"))
-        elif not label:
+        file, problem = _match(str(relative), by_path, by_stem)
+        if problem:
+            skipped.append((entry, f"{where}: {problem}"))
+        elif task == MULTICLASS and not cell:
             skipped.append((file, f"{where}: empty label"))
-        elif file in found and found[file] != label:
+        elif task == MULTICLASS and len(cell) > 1:
+            skipped.append((file, f"{where}: {len(cell)} labels ({', '.join(cell)}) where each image has one class; "
+                                  "if a class name holds the delimiter, give another (--label-delimiter)"))
+        elif file in found and found[file] != cell:
             listed_twice.add(file)
-            skipped.append((file, f"{where}: listed again with another label ({found[file]!r}, then {label!r})"))
+            skipped.append((file, f"{where}: listed again with other labels ({_shown(found[file])}, then "
+                                  f"{_shown(cell)})"))
         else:
-            found[file] = label
+            found[file] = cell
     for file in sorted(listed_twice):
         del found[file]
     reported = {path for path, _ in skipped} | {_relative_to(labels.path, root)}
     skipped += [(file, f"not listed in {name}") for file in files if file not in found and file not in reported]
-    return Labelled(found, skipped)
+    return Labelled(found, skipped, task, reason)
+
+
+def check_labels_file(labels: LabelsFile) -> None:
+    """Refuse settings of a labels file that cannot work (`ParameterError` naming the setting)."""
+    if labels.task not in TASKS:
+        raise ParameterError("task", f"unknown {{name}} {labels.task!r}; choose one of: {', '.join(TASKS)}")
+    if not labels.delimiter or "\n" in labels.delimiter or "\r" in labels.delimiter:
+        raise ParameterError("label_delimiter", f"{{name}} must be a character that separates labels inside a cell, "
+                                                f"not {labels.delimiter!r} (a space, | and ; are common)")
+    if labels.path_column == labels.label_column:
+        raise ParameterError("label_column", f"{{name}} {labels.label_column!r} is also the path column; name the "
+                                             "column of the labels")
+
+
+def split_labels(cell: str, delimiter: str = DELIMITER) -> tuple[str, ...]:
+    """The labels of one cell: split by `delimiter`, stripped, without empty ones or repeats, sorted."""
+    return tuple(sorted({label.strip() for label in cell.split(delimiter) if label.strip()}))
+
+
+def _task(labels: LabelsFile, rows: list[tuple[int, str, tuple[str, ...]]]) -> tuple[str, str]:
+    """The task of a labels file, and why: as asked, or for "auto", multi-label if a row has several labels."""
+    if labels.task != AUTO:
+        return labels.task, f"{labels.task}, as asked"
+    several = [cell for _, _, cell in rows if len(cell) > 1]
+    if several:
+        return MULTILABEL, (f"multi-label: {len(several)} of {len(rows)} rows have several labels separated by "
+                            f"{labels.delimiter!r} (the first: {_shown(several[0])}); for one class per image whose "
+                            "names hold that character, give --task multiclass with another --label-delimiter")
+    return MULTICLASS, "one class per image: no row has several labels"
+
+
+def _shown(labels: tuple[str, ...]) -> str:
+    return " ".join(labels) if labels else "none"
 
 
 def _read_rows(labels: LabelsFile) -> list[tuple[int, str, str]]:

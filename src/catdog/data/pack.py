@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from catdog import defaults, files
+from catdog.data.labels import MULTICLASS
 from catdog.data.scan import ImageFile, Scan
 from catdog.data.splits import SPLITS, Manifest
 from catdog.errors import CatdogError, ParameterError
@@ -75,7 +76,7 @@ class Pack:
 
     def as_scan(self) -> Scan:
         """The pack as a scan of its images, for summaries."""
-        images = [ImageFile(row.path, row.class_name) for row in self.manifest.rows]
+        images = [ImageFile(row.path, row.labels) for row in self.manifest.rows]
         return Scan(self.location, LAYOUT, self.class_names, images, list(self.skipped), list(self.warnings))
 
 
@@ -114,6 +115,8 @@ def pack(data: str | os.PathLike | None, out: str | os.PathLike, *, seed: int = 
     out = Path(out)
     files.check_replaceable(out, PACK_KIND)  # before the scan, not after it
     found, manifest = scan_and_split(data, seed=seed)
+    if manifest.task != MULTICLASS:
+        raise CatdogError("a multi-label data set cannot be packed yet; train from its folder and labels file")
     log_problems(found)
     splits = {}
     with files.atomic_path(out, PACK_KIND) as tmp:

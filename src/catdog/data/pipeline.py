@@ -1,7 +1,8 @@
 """The `tf.data` input pipeline: files in, batches of (images, labels) out.
 
 Images come out as float32 (B, S, S, 3) tensors of 0..255 and labels as int32 class
-indices, as from `keras.utils.image_dataset_from_directory`, decoded by
+indices, as from `keras.utils.image_dataset_from_directory` (for a multi-label data set,
+float32 rows of 0s and 1s, a column per tag), decoded by
 `catdog.data.images.decode`, the decoder of every other path. Decoded images are kept
 after the first epoch (as uint8, a quarter of the float32 size): in memory when the split
 fits the memory budget (`default_memory_budget`), else in files of a cache folder when
@@ -79,7 +80,8 @@ def make_dataset(
     name: str = "images",
     class_names: Sequence[str] | None = None,
 ) -> tf.data.Dataset:
-    """A dataset of (images, labels) batches from image files and their class indices.
+    """A dataset of (images, labels) batches from image files and their labels (class indices,
+    or for a multi-label data set rows of 0s and 1s, one column per tag).
 
     A file that cannot be decoded (one changed since it was scanned) is dropped with
     a logged warning rather than ending the epoch. With `shuffle`, the order changes
@@ -91,11 +93,17 @@ def make_dataset(
     import tensorflow as tf
 
     source = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(list(paths), dtype=tf.string), np.asarray(labels, dtype="int32"))
+        (tf.constant(list(paths), dtype=tf.string), _labels(labels))
     )
     return _batches(source, len(paths), lambda path: decode(os.fsdecode(path), image_size), image_size, batch_size,
                     shuffle=shuffle, seed=seed, cache=cache, memory_budget=memory_budget, name=name,
                     class_names=class_names)
+
+
+def _labels(labels) -> np.ndarray:
+    """Class indices as int32, or a multi-label data set's rows of 0s and 1s (one per tag) as float32."""
+    labels = np.asarray(labels)
+    return labels.astype("float32") if labels.ndim == 2 else labels.astype("int32")
 
 
 def make_record_dataset(

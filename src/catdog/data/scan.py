@@ -6,7 +6,8 @@ Three layouts are accepted:
   `DIR/validation/<class>/...`, optional `DIR/test/<class>/...`;
 - flat: `DIR/<class>/...`, split later by fractions (see `catdog.data.splits`);
 - labelled by a CSV file (`labels`, see `catdog.data.labels`): any files under `DIR`,
-  each with the class a row of the file gives it, split like a flat layout.
+  each with the class a row of the file gives it, or for a multi-label data set any number of
+  tags (`Scan.task`), split like a flat layout.
 
 Class names are the class folders' names (or the labels), sorted, as in
 `keras.utils.image_dataset_from_directory`; images may sit in subfolders of a class
@@ -23,6 +24,8 @@ keep each group together and report the groups that its folders already put apar
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,7 +42,7 @@ from catdog.data.duplicates import (
     hash_pairs,
 )
 from catdog.data.images import MAX_IMAGE_PIXELS
-from catdog.data.labels import LabelsFile, read_labels
+from catdog.data.labels import MULTICLASS, MULTILABEL, LabelsFile, read_labels
 from catdog.data.scan_cache import check_files
 from catdog.errors import CatdogError, ParameterError
 
@@ -52,24 +55,34 @@ TRAIN, VALIDATION, TEST = "train", "validation", "test"
 SPLITS = (TRAIN, VALIDATION, TEST)
 MACOS_METADATA = "__MACOSX"
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ImageFile:
-    """A usable image: its path relative to the data folder (with `/`), and its class.
+    """A usable image: its path relative to the data folder (with `/`), and its labels: its
+    class, or in a multi-label data set its tags (any number, none included).
 
     `folder` is the split layout's folder it sits in (`train`, `validation` or
     `test`); None in a flat layout.
     """
 
     path: str
-    class_name: str
+    labels: tuple[str, ...]
     folder: str | None = None
     phash: int | None = field(default=None, compare=False)
+
+    @property
+    def class_name(self) -> str:
+        """The image's one class (where each image has one)."""
+        (name,) = self.labels
+        return name
 
 
 @dataclass
 class Scan:
-    """Everything found under a data folder."""
+    """Everything found under a data folder. `task`: multiclass (one class per image) or
+    multilabel (tags; `class_names` are then the tags)."""
 
     root: Path
     layout: str
@@ -78,6 +91,7 @@ class Scan:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     warnings: list[str] = field(default_factory=list)
     duplicates: list[DuplicateGroup] = field(default_factory=list)
+    task: str = MULTICLASS
 
 
 def scan(root: str | Path, max_pixels: int = MAX_IMAGE_PIXELS, *, labels: LabelsFile | None = None,
@@ -97,24 +111,26 @@ def scan(root: str | Path, max_pixels: int = MAX_IMAGE_PIXELS, *, labels: Labels
     if min_images is not None and min_images < 1:
         raise ParameterError("min_images", f"{{name}} must be at least 1, got {min_images}")
     found = _Found(root)
+    task = MULTICLASS
     if labels is None:
         layout, folders = _find_layout(root)
         classes_by_folder = {folder: found.class_folders(root / folder if folder else root) for folder in folders}
         _check_classes(root, classes_by_folder)
         candidates = [
-            (path, class_name, folder)
+            (path, (class_name,), folder)
             for folder, class_names_here in classes_by_folder.items()
             for class_name in class_names_here
             for path in found.files(root / (folder or "") / class_name)
         ]
     else:
-        layout, candidates = LABELS_LAYOUT, _labelled_candidates(root, labels, found)
-        classes_by_folder = {None: sorted({class_name for _, class_name, _ in candidates})}
-        _check_labelled_classes(labels, classes_by_folder[None])
+        layout = LABELS_LAYOUT
+        task, candidates = _labelled_candidates(root, labels, found)
+        classes_by_folder = {None: sorted({name for _, names, _ in candidates for name in names})}
+        _check_labelled_classes(labels, classes_by_folder[None], task)
     results = check_files(root, [path for path, _, _ in candidates], max_pixels, fingerprint=find_duplicates)
 
     images, warnings = [], []
-    for (path, class_name, folder), result in zip(candidates, results, strict=True):
+    for (path, image_labels, folder), result in zip(candidates, results, strict=True):
         relative = found.relative(path)
         if isinstance(result, str):
             found.skipped.append((relative, result))
@@ -122,18 +138,19 @@ def scan(root: str | Path, max_pixels: int = MAX_IMAGE_PIXELS, *, labels: Labels
         if result.extension_mismatch:
             named = f"named {path.suffix}" if path.suffix else "named without an extension"
             warnings.append(f"{relative}: {named} but the content is {result.format}; read as {result.format}")
-        images.append(ImageFile(relative, class_name, folder, result.phash))
+        images.append(ImageFile(relative, image_labels, folder, result.phash))
 
     if min_images is not None:
-        images, classes_by_folder = _drop_small_classes(images, classes_by_folder, min_images, warnings)
+        images, classes_by_folder = _drop_small_classes(images, classes_by_folder, min_images, warnings, task)
     _check_not_empty(root, classes_by_folder, images, found.skipped, labels)
     class_names = sorted({name for names in classes_by_folder.values() for name in names})
     duplicates = _duplicate_groups(root, images) if find_duplicates else []
-    return Scan(root, layout, class_names, images, found.skipped, warnings, duplicates)
+    return Scan(root, layout, class_names, images, found.skipped, warnings, duplicates, task)
 
 
-def _labelled_candidates(root: Path, labels: LabelsFile, found: _Found) -> list[tuple[Path, str, None]]:
-    """(file, class, no folder) for every file `labels` gives a class; the rest is skipped."""
+def _labelled_candidates(root: Path, labels: LabelsFile, found: _Found
+                         ) -> tuple[str, list[tuple[Path, tuple[str, ...], None]]]:
+    """The task, and (file, labels, no folder) for every file `labels` names; the rest is skipped."""
     files = [found.relative(path) for path in found.files(root)]
     labelled = read_labels(labels, root, files)
     listed = [(entry, reason) for entry, reason in labelled.skipped if not reason.startswith("not listed")]
@@ -141,29 +158,45 @@ def _labelled_candidates(root: Path, labels: LabelsFile, found: _Found) -> list[
         entry, reason = listed[0]
         raise CatdogError(f"no entry of labels file {labels.path} names a usable file under {root} (the first: "
                           f"{entry}: {reason}); its paths are relative to the data folder")
+    logger.info(f"{labels.path.name}: {labelled.reason}")
     found.skipped += labelled.skipped
-    return [(root / path, label, None) for path, label in sorted(labelled.labels.items())]
+    return labelled.task, [(root / path, names, None) for path, names in sorted(labelled.labels.items())]
 
 
-def _check_labelled_classes(labels: LabelsFile, class_names: list[str]) -> None:
-    if len(class_names) < 2:
-        raise CatdogError(f"labels file {labels.path} gives {len(class_names)} class"
-                          f"{'' if len(class_names) == 1 else 'es'} to files of the data folder "
-                          f"({', '.join(class_names) or 'none'}); a classifier needs at least two")
+def _fewest_classes(task: str) -> tuple[int, str]:
+    """How many classes (tags) a model needs, and the sentence that says so. One tag is enough: the
+    model then tells whether an image has it."""
+    if task == MULTILABEL:
+        return 1, "a multi-label classifier needs at least one tag"
+    return 2, "a classifier needs at least two"
+
+
+def _check_labelled_classes(labels: LabelsFile, class_names: list[str], task: str) -> None:
+    fewest, needs = _fewest_classes(task)
+    if len(class_names) < fewest:
+        kind = "tag" if task == MULTILABEL else "class"
+        raise CatdogError(f"labels file {labels.path} gives {len(class_names)} {kind}"
+                          f"{'' if len(class_names) == 1 else 'es' if kind == 'class' else 's'} to files of the data "
+                          f"folder ({', '.join(class_names) or 'none'}); {needs}")
 
 
 def _drop_small_classes(images: list[ImageFile], classes_by_folder: dict[str | None, list[str]], min_images: int,
-                        warnings: list[str]) -> tuple[list[ImageFile], dict[str | None, list[str]]]:
-    """Leave out the classes with fewer than `min_images` usable images, saying so."""
-    counts = Counter(image.class_name for image in images)
+                        warnings: list[str], task: str) -> tuple[list[ImageFile], dict[str | None, list[str]]]:
+    """Leave out the classes (tags) with fewer than `min_images` usable images, saying so: an
+    image of such a class goes with it; an image keeps its other tags."""
+    counts = Counter(name for image in images for name in image.labels)
     all_classes = sorted({name for names in classes_by_folder.values() for name in names})
     small = [name for name in all_classes if counts[name] < min_images]
     for name in small:
         warnings.append(f"class {name} left out: {counts[name]} usable images, fewer than min_images={min_images}")
-    if len(all_classes) - len(small) < 2:
+    fewest, needs = _fewest_classes(task)
+    if len(all_classes) - len(small) < fewest:
         raise ParameterError("min_images", f"only {len(all_classes) - len(small)} classes have at least {{name}}="
-                                           f"{min_images} usable images; a classifier needs at least two")
-    kept = [image for image in images if image.class_name not in small]
+                                           f"{min_images} usable images; {needs}")
+    if task == MULTILABEL:
+        kept = [dataclasses.replace(image, labels=tuple(n for n in image.labels if n not in small)) for image in images]
+    else:
+        kept = [image for image in images if image.class_name not in small]
     return kept, {folder: [n for n in names if n not in small] for folder, names in classes_by_folder.items()}
 
 
@@ -277,7 +310,7 @@ def _check_not_empty(
     skipped: list[tuple[str, str]],
     labels: LabelsFile | None,
 ) -> None:
-    counts = Counter((image.folder, image.class_name) for image in images)
+    counts = Counter((image.folder, name) for image in images for name in image.labels)
     for folder, class_names in classes_by_folder.items():
         for class_name in class_names:
             if counts[folder, class_name]:

@@ -18,8 +18,15 @@ The files of one duplicate group (the same photo twice, `Scan.duplicates`) are c
 unit, so that they land in one split; where the split layout's folders already put them
 apart, `crossing` reports them.
 
-The manifest is a CSV (`path,class,split`, paths relative to the data folder) so
-that any run can be repeated and audited.
+A multi-label data set (each image any number of tags) is cut by iterative stratification
+(Sechidis, Tsoumakas and Vlahavas, "On the Stratification of Multi-Label Data", 2011): the
+rarest tag first, each of its units goes to the split that still wants most of that tag (then
+most images), so that every split gets its share of every tag, and at least one image of each
+tag that has three. Images without tags then fill the splits to their sizes.
+
+The manifest is a CSV (`path,class,split`, paths relative to the data folder; for a multi-label
+data set `path,labels,split`, the labels of a row a JSON list) so that any run can be repeated
+and audited.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -35,6 +43,7 @@ import numpy as np
 
 from catdog import defaults, files
 from catdog.data.duplicates import DuplicateGroup
+from catdog.data.labels import MULTICLASS, MULTILABEL
 from catdog.data.scan import SPLIT_LAYOUT, SPLITS, TEST, TRAIN, VALIDATION, Scan
 from catdog.errors import CatdogError
 
@@ -46,12 +55,13 @@ VALIDATION_TEST_FRACTION = 0.2
 FLAT_VALIDATION_FRACTION = 0.15
 FLAT_TEST_FRACTION = 0.15
 HEADER = ("path", "class", "split")
+MULTILABEL_HEADER = ("path", "labels", "split")
 
 
 def _is_manifest(path: Path) -> bool:
     try:
         with open(path, encoding="utf-8", newline="") as f:
-            return tuple(next(csv.reader(f), ())) == HEADER
+            return tuple(next(csv.reader(f), ())) in (HEADER, MULTILABEL_HEADER)
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
 
@@ -62,30 +72,47 @@ MANIFEST_KIND = files.Kind(f"a catdog manifest (a CSV file starting {','.join(HE
 @dataclass(frozen=True)
 class Row:
     path: str  # relative to the data folder, with `/`
-    class_name: str
+    labels: tuple[str, ...]  # its class, or its tags (multi-label)
     split: str
+
+    @property
+    def class_name(self) -> str:
+        (name,) = self.labels
+        return name
 
 
 @dataclass
 class Manifest:
-    """Which file is in which split, for a data folder `root`."""
+    """Which file is in which split, for a data folder `root`; `task`: multiclass or multilabel."""
 
     root: Path
     rows: list[Row]
     class_names: list[str]
+    task: str = MULTICLASS
 
     def files(self, split: str) -> tuple[list[str], np.ndarray]:
-        """The absolute paths of `split`'s files and their class indices (int32)."""
+        """The absolute paths of `split`'s files and their labels: class indices (int32), or for a
+        multi-label task one row of 0s and 1s per file, a column per tag (float32)."""
         rows = [row for row in self.rows if row.split == split]
-        index = {name: i for i, name in enumerate(self.class_names)}
         paths = [str(self.root / row.path) for row in rows]
-        return paths, np.array([index[row.class_name] for row in rows], dtype="int32")
+        return paths, self.encode([row.labels for row in rows])
+
+    def encode(self, labels: list[tuple[str, ...]]) -> np.ndarray:
+        """Labels as the model trains on them (see `files`)."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        if self.task == MULTICLASS:
+            return np.array([index[name] for (name,) in labels], dtype="int32")
+        encoded = np.zeros((len(labels), len(self.class_names)), dtype="float32")
+        for i, names in enumerate(labels):
+            encoded[i, [index[name] for name in names]] = 1.0
+        return encoded
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Image counts per split and class, zeros included: `{"train": {"cats": 999, ...}, ...}`."""
+        """Image counts per split and class (tag), zeros included: `{"train": {"cats": 999, ...}, ...}`."""
         counts = {split: dict.fromkeys(self.class_names, 0) for split in SPLITS}
         for row in self.rows:
-            counts[row.split][row.class_name] += 1
+            for name in row.labels:
+                counts[row.split][name] += 1
         return counts
 
     def missing(self) -> dict[str, list[str]]:
@@ -97,8 +124,12 @@ class Manifest:
         """Write the manifest as CSV (atomically), over nothing but an earlier manifest."""
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(HEADER)
-        writer.writerows((row.path, row.class_name, row.split) for row in self.rows)
+        if self.task == MULTILABEL:
+            writer.writerow(MULTILABEL_HEADER)
+            writer.writerows((row.path, json.dumps(list(row.labels)), row.split) for row in self.rows)
+        else:
+            writer.writerow(HEADER)
+            writer.writerows((row.path, row.class_name, row.split) for row in self.rows)
         return files.write_text(path, text.getvalue(), MANIFEST_KIND)
 
     @classmethod
@@ -115,20 +146,34 @@ class Manifest:
     def parse(cls, text: str, root: str | Path, path: str | Path = "manifest") -> Manifest:
         """A manifest from its text (`path` names it in errors)."""
         reader = csv.reader(io.StringIO(text))
-        if tuple(next(reader, ())) != HEADER:
-            raise CatdogError(f"{path} is not a catdog manifest: its first line must be {','.join(HEADER)}")
-        rows = [_parse_row(path, reader.line_num, fields) for fields in reader]
-        class_names = sorted({row.class_name for row in rows})
-        if len(class_names) < 2:
+        header = tuple(next(reader, ()))
+        if header not in (HEADER, MULTILABEL_HEADER):
+            raise CatdogError(f"{path} is not a catdog manifest: its first line must be {','.join(HEADER)} (or "
+                              f"{','.join(MULTILABEL_HEADER)})")
+        task = MULTILABEL if header == MULTILABEL_HEADER else MULTICLASS
+        rows = [_parse_row(path, reader.line_num, fields, task) for fields in reader]
+        class_names = sorted({name for row in rows for name in row.labels})
+        if len(class_names) < (1 if task == MULTILABEL else 2):
             raise CatdogError(f"manifest {path} lists {len(class_names)} classes; a classifier needs at least two")
-        return cls(Path(root), rows, class_names)
+        return cls(Path(root), rows, class_names, task)
 
 
-def _parse_row(path: str | Path, line: int, fields: list[str]) -> Row:
+def _parse_row(path: str | Path, line: int, fields: list[str], task: str) -> Row:
     if len(fields) != len(HEADER):
         raise CatdogError(f"{path}, line {line}: expected {len(HEADER)} fields ({','.join(HEADER)}), "
                           f"found {len(fields)}")
-    row = Row(*fields)
+    file, labels, split_name = fields
+    if task == MULTILABEL:
+        try:
+            labels = json.loads(labels)
+            if not (isinstance(labels, list) and all(isinstance(name, str) and name for name in labels)):
+                raise ValueError
+        except ValueError as e:
+            raise CatdogError(f"{path}, line {line}: the labels must be a JSON list of tags, "
+                              f"found {fields[1]!r}") from e
+        row = Row(file, tuple(labels), split_name)
+    else:
+        row = Row(file, (labels,), split_name)
     relative = PurePosixPath(row.path)
     if not row.path or relative.is_absolute() or ".." in relative.parts:
         raise CatdogError(f"{path}, line {line}: {row.path!r} is not a path inside the data folder")
@@ -140,6 +185,8 @@ def _parse_row(path: str | Path, line: int, fields: list[str]) -> Row:
 
 def split(scan: Scan, seed: int = defaults.SEED) -> Manifest:
     """Assign every image of `scan` to a split, deterministically from `seed`."""
+    if scan.task == MULTILABEL:
+        return _split_multilabel(scan, seed)
     units = _units(scan)
     has_test_folder = TEST in units
     rows = []
@@ -151,11 +198,54 @@ def split(scan: Scan, seed: int = defaults.SEED) -> Manifest:
             shares = _cut(by_class, seed, {TEST: VALIDATION_TEST_FRACTION}, rest=VALIDATION)
         else:
             shares = {folder: [file for class_units in by_class.values() for unit in class_units for file in unit]}
-        rows += [Row(path, class_name, name) for name, share in shares.items() for path, class_name in share]
+        rows += [Row(path, (class_name,), name) for name, share in shares.items() for path, class_name in share]
 
     order = {name: i for i, name in enumerate(SPLITS)}
-    rows.sort(key=lambda row: (order[row.split], row.class_name, row.path))
+    rows.sort(key=lambda row: (order[row.split], row.labels, row.path))
     return Manifest(scan.root, rows, list(scan.class_names))
+
+
+def _split_multilabel(scan: Scan, seed: int) -> Manifest:
+    """Iterative stratification of a multi-label data set (see the module's docstring)."""
+    image_of = {image.path: image for image in scan.images}
+    grouped = {path for group in scan.duplicates for path in group.paths}
+    units = [list(group.paths) for group in scan.duplicates]
+    units += [[image.path] for image in scan.images if image.path not in grouped]
+    units.sort(key=lambda unit: _hash(seed, unit[0]))
+    tags = [sorted({name for path in unit for name in image_of[path].labels}) for unit in units]
+    fractions = {TEST: FLAT_TEST_FRACTION, VALIDATION: FLAT_VALIDATION_FRACTION}
+    order = [TEST, VALIDATION, TRAIN]
+    # How many images of each tag each split wants, and how many images in all.
+    counts = Counter(name for image in scan.images for name in image.labels)
+    wanted = {name: dict(zip(order, _shares(n, fractions), strict=True)) for name, n in counts.items()}
+    room = dict(zip(order, _shares(len(scan.images), fractions, at_least_one=False), strict=True))
+    assigned: dict[int, str] = {}
+
+    def put(i: int, into: str) -> None:
+        assigned[i] = into
+        room[into] -= len(units[i])
+        for name in tags[i]:
+            wanted[name][into] -= 1
+
+    while len(assigned) < len(units):
+        left = Counter(name for i, unit_tags in enumerate(tags) if i not in assigned for name in unit_tags)
+        if not left:
+            break
+        rarest = min(left, key=lambda name: (left[name], name))
+        for i in (i for i, unit_tags in enumerate(tags) if i not in assigned and rarest in unit_tags):
+            put(i, max(order, key=lambda s: (wanted[rarest][s], room[s], -order.index(s))))
+    for i in range(len(units)):  # images without tags
+        if i not in assigned:
+            put(i, max(order, key=lambda s: (room[s], -order.index(s))))
+    rows = [Row(path, image_of[path].labels, assigned[i]) for i, unit in enumerate(units) for path in unit]
+    rows.sort(key=lambda row: (SPLITS.index(row.split), row.path))
+    return Manifest(scan.root, rows, list(scan.class_names), MULTILABEL)
+
+
+def _shares(n: int, fractions: dict[str, float], at_least_one: bool = True) -> list[int]:
+    """How many of `n` each held-out split of `fractions` wants (see `_sizes`), then training the rest."""
+    sizes = _sizes(n, fractions) if at_least_one else {name: _round_half_up(n * f) for name, f in fractions.items()}
+    return [*sizes.values(), n - sum(sizes.values())]
 
 
 Unit = list[tuple[str, str]]  # files (path, class) that go to one split together

@@ -93,10 +93,10 @@ def export(
 
 
 def _export(run: Run, spec: Format, out: Path, quantize: bool, check_images) -> ExportReport:
-    from catdog.models.inference import exportable, mixed_precision, served
+    from catdog.models.inference import exportable, mixed_precision
 
     trained = run.keras_model()
-    reference = served(trained, run.temperature)
+    reference = run.served_model()
     model = exportable(reference)
     # A mixed-precision model is exported in float32 and checked against its float32 self.
     if mixed_precision(trained):
@@ -106,7 +106,7 @@ def _export(run: Run, spec: Format, out: Path, quantize: bool, check_images) -> 
     calibrated = quantize and spec.calibrates
     with atomic_path(out, spec.kind) as tmp:
         spec.write(model, tmp, run.image_size, quantize, calibration_images(run) if calibrated else None)
-        difference = check_parity(reference, spec, tmp, pixels, tolerance, run.detector)
+        difference = check_parity(reference, spec, tmp, pixels, tolerance, run.detector, run.thresholds)
         accuracies = check_accuracy(reference, spec, tmp, run) if spec.checks_accuracy(quantize) else {}
     return ExportReport(spec.name, out, _size(out), quantize, difference, tolerance, len(pixels), images_from,
                         **accuracies)
@@ -135,10 +135,12 @@ def check_accuracy(model, format: Format, path: str | os.PathLike, run: Run) -> 
     pixels = images.load_images(paths, run.image_size)
 
     def accuracy(predict) -> float:
+        """The share of test images right: their class, or for a multi-label run every one of their tags."""
         batches = range(0, len(pixels), defaults.BATCH_SIZE)
-        predicted = np.concatenate([predict(pixels[i:i + defaults.BATCH_SIZE])[PROBABILITIES].argmax(axis=1)
-                                    for i in batches])
-        return float(np.mean(predicted == labels))
+        probabilities = np.concatenate([predict(pixels[i:i + defaults.BATCH_SIZE])[PROBABILITIES] for i in batches])
+        if run.multilabel:
+            return float(np.mean(((probabilities >= np.asarray(run.thresholds)) == labels.astype(bool)).all(axis=1)))
+        return float(np.mean(probabilities.argmax(axis=1) == labels))
 
     exported, expected = accuracy(format.load(Path(path))), accuracy(numpy_function(model))
     if exported < expected - MAX_ACCURACY_DROP:
@@ -155,7 +157,7 @@ def _size(path: Path) -> int:
 
 
 def check_parity(model, format: Format, path: str | os.PathLike, pixels: np.ndarray, tolerance: float,
-                 detector=None) -> float:
+                 detector=None, thresholds: Sequence[float] | None = None) -> float:
     """Run the export at `path` with its own runtime; the largest difference from the outputs
     of `model` (a served model).
 
@@ -164,7 +166,8 @@ def check_parity(model, format: Format, path: str | os.PathLike, pixels: np.ndar
     are for: with the run's out-of-distribution `detector`, the score it gives them (features
     computed in bfloat16 differ far more than the scores they give: benchmarks/decisions.md);
     without one, any feature by more than `tolerance` times the features' largest magnitude (at
-    least 1).
+    least 1). With a multi-label run's `thresholds`, each image must also get the same tags,
+    but for a tag whose probability is within `tolerance` of its threshold.
     """
     from catdog.models.inference import numpy_function
 
@@ -190,6 +193,8 @@ def check_parity(model, format: Format, path: str | os.PathLike, pixels: np.ndar
         else:
             gap = np.abs(given[FEATURES] - expected[FEATURES]) / feature_scale
         features = max(features, float(np.max(gap)))
+        if thresholds is not None:
+            _check_tag_sets(format.name, name, given[PROBABILITIES], expected[PROBABILITIES], thresholds, tolerance)
     features_what = "out-of-distribution scores" if detector is not None else "features"
     for what, value in (("probabilities", difference), (features_what, features)):
         if not value <= tolerance:
@@ -198,6 +203,18 @@ def check_parity(model, format: Format, path: str | os.PathLike, pixels: np.ndar
                               f"{value:.3g}{scale} on {len(pixels)} images (tolerance {tolerance:g}); "
                               "it was not written")
     return difference
+
+
+def _check_tag_sets(format: str, output: str, given: np.ndarray, expected: np.ndarray, thresholds, tolerance: float):
+    """Refuse an export that gives an image other tags than the Keras model, where the Keras
+    model's probability is not within `tolerance` of the tag's threshold."""
+    thresholds = np.asarray(thresholds)
+    differ = ((given >= thresholds) != (expected >= thresholds)) & (np.abs(expected - thresholds) > tolerance)
+    if differ.any():
+        image, tag = map(int, np.argwhere(differ)[0])
+        raise CatdogError(f"the exported {format} model ({output}) gives image {image + 1} other tags than the Keras "
+                          f"model (tag {tag + 1}: {given[image, tag]:.3f} against {expected[image, tag]:.3f}, "
+                          f"threshold {thresholds[tag]:.3f}); it was not written")
 
 
 def parity_images(

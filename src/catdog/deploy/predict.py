@@ -18,6 +18,14 @@ both it and `in_distribution` are null for a run without a detector). The label 
 most probable class, or `UNKNOWN` for an image unlike the training images when
 `reject_unknown`, or `UNSURE` when its probability is under `min_confidence`. With `tta`,
 each image's probabilities are averaged with its mirror image's (catdog.trust.tta).
+
+A multi-label run's result has `labels` instead of `label` and `probability`: the tags whose
+probability (independent of the others') reaches the tag's threshold (chosen on validation,
+in `thresholds`) and `min_confidence`, possibly none; `[UNKNOWN]` for an image unlike the
+training images when `reject_unknown`::
+
+    {"path": "pair.jpg", "labels": ["cats", "dogs"], "probabilities": {"cats": 0.98, "dogs": 0.91},
+     "thresholds": {"cats": 0.42, "dogs": 0.5}, "ood_score": 0.7, "in_distribution": true}
 """
 
 from __future__ import annotations
@@ -182,8 +190,10 @@ class Predictor:
 
     def result(self, path: str, probabilities: np.ndarray, ood_score: float | None = None) -> Prediction:
         """The prediction dict for one image's probabilities and out-of-distribution score."""
-        best = int(np.argmax(probabilities))
         in_distribution = None if ood_score is None else bool(ood_score <= 1.0)
+        if self.run.multilabel:
+            return self._tags(path, probabilities, ood_score, in_distribution)
+        best = int(np.argmax(probabilities))
         label = self.class_names[best]
         if self.reject_unknown and in_distribution is False:
             label = UNKNOWN
@@ -194,6 +204,22 @@ class Predictor:
             "label": label,
             "probability": float(probabilities[best]),
             "probabilities": {name: float(p) for name, p in zip(self.class_names, probabilities, strict=True)},
+            "ood_score": ood_score,
+            "in_distribution": in_distribution,
+        }
+
+    def _tags(self, path: str, probabilities: np.ndarray, ood_score: float | None,
+              in_distribution: bool | None) -> Prediction:
+        floor = self.min_confidence or 0.0
+        labels = [name for name, p, threshold in zip(self.class_names, probabilities, self.run.thresholds, strict=True)
+                  if p >= max(threshold, floor)]
+        if self.reject_unknown and in_distribution is False:
+            labels = [UNKNOWN]
+        return {
+            "path": path,
+            "labels": labels,
+            "probabilities": {name: float(p) for name, p in zip(self.class_names, probabilities, strict=True)},
+            "thresholds": dict(zip(self.class_names, self.run.thresholds, strict=True)),
             "ood_score": ood_score,
             "in_distribution": in_distribution,
         }

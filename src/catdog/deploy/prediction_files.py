@@ -17,17 +17,22 @@ OUTPUT_SUFFIXES = (".jsonl", ".parquet")
 
 
 def _is_predictions(path: Path) -> bool:
-    """A file of predictions catdog wrote: JSON lines or Parquet with path and label."""
+    """A file of predictions catdog wrote: JSON lines or Parquet with a path and a label (or, for
+    a multi-label run, labels)."""
     try:
         if path.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 
-            return {"path", "label"} <= set(pq.read_schema(path).names)
+            return _has_prediction_fields(pq.read_schema(path).names)
         with open(path, encoding="utf-8") as f:
             first = f.readline()
-        return not first or {"path", "label"} <= set(json.loads(first))
+        return not first or _has_prediction_fields(json.loads(first))
     except Exception:  # not JSON, not Parquet, unreadable: not ours
         return False
+
+
+def _has_prediction_fields(names) -> bool:
+    return "path" in names and ("label" in names or "labels" in names)
 
 
 PREDICTIONS = files.Kind("a predictions file written by catdog", _is_predictions)

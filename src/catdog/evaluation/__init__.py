@@ -5,10 +5,13 @@
 
 - `evaluate.py`: `evaluate` (scores and figures, written beside the run), `score` (any model
   function over any dataset).
-- `metrics.py`: the scores, from true classes and predicted probabilities.
+
+The scores themselves, from labels and probabilities, are `catdog.metrics` (NumPy only, below
+the data in the layers: the data summary's baseline is scored by them too).
 """
 
 from catdog.evaluation.evaluate import evaluate, labelled_images, score
-from catdog.evaluation.metrics import metrics_from, misclassified_files, most_confused
+from catdog.metrics import metrics_from, misclassified_files, most_confused, multilabel_metrics
 
-__all__ = ["evaluate", "labelled_images", "metrics_from", "misclassified_files", "most_confused", "score"]
+__all__ = ["evaluate", "labelled_images", "metrics_from", "misclassified_files", "most_confused", "multilabel_metrics",
+           "score"]

@@ -29,8 +29,9 @@ from catdog.trust import calibration
 
 @dataclass(frozen=True)
 class Explanation:
-    """One image explained: `label` is the most probable class, `explained` the class whose
-    heatmap (S, S, 0..1) this is; `ood_score` and `in_distribution` as in `catdog predict`."""
+    """One image explained: `label` is the most probable class (for a multi-label run, the tags
+    it is given, `labels`, joined, or "no tag"), `explained` the class or tag whose heatmap
+    (S, S, 0..1) this is; `ood_score` and `in_distribution` as in `catdog predict`."""
 
     path: str
     photo: np.ndarray
@@ -40,17 +41,20 @@ class Explanation:
     probabilities: dict[str, float]
     ood_score: float | None
     in_distribution: bool | None
+    labels: list[str] | None = None
 
     @property
     def probability(self) -> float:
-        return self.probabilities[self.label]
+        """The probability of the explained tag (multi-label), or of the label."""
+        return self.probabilities[self.explained if self.labels is not None else self.label]
 
     def overlay(self) -> np.ndarray:
         """The photo with the heatmap over it (uint8 RGB)."""
         return plots.overlay(self.photo, self.heatmap)
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "label": self.label, "explained": self.explained, "probability": self.probability,
+        labels = {"labels": self.labels} if self.labels is not None else {"label": self.label}
+        return {"path": self.path, **labels, "explained": self.explained, "probability": self.probability,
                 "probabilities": self.probabilities, "ood_score": self.ood_score,
                 "in_distribution": self.in_distribution}
 
@@ -63,7 +67,7 @@ class Explainer:
         self.class_names = self.run.class_names
         self.image_size = self.run.image_size
         self.max_pixels = max_pixels
-        self.gradcam = GradCAM(self.run.keras_model())
+        self.gradcam = GradCAM(self.run.keras_model(), multilabel=self.run.multilabel)
 
     def class_index(self, class_name: str | None) -> int | None:
         """The index of `class_name` (None: each image's predicted class)."""
@@ -76,10 +80,14 @@ class Explainer:
 
     def explain_pixels(self, names: Sequence[str], pixels: np.ndarray, class_name: str | None = None
                        ) -> list[Explanation]:
-        """Explain a batch of images (N, S, S, 3, 0..255) named `names`."""
+        """Explain a batch of images (N, S, S, 3, 0..255) named `names`: by default each image's
+        predicted class, or for a multi-label run each tag it is given (the most probable tag if it
+        is given none), one explanation per image and tag."""
         index = self.class_index(class_name)
+        if self.run.multilabel:
+            return self._explain_tags(names, pixels, index)
         result = self.gradcam(pixels, None if index is None else np.full(len(pixels), index))
-        probabilities = calibration.scale(calibration.softmax(result.logits), self.run.temperature)
+        probabilities = self.run.calibrated(calibration.softmax(result.logits))
         detector = self.run.detector
         scores = detector.scores(result.features) if detector is not None else [None] * len(pixels)
         return [
@@ -93,6 +101,27 @@ class Explainer:
             for name, photo, heatmap, chosen, p, score in zip(
                 names, pixels, result.heatmaps, result.classes, probabilities, scores, strict=True)
         ]
+
+    def _explain_tags(self, names: Sequence[str], pixels: np.ndarray, index: int | None) -> list[Explanation]:
+        probabilities = self.run.calibrated(1 / (1 + np.exp(-self.gradcam.logits(pixels))))
+        given = probabilities >= np.asarray(self.run.thresholds)
+        pairs = [(i, t) for i in range(len(pixels))
+                 for t in ([index] if index is not None else np.flatnonzero(given[i]) if given[i].any()
+                           else [int(np.argmax(probabilities[i]))])]
+        images, tags = [i for i, _ in pairs], np.array([t for _, t in pairs])
+        result = self.gradcam(pixels[images], tags)
+        detector = self.run.detector
+        scores = detector.scores(result.features) if detector is not None else [None] * len(pairs)
+        explanations = []
+        for (i, tag), heatmap, score in zip(pairs, result.heatmaps, scores, strict=True):
+            labels = [name for name, on in zip(self.class_names, given[i], strict=True) if on]
+            explanations.append(Explanation(
+                path=names[i], photo=pixels[i], heatmap=heatmap, label=" ".join(labels) or "no tag",
+                explained=self.class_names[int(tag)],
+                probabilities={c: float(v) for c, v in zip(self.class_names, probabilities[i], strict=True)},
+                ood_score=None if score is None else float(score),
+                in_distribution=None if score is None else bool(score <= 1.0), labels=labels))
+        return explanations
 
     def explain_paths(self, sources: Iterable[str | os.PathLike], class_name: str | None = None,
                       batch_size: int = 16, on_skip: Callable[[str, str], None] | None = None

@@ -3,7 +3,8 @@ Visual Explanations from Deep Networks via Gradient-based Localization", 2017).
 
 The gradient of the class's log-odds against the other classes (its logit less the
 log-sum-exp of theirs: what tells the class apart, without the part every class shares,
-and without the softmax's saturation) with respect to the last spatial feature map (the
+and without the softmax's saturation; for a multi-label model's tag, whose sigmoid stands
+alone, the tag's own logit, its log-odds) with respect to the last spatial feature map (the
 backbone's last convolutional output for a pretrained preset, the last convolutional
 block's for the others: `catdog.models.inference.feature_map`) is averaged over the map
 into one weight per channel; the heatmap is the weighted sum of the channels, without its
@@ -38,9 +39,11 @@ class Heatmaps:
 
 
 class GradCAM:
-    """Grad-CAM for a catdog model (raw pixels in, softmax out), built once, run per batch."""
+    """Grad-CAM for a catdog model (raw pixels in, softmax out, or with `multilabel` a sigmoid
+    per tag), built once, run per batch."""
 
-    def __init__(self, model: keras.Model):
+    def __init__(self, model: keras.Model, multilabel: bool = False):
+        self.multilabel = multilabel
         maps = feature_map(model)
         self.parts = keras.Model(model.inputs, [maps, classifier_features(model)])
         last = model.layers[-1]  # the classifier, or the head whose last layer it is
@@ -49,6 +52,11 @@ class GradCAM:
         self.kernel, self.bias = kernel.astype("float32"), bias.astype("float32")
         self.image_size = model.input_shape[1]
         self.rows, self.columns = cell_centres(keras.Model(model.inputs, maps), self.image_size)
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """Every class's logits (N, classes), without the heatmaps."""
+        _, features = self.parts(np.asarray(pixels, dtype="float32"), training=False)
+        return np.asarray(features, dtype="float32") @ self.kernel + self.bias
 
     def __call__(self, pixels: np.ndarray, classes: np.ndarray | None = None) -> Heatmaps:
         """Heatmaps of `pixels` (N, S, S, 3, 0..255) for `classes` (indices; default: each image's
@@ -62,8 +70,10 @@ class GradCAM:
             features = tf.cast(features, tf.float32)
             logits = tf.matmul(features, self.kernel) + self.bias
             chosen = tf.argmax(logits, axis=1) if classes is None else tf.constant(classes, tf.int64)
-            others = tf.where(tf.one_hot(chosen, logits.shape[1]) > 0, -np.inf, logits)
-            scores = tf.gather(logits, chosen, axis=1, batch_dims=1) - tf.reduce_logsumexp(others, axis=1)
+            scores = tf.gather(logits, chosen, axis=1, batch_dims=1)
+            if not self.multilabel:
+                others = tf.where(tf.one_hot(chosen, logits.shape[1]) > 0, -np.inf, logits)
+                scores -= tf.reduce_logsumexp(others, axis=1)
         gradients = tf.cast(tape.gradient(scores, maps), tf.float32)
         maps = tf.cast(maps, tf.float32)
         weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)

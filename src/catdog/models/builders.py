@@ -1,7 +1,8 @@
 """Builders: each returns a functional Keras model from raw 0..255 pixels to probabilities.
 
 Every model does its own augmentation (active only in training) and preprocessing, and
-ends in a float32 softmax over the classes. Models on a pretrained backbone are
+ends in a float32 softmax over the classes, or with `multilabel` one float32 sigmoid per tag
+(each tag present or not, independently). Models on a pretrained backbone are
 assembled from named parts, which training uses to compute the frozen part once
 instead of every epoch (see catdog.training.frozen)::
 
@@ -60,9 +61,10 @@ def preprocessing(mean, std) -> layers.Layer:
                             name=PREPROCESS)
 
 
-def classifier(num_classes: int, name: str | None = None) -> layers.Layer:
-    """The output layer: probabilities, in float32 even under mixed precision."""
-    return layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)
+def classifier(num_classes: int, multilabel: bool = False, name: str | None = None) -> layers.Layer:
+    """The output layer: probabilities, in float32 even under mixed precision: a softmax over the
+    classes, or with `multilabel` a sigmoid per tag."""
+    return layers.Dense(num_classes, activation="sigmoid" if multilabel else "softmax", dtype="float32", name=name)
 
 
 def conv_pool_stack(x, filters: tuple[int, ...] = (32, 32, 32)):
@@ -118,8 +120,9 @@ def pretrained_base(backbone: Backbone, image_size: int, weights: str | None) ->
 # Builders ---------------------------------------------------------------------------------
 
 
-def reference_cnn(*, image_size: int, num_classes: int, augment: Mapping[str, Any] | None = None,
-             preprocess: bool = False, hidden: int | None = None, dropout: float = 0.5) -> keras.Model:
+def reference_cnn(*, image_size: int, num_classes: int, multilabel: bool = False,
+                  augment: Mapping[str, Any] | None = None, preprocess: bool = False, hidden: int | None = None,
+                  dropout: float = 0.5) -> keras.Model:
     """The reference's CNNs (models 1 to 3): optional augmentation and MobileNetV2's scaling,
     three conv/pool pairs, Flatten, an optional hidden Dense layer, Dropout, and the classifier."""
     inputs = keras.Input((image_size, image_size, 3))
@@ -132,11 +135,11 @@ def reference_cnn(*, image_size: int, num_classes: int, augment: Mapping[str, An
     if hidden:
         x = layers.Dense(hidden, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
-    return keras.Model(inputs, classifier(num_classes)(x))
+    return keras.Model(inputs, classifier(num_classes, multilabel)(x))
 
 
 def pretrained_classifier(*, image_size: int, num_classes: int, backbone: Backbone, weights: str | None,
-                          augment: Mapping[str, Any] | None = None, pooling: str = "avg",
+                          multilabel: bool = False, augment: Mapping[str, Any] | None = None, pooling: str = "avg",
                           dropout: float = 0.5) -> keras.Model:
     """A frozen pretrained base (called with `training=False`) under a small head.
 
@@ -149,12 +152,13 @@ def pretrained_classifier(*, image_size: int, num_classes: int, backbone: Backbo
     x = pretrained_base(backbone, image_size, weights)(x, training=False)
     pool = layers.GlobalMaxPooling2D if pooling == "max" else layers.GlobalAveragePooling2D
     x = pool(name=POOL)(x)
-    head = keras.Sequential([layers.Dropout(dropout), classifier(num_classes)], name=HEAD)
+    head = keras.Sequential([layers.Dropout(dropout), classifier(num_classes, multilabel)], name=HEAD)
     return keras.Model(inputs, head(x))
 
 
-def residual_cnn(*, image_size: int, num_classes: int, widths: tuple[int, ...] = (32, 64, 128, 256),
-                 blocks: int = 1, augment: Mapping[str, Any] | None = None, dropout: float = 0.3) -> keras.Model:
+def residual_cnn(*, image_size: int, num_classes: int, multilabel: bool = False,
+                 widths: tuple[int, ...] = (32, 64, 128, 256), blocks: int = 1,
+                 augment: Mapping[str, Any] | None = None, dropout: float = 0.3) -> keras.Model:
     """A small ResNet for training from scratch: a strided stem and max pooling, then
     `blocks` residual blocks of two 3x3 convolutions with batch normalisation per width
     (the first of each width after the first halving the resolution), global average
@@ -170,4 +174,4 @@ def residual_cnn(*, image_size: int, num_classes: int, widths: tuple[int, ...] =
             x = residual_block(x, width, strides=2 if i > 0 and j == 0 else 1)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    return keras.Model(inputs, classifier(num_classes)(x))
+    return keras.Model(inputs, classifier(num_classes, multilabel)(x))

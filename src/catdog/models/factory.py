@@ -67,10 +67,12 @@ def resolve_weights(preset: Preset, backbone: Backbone | None = None, weights: s
     return str(path)
 
 
-def create_model(preset: str, num_classes: int, *, image_size: int | None = None, backbone: str | None = None,
-                 weights: str | os.PathLike | None = None, seed: int | None = None) -> keras.Model:
-    """Build `preset` for `num_classes` classes and square `image_size` images (default: the
-    preset's, or its backbone's), on `backbone` for a pretrained preset.
+def create_model(preset: str, num_classes: int, *, multilabel: bool = False, image_size: int | None = None,
+                 backbone: str | None = None, weights: str | os.PathLike | None = None,
+                 seed: int | None = None) -> keras.Model:
+    """Build `preset` for `num_classes` classes (with `multilabel`, tags: a sigmoid each) and square
+    `image_size` images (default: the preset's, or its backbone's), on `backbone` for a
+    pretrained preset.
 
     `weights`: see `resolve_weights`. With `seed`, the same seed gives the same initial weights.
     """
@@ -79,8 +81,9 @@ def create_model(preset: str, num_classes: int, *, image_size: int | None = None
     from catdog.models import builders
 
     spec = get_preset(preset)
-    if num_classes < 2:
-        raise ParameterError("num_classes", f"a classifier needs at least 2 classes, got {{name}}={num_classes}")
+    if num_classes < (1 if multilabel else 2):
+        raise ParameterError("num_classes", f"a classifier needs at least {1 if multilabel else 2} classes, got "
+                                            f"{{name}}={num_classes}")
     network = resolve_backbone(spec, backbone)
     image_size = image_size or default_image_size(spec, network)
     resolved = resolve_weights(spec, network, weights)
@@ -88,9 +91,10 @@ def create_model(preset: str, num_classes: int, *, image_size: int | None = None
         keras.utils.set_random_seed(seed)
     build = getattr(builders, spec.builder)
     if network is not None:
-        model = build(image_size=image_size, num_classes=num_classes, backbone=network, weights=resolved, **spec.kwargs)
+        model = build(image_size=image_size, num_classes=num_classes, multilabel=multilabel, backbone=network,
+                      weights=resolved, **spec.kwargs)
     else:
-        model = build(image_size=image_size, num_classes=num_classes, **spec.kwargs)
+        model = build(image_size=image_size, num_classes=num_classes, multilabel=multilabel, **spec.kwargs)
         if resolved:
             _load_weights(model, resolved)
     model.name = spec.name

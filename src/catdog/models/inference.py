@@ -91,25 +91,34 @@ def feature_map(model: keras.Model):
 
 
 class TemperatureScaling(keras.layers.Layer):
-    """Probabilities in, softmax(log(p) / T) out, in float32: `catdog.trust.calibration.scale`
-    as a layer, so that exported files give the calibrated probabilities too."""
+    """Probabilities in, calibrated probabilities out, in float32: `catdog.trust.calibration.scale`
+    as a layer, so that exported files give the calibrated probabilities too. A softmax's
+    probabilities become softmax(log(p) / T); with `multilabel`, each tag's sigmoid probability
+    becomes sigmoid(logit(p) / T) with the tag's own temperature (`temperature` a list)."""
 
-    def __init__(self, temperature: float = 1.0, **kwargs):
+    def __init__(self, temperature: float | list[float] = 1.0, multilabel: bool = False, **kwargs):
         super().__init__(**{**kwargs, "dtype": "float32"})
-        self.temperature = float(temperature)
+        self.multilabel = bool(multilabel)
+        self.temperature = [float(t) for t in temperature] if multilabel else float(temperature)
 
     def call(self, probabilities):
-        logits = keras.ops.log(keras.ops.maximum(probabilities, TINY)) / self.temperature
-        return keras.ops.softmax(logits, axis=-1)
+        log_p = keras.ops.log(keras.ops.maximum(probabilities, TINY))
+        if self.multilabel:
+            logits = log_p - keras.ops.log(keras.ops.maximum(1.0 - probabilities, TINY))
+            return keras.ops.sigmoid(logits / keras.ops.convert_to_tensor(self.temperature, "float32"))
+        return keras.ops.softmax(log_p / self.temperature, axis=-1)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "temperature": self.temperature}
+        return {**super().get_config(), "temperature": self.temperature, "multilabel": self.multilabel}
 
 
-def served(model: keras.Model, temperature: float = 1.0) -> keras.Model:
+def served(model: keras.Model, temperature: float | list[float] = 1.0, multilabel: bool = False) -> keras.Model:
     """`model` (sharing its weights) with two named outputs: `PROBABILITIES`, scaled by
-    `temperature`, and `FEATURES` (`classifier_features`, as float32)."""
-    probabilities = TemperatureScaling(temperature, name=PROBABILITIES)(model.output)
+    `temperature` (a list, one per tag, with `multilabel`), and `FEATURES`
+    (`classifier_features`, as float32)."""
+    if multilabel and not isinstance(temperature, list | tuple):
+        temperature = [float(temperature)] * model.output_shape[-1]
+    probabilities = TemperatureScaling(temperature, multilabel, name=PROBABILITIES)(model.output)
     features = keras.layers.Activation("linear", dtype="float32", name=FEATURES)(classifier_features(model))
     return keras.Model(model.inputs, {PROBABILITIES: probabilities, FEATURES: features}, name=model.name)
 

@@ -63,7 +63,7 @@ def write_html(result: AuditResult, path: str | Path) -> Path:
         parts.append(f'<div class="row{" leak" * group.leak}">{figures}</div>')
     parts.append(f"<h2>Suspected label errors: {len(result.label_issues)}</h2>")
     parts.append('<div class="row">' + "".join(
-        figure(s.path, f"labelled {s.label}, looks like {s.suggested} ({s.score:.2f})")
+        figure(s.path, s.describe())
         for s in result.label_issues[:SHOWN]) + "</div>")
     parts.append(f"<h2>Outliers: {len(result.outliers)}</h2>")
     parts.append('<div class="row">' + "".join(

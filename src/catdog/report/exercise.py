@@ -175,6 +175,8 @@ def _baseline_blocks(data: dict[str, Any]) -> list[Block]:
     if data.get("baseline_balanced_accuracy") is not None:
         sentences.append(f"Its balanced accuracy (the mean recall of the classes) is "
                          f"{percent(data['baseline_balanced_accuracy'])}.")
+    if tags := data.get("multilabel"):
+        sentences.append(_tags_sentence(tags))
     if data.get("imbalance", 1) > IMBALANCE_RATIO:
         sentences.append(f"The classes are imbalanced: the largest has {data['imbalance']:.1f}x the training images "
                          "of the smallest, so balanced accuracy says more than accuracy.")
@@ -185,9 +187,45 @@ def _baseline_blocks(data: dict[str, Any]) -> list[Block]:
     return [Paragraph(" ".join(sentences))] if sentences else []
 
 
+def _tags_sentence(tags: dict[str, Any]) -> str:
+    """What a multi-label data set is like, and its baseline."""
+    usual = ", ".join(f"`{tag}`" for tag in tags["baseline_tags"]) or "no tag"
+    sentence = (f"Each image has any number of tags: {tags['label_cardinality']:.2f} on average, "
+                f"{sum(tags['without_tags'].values())} images none.")
+    if baseline := tags["baseline"]:
+        sentence += (f" The baseline, always giving the most frequent tags of the training split ({usual}), gets "
+                     f"every tag of a test image right for **{percent(baseline['subset_accuracy'])}** of them, with a "
+                     f"micro F1 of {percent(baseline['micro_f1'])}: every model must beat it.")
+    return sentence
+
+
+def _tag_metric_blocks(result: ModelResult, run: Path) -> list[Block]:
+    """A multi-label model's figures over its tags, a row per tag, its precision-recall curves and
+    examples of each tag's mistakes."""
+    metrics = folder.read_json(run / folder.METRICS_FILE) or {}
+    rows = [[f"`{tag}`", str(row["n"]), percent(row["precision"]), percent(row["recall"]), percent(row["f1"]),
+             percent(row["average_precision"]), f"{row['threshold']:.2f}"] for tag, row in metrics["per_tag"].items()]
+    return [
+        Paragraph(f"Over its tags: mean average precision **{percent(metrics['mean_average_precision'])}**, "
+                  f"micro F1 {percent(metrics['micro_f1'])}, macro F1 {percent(metrics['macro_f1'])}; every tag of an "
+                  f"image right for {percent(metrics['subset_accuracy'])} of the test images (the accuracy above), and "
+                  f"{percent(metrics['hamming_loss'])} of image-tag pairs wrong. A tag is given from its threshold up, "
+                  "chosen on the validation split for the best F1."),
+        Table(["tag", "test images with it", "precision", "recall", "F1", "average precision", "threshold"], rows),
+        FigureRow([
+            Figure(run / folder.PR_CURVES_PLOT, f"`{result.preset}`: precision and recall of each tag on the test "
+                                                "split, by threshold."),
+            Figure(run / folder.TAG_EXAMPLES_PLOT, f"`{result.preset}`: test images given a tag they do not have, "
+                                                   "and not given one they have."),
+        ]),
+    ]
+
+
 def _class_metric_blocks(result: ModelResult, run: Path) -> list[Block]:
     """Balanced accuracy and macro F1 (and top-5 accuracy for many classes) of the chosen model,
-    with the pairs of classes it confuses most."""
+    with the pairs of classes it confuses most; a multi-label model's figures over its tags."""
+    if (run / folder.PR_CURVES_PLOT).is_file():
+        return _tag_metric_blocks(result, run)
     if result.test_balanced_accuracy is None:
         return []
     figures = [f"balanced accuracy **{percent(result.test_balanced_accuracy)}**",
@@ -278,7 +316,7 @@ def _comparison_blocks(summary: dict[str, Any], results: list[ModelResult], exer
         ),
         *_class_metric_blocks(best, run),
         Figure(run / folder.CONFUSION_MATRIX_PLOT, f"`{best.preset}`: confusion matrix on the test split (rows: the "
-                                                  "true class, columns: the predicted one)."),
+                                                  "true class, columns: the predicted one; for tags, one per tag)."),
         *_mistake_blocks(best, run),
         *trust_blocks(best.preset, run),
     ]
@@ -300,16 +338,26 @@ def _mistake_blocks(best: ModelResult, run: Path) -> list[Block]:
     more = f"; the {len(shown)} it was surest of" if len(mistakes) > len(shown) else ""
     return [
         Heading("Its mistakes", 3),
-        Paragraph(f"`{best.preset}` got {len(mistakes)} of the {best.test_n} test images wrong{more} (its "
-                  "probability for the wrong class in brackets; `metrics.json` lists them all):"),
-        Gallery([Thumbnail(m["path"], short_name(m["path"]),
-                           f"a `{m['true']}` image taken for `{m['predicted']}` ({percent(m['probability'])})")
-                 for m in shown]),
+        Paragraph(f"`{best.preset}` got {len(mistakes)} of the {best.test_n} test images wrong{more} ("
+                  + ("a tag missing or one too many" if isinstance(mistakes[0]["true"], list) else
+                     "its probability for the wrong class in brackets") + "; `metrics.json` lists them all):"),
+        Gallery([Thumbnail(m["path"], short_name(m["path"]), _mistake_caption(m)) for m in shown]),
         Figure(run / folder.MISCLASSIFIED_PLOT,
                f"Where `{best.preset}` looked when it was wrong (Grad-CAM): red marks the parts of each image that "
                "pushed it most towards the wrong class, blue those that did not matter. A heatmap on the "
                "background, not the animal, means it learnt a shortcut."),
     ]
+
+
+def _mistake_caption(mistake: dict[str, Any]) -> str:
+    """What the model got wrong about one image: its class, or for tags the ones it gave and had."""
+    if isinstance(mistake["true"], list):
+        return f"tagged {_tag_list(mistake['true'])}, given {_tag_list(mistake['predicted'])}"
+    return f"a `{mistake['true']}` image taken for `{mistake['predicted']}` ({percent(mistake['probability'])})"
+
+
+def _tag_list(names: list[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names) or "no tag"
 
 
 def _next_steps(best: ModelResult, exercise_dir: Path) -> list[Block]:

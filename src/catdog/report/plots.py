@@ -1,5 +1,6 @@
 """Figures: training curves, the confusion matrix, misclassified images, reliability
-diagrams, and runs compared.
+diagrams, runs compared, and for multi-label runs each tag's confusion counts, precision-recall
+curves, and examples of its false positives and false negatives.
 
 Every function draws on its own `matplotlib.figure.Figure` (no global pyplot state, so it
 is safe anywhere, with no display) and saves it atomically with `files.save_figure`.
@@ -28,14 +29,16 @@ HEATMAP_COLORS = "jet"
 
 @dataclass(frozen=True)
 class Mistake:
-    """A wrongly classified image: pixels (S, S, 3, 0..255), true and predicted class,
-    probability, and the Grad-CAM heatmap (S, S, 0..1) of the prediction if there is one."""
+    """A wrongly classified image: pixels (S, S, 3, 0..255), true and predicted class (or tags),
+    the probability of the prediction (None for tags), the Grad-CAM heatmap (S, S, 0..1) of the
+    prediction if there is one, and the class or tag it explains."""
 
     image: np.ndarray
     true: str
     predicted: str
-    probability: float
+    probability: float | None
     heatmap: np.ndarray | None = None
+    explained: int | None = None
 
 
 def training_curve(history: History, metric: str, path: str | Path, minimum: float | None = None,
@@ -145,7 +148,8 @@ def misclassified(mistakes: Sequence[Mistake], path: str | Path, columns: int = 
         ax.axis("off")
     for ax, m in zip(axes, mistakes, strict=False):
         ax.imshow(np.clip(m.image, 0, 255).astype("uint8") if m.heatmap is None else overlay(m.image, m.heatmap))
-        ax.set_title(f"true: {m.true}\npredicted: {m.predicted} ({m.probability:.0%})", fontsize=11)
+        shown = f"{m.predicted} ({m.probability:.0%})" if m.probability is not None else m.predicted
+        ax.set_title(f"true: {m.true}\npredicted: {shown}", fontsize=11)
     if not mistakes:
         axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     return files.save_figure(fig, path)
@@ -158,8 +162,9 @@ def reliability(before, after, temperature: float, path: str | Path) -> Path:
     the predictions are). The confidence axis starts at the lowest bin any image fell in."""
     fig = Figure(figsize=(10, 5.6))
     axes = fig.subplots(2, 2, sharex=True, sharey="row", gridspec_kw={"height_ratios": (3, 1.2)})
-    titles = (f"uncalibrated: calibration error {before.ece:.1%}",
-              f"temperature {temperature:.2f}: calibration error {after.ece:.1%}")
+    scaled = (f"temperature {temperature:.2f}" if isinstance(temperature, int | float) else
+              f"temperatures {min(temperature):.2f} to {max(temperature):.2f}")
+    titles = (f"uncalibrated: calibration error {before.ece:.1%}", f"{scaled}: calibration error {after.ece:.1%}")
     filled_edges = [b.edges[:-1][b.counts > 0] for b in (before, after)]
     start = min((edges.min() for edges in filled_edges if len(edges)), default=0.0)
     for column, (bins, title) in enumerate(zip((before, after), titles, strict=True)):
@@ -227,3 +232,89 @@ def _integer_epochs(ax) -> None:
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+# Multi-label runs ---------------------------------------------------------------------------
+
+# At most this many tags get a panel of their own in the per-tag figures (the most frequent).
+TAGS_DRAWN = 12
+
+
+def tag_confusion(per_tag: Mapping[str, Mapping], path: str | Path) -> Path:
+    """Each tag's confusion counts on the test split (`catdog.metrics.multilabel_metrics`'s
+    `per_tag`): true and false positives and negatives, as bars, with precision and recall."""
+    names = list(per_tag)
+    fig = Figure(figsize=(8, 0.45 * len(names) + 1.6))
+    ax = fig.subplots()
+    left = np.zeros(len(names))
+    for key, colour, label in (("tp", "#2e7d32", "true positives"), ("fn", "#f9a825", "false negatives"),
+                               ("fp", "#c62828", "false positives")):
+        counts = np.array([per_tag[name]["confusion"][key] for name in names])
+        ax.barh(range(len(names)), counts, left=left, color=colour, label=label)
+        left += counts
+    for i, name in enumerate(names):
+        row = per_tag[name]
+        ax.text(left[i], i, f"  P {row['precision']:.0%}  R {row['recall']:.0%}", va="center", fontsize=8)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(left.max(), 1) * 1.35)
+    ax.set(xlabel="test images", title="Per tag: the images that have it, and those given it")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(names) < 4 else -0.12), ncol=3)
+    return files.save_figure(fig, path)
+
+
+def pr_curves(true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
+              thresholds: Sequence[float], path: str | Path) -> Path:
+    """Each tag's precision-recall curve on the test split, its average precision in the legend and
+    its threshold marked."""
+    from catdog.metrics import average_precision, precision_recall_curve
+
+    fig = Figure(figsize=(7, 5))
+    ax = fig.subplots()
+    order = np.argsort(-np.asarray(true).sum(axis=0), kind="stable")[:TAGS_DRAWN]
+    for i in order:
+        if not np.asarray(true)[:, i].any():
+            continue
+        precision, recall, cut = precision_recall_curve(true[:, i], probabilities[:, i])
+        line, = ax.step(recall, precision, where="post",
+                        label=f"{class_names[i]} (AP {average_precision(true[:, i], probabilities[:, i]):.2f})")
+        at = np.argmin(np.abs(cut - thresholds[i])) if len(cut) else None
+        if at is not None:
+            ax.plot(recall[at], precision[at], "o", color=line.get_color())
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.05), xlabel="recall", ylabel="precision",
+           title="Precision and recall by threshold (dots: each tag's threshold)")
+    ax.legend(fontsize=8, loc="lower left")
+    return files.save_figure(fig, path)
+
+
+@dataclass(frozen=True)
+class TagExamples:
+    """Test images a tag was given without having it (false positives) and that have it but were
+    not given it (false negatives), pixels (S, S, 3, 0..255) each."""
+
+    tag: str
+    false_positives: list[np.ndarray]
+    false_negatives: list[np.ndarray]
+
+
+def tag_examples(examples: Sequence[TagExamples], path: str | Path, per_kind: int = 3) -> Path:
+    """A row per tag: up to `per_kind` of its false positives, then of its false negatives."""
+    examples = list(examples)[:TAGS_DRAWN]
+    rows, columns = max(1, len(examples)), 2 * per_kind
+    fig = Figure(figsize=(1.9 * columns, 2.1 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for row, example in enumerate(examples):
+        for kind, images, offset in (("given, not there", example.false_positives, 0),
+                                     ("there, not given", example.false_negatives, per_kind)):
+            for k, image in enumerate(images[:per_kind]):
+                ax = axes[row, offset + k]
+                ax.imshow(np.clip(image, 0, 255).astype("uint8"))
+                ax.set_title(f"{example.tag}: {kind}", fontsize=8)
+            if not images:
+                axes[row, offset].text(0.5, 0.5, f"{example.tag}: none {kind}", ha="center", va="center",
+                                       fontsize=8)
+    if not examples:
+        axes[0, 0].text(0.5, 0.5, "no tag was wrong", ha="center", va="center")
+    return files.save_figure(fig, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from catdog import defaults
@@ -33,18 +34,19 @@ def sample_grid(
 ) -> Figure:
     """One row per class of `per_class` random images from `split`, each titled with its class;
     with more than `ROWS_OF_CLASSES` classes, one image of each of up to `MANY_CLASSES_SHOWN`
-    random classes."""
+    random classes. In a multi-label data set a row holds images with its tag, titled with all of
+    theirs."""
     rng = random.Random(seed)
     paths, labels = manifest.files(split)
     if len(manifest.class_names) > ROWS_OF_CLASSES:
         return _one_per_class(manifest, paths, labels, rng, split, image_size)
     fig, axes = _figure(rows=len(manifest.class_names), columns=per_class)
-    for row, class_name in zip(axes, manifest.class_names, strict=True):
-        candidates = [path for path, label in zip(paths, labels, strict=True)
-                      if manifest.class_names[label] == class_name]
+    for row, class_index in zip(axes, range(len(manifest.class_names)), strict=True):
+        candidates = [(path, label) for path, label in zip(paths, labels, strict=True) if _has(label, class_index)]
         chosen = rng.sample(candidates, min(per_class, len(candidates)))
-        for ax, image in zip(row, load_images(chosen, image_size), strict=False):
-            _show(ax, image, class_name)
+        for ax, image, (_, label) in zip(row, load_images([path for path, _ in chosen], image_size), chosen,
+                                         strict=False):
+            _show(ax, image, _title(manifest, label))
     fig.suptitle(f"{per_class} random images per class ({split} split)", fontsize="large")
     return fig
 
@@ -52,7 +54,7 @@ def sample_grid(
 def _one_per_class(manifest: Manifest, paths, labels, rng: random.Random, split: str, image_size: int) -> Figure:
     names = manifest.class_names
     shown = sorted(rng.sample(range(len(names)), min(MANY_CLASSES_SHOWN, len(names))))
-    by_class = {i: [path for path, label in zip(paths, labels, strict=True) if label == i] for i in shown}
+    by_class = {i: [path for path, label in zip(paths, labels, strict=True) if _has(label, i)] for i in shown}
     shown = [i for i in shown if by_class[i]]
     fig, axes = _figure(rows=-(-len(shown) // MANY_CLASSES_COLUMNS), columns=MANY_CLASSES_COLUMNS)
     images = load_images([rng.choice(by_class[i]) for i in shown], image_size)
@@ -91,11 +93,23 @@ def augmentation_preview(
     rows = -(-(versions + 1) // columns)
     fig, axes = _figure(rows=rows, columns=columns)
     tiles = axes.flat
-    _show(next(tiles), image[0], f"original ({manifest.class_names[labels[index]]})")
+    _show(next(tiles), image[0], f"original ({_title(manifest, labels[index])})")
     for ax, copy in zip(tiles, copies, strict=False):
         _show(ax, copy, "random flip and rotation")
     fig.suptitle("Data augmentation: RandomFlip and RandomRotation(0.2)", fontsize="large")
     return fig
+
+
+def _has(label, class_index: int) -> bool:
+    """Whether an image of `label` (a class index, or a row of tags) is of class (has tag) `class_index`."""
+    return bool(label[class_index]) if np.ndim(label) else label == class_index
+
+
+def _title(manifest: Manifest, label) -> str:
+    """An image's class, or its tags ("no tag" for none)."""
+    if not np.ndim(label):
+        return manifest.class_names[label]
+    return " ".join(name for name, on in zip(manifest.class_names, label, strict=True) if on) or "no tag"
 
 
 def _figure(rows: int, columns: int):

@@ -12,7 +12,10 @@ from catdog.terminal import percent
 from catdog.trust.calibration import ECE_BINS
 
 
-def _temperature_in_words(temperature: float) -> str:
+def _temperature_in_words(temperature: float | list[float]) -> str:
+    if not isinstance(temperature, int | float):  # a multi-label model: one per tag
+        return (f"Here each tag has its own temperature, from {min(temperature):.2f} to {max(temperature):.2f} (1: "
+                "left as it was), and each probability says how likely that one tag is.")
     if temperature == 1.0:
         return ("Here its probabilities are left as they are: a temperature fitted on validation did not make them "
                 "more honest on validation photos it was not fitted on.")

@@ -31,7 +31,7 @@ from typing import Any
 from catdog import defaults, files
 from catdog.audit.result import JSON_FILE, AuditResult
 from catdog.data import Source, as_source, resolve_data_dir
-from catdog.data.labels import LABEL_COLUMN, PATH_COLUMN
+from catdog.data.labels import LABEL_COLUMN, MULTILABEL, PATH_COLUMN
 from catdog.data.pack import is_remote
 from catdog.data.scan import scan
 from catdog.errors import CatdogError, ParameterError
@@ -262,6 +262,9 @@ def review_data(data: str | os.PathLike | Source | None, *, audit: str | os.Path
     subject = {"data": str(root.resolve()), "labels": str(labels_file.resolve()) if labels_file else None}
     path = Path(out) if out is not None else folder.default_folder(root)
     found = scan(root, labels=source.labels)
+    if found.task == MULTILABEL:
+        raise CatdogError(f"{labels_file} gives images several tags; a review decides one class per image "
+                          "(review a multi-label audit's findings in its audit.html)")
     given = _given_audit(audit, root, found) if audit is not None else None  # before anything is written
     stack, log = _open(path, subject, who)
     try:
@@ -321,6 +324,9 @@ def review_pool(pool: str | os.PathLike, run: Run | str | os.PathLike, *, data: 
     if not pool.is_dir():
         raise ParameterError("pool", f"{{name}}: {pool} is not a folder")
     run = as_run(run)
+    if run.multilabel:
+        raise ParameterError("run", f"{{name}} {run.path} gives tags; labelling a pool takes a run that gives each "
+                                    "image one class")
     root = Path(data) if data is not None else pool
     if not root.is_dir():
         raise ParameterError("data", f"{{name}}: {root} is not a folder")

@@ -1,10 +1,11 @@
 """`config.json`: a run's settings as recorded, with what it trained on and where.
 
 It is the run's `TrainSettings` written down, one key per setting, with the class names, the
-data's location, the devices it trained on (for the last session) and the library versions.
-Format 2 (this one) added `backbone` and `format_version` to catdog 0.1's format 1, whose
-pretrained models were all MobileNetV2; both open. `RunConfig` reads and writes it, and
-checks what it reads.
+task (one class per image, or tags), the data's location, the devices it trained on (for the
+last session) and the library versions. Format 2 added `backbone` and `format_version` to
+catdog 0.1's format 1, whose pretrained models were all MobileNetV2; format 3 added `task` for
+multi-label runs, which alone are written in it (so that a catdog that cannot predict tags
+refuses them); all three open. `RunConfig` reads and writes it, and checks what it reads.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from catdog import files
+from catdog.data.labels import MULTICLASS, MULTILABEL
 from catdog.errors import CatdogError
 from catdog.runs.settings import TrainSettings
 
 CONFIG_FILE = "config.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# What a run of one class per image is written as: the format before `task`.
+MULTICLASS_FORMAT_VERSION = 2
 PRETRAINED_PRESETS_V1 = ("transfer", "finetune")
 # Where a run trained, as the last session recorded it (see catdog.training.distribute).
 PLACEMENT_KEYS = ("strategy", "replicas", "workers", "devices")
@@ -28,19 +32,22 @@ ONE_DEVICE = {"strategy": "none", "replicas": 1, "workers": 1, "devices": []}
 
 @dataclass(frozen=True)
 class RunConfig:
-    """What a run's `config.json` holds: its settings, its classes, the data folder (or pack
-    location) it trained on, where it trained (`placement`: see `PLACEMENT_KEYS`) and the
-    versions of the libraries that trained it."""
+    """What a run's `config.json` holds: its settings, its classes (tags, for a multi-label
+    `task`), the data folder (or pack location) it trained on, where it trained (`placement`:
+    see `PLACEMENT_KEYS`) and the versions of the libraries that trained it."""
 
     settings: TrainSettings
     class_names: tuple[str, ...]
     data: str = ""
     placement: dict[str, Any] = field(default_factory=lambda: dict(ONE_DEVICE))
     versions: dict[str, str] = field(default_factory=dict)
+    task: str = MULTICLASS
 
     def to_dict(self) -> dict[str, Any]:
+        task = {"task": self.task, "format_version": FORMAT_VERSION} if self.task == MULTILABEL else {
+            "format_version": MULTICLASS_FORMAT_VERSION}
         return {**self.settings.to_dict(), "class_names": list(self.class_names), "data": self.data,
-                **self.placement, "versions": self.versions, "format_version": FORMAT_VERSION}
+                **self.placement, "versions": self.versions, **task}
 
     def write(self, path: str | Path) -> Path:
         return files.write_json(path, self.to_dict())
@@ -56,7 +63,10 @@ class RunConfig:
         missing = [name for name in ("preset", "class_names", "image_size") if name not in values]
         if missing:
             raise CatdogError(f"{source} has no {', '.join(missing)}; it is not a complete catdog run configuration")
-        _check(values, source)
+        task = values.get("task", MULTICLASS)
+        if task not in (MULTICLASS, MULTILABEL):
+            raise CatdogError(f"{source}: task must be {MULTICLASS} or {MULTILABEL}, found {task!r}")
+        _check(values, source, task)
         if version == 1:
             values = {**values, "backbone": "mobilenet_v2" if values["preset"] in PRETRAINED_PRESETS_V1 else None}
         try:
@@ -65,7 +75,7 @@ class RunConfig:
             raise CatdogError(f"{source} holds settings catdog cannot read ({e})") from e
         placement = {**ONE_DEVICE, **{key: values[key] for key in PLACEMENT_KEYS if key in values}}
         return cls(settings, tuple(values["class_names"]), str(values.get("data") or ""), placement,
-                   dict(values.get("versions") or {}))
+                   dict(values.get("versions") or {}), task)
 
     @classmethod
     def read(cls, path: str | Path) -> RunConfig:
@@ -79,10 +89,11 @@ class RunConfig:
         return cls.from_dict(values, path)
 
 
-def _check(values: dict[str, Any], source: str | Path) -> None:
+def _check(values: dict[str, Any], source: str | Path, task: str) -> None:
     names = values["class_names"]
-    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) and n for n in names)):
-        raise CatdogError(f"{source}: class_names must list at least two class names, found {names!r}")
+    fewest = 1 if task == MULTILABEL else 2
+    if not (isinstance(names, list) and len(names) >= fewest and all(isinstance(n, str) and n for n in names)):
+        raise CatdogError(f"{source}: class_names must list at least {fewest} class names, found {names!r}")
     if len(set(names)) != len(names):
         raise CatdogError(f"{source}: class_names lists a class twice ({names!r})")
     size = values["image_size"]

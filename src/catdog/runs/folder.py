@@ -11,6 +11,7 @@ A run folder holds::
     ood.npz              the out-of-distribution detector and its threshold (see catdog.trust.ood)
     metrics.json         test-split scores (see catdog.evaluation)
     accuracy.png, loss.png, confusion_matrix.png, misclassified.png, reliability.png
+    pr_curves.png, tag_examples.png   a multi-label run's (its confusion_matrix.png: per tag)
     logs/                TensorBoard logs
     checkpoint/          the last finished epoch and the best one, for `--resume` (removed when
                          training ends)
@@ -60,6 +61,9 @@ LOSS_PLOT = "loss.png"
 CONFUSION_MATRIX_PLOT = "confusion_matrix.png"
 MISCLASSIFIED_PLOT = "misclassified.png"
 RELIABILITY_PLOT = "reliability.png"
+# A multi-label run's: each tag's precision-recall curve, and examples of its false positives and negatives.
+PR_CURVES_PLOT = "pr_curves.png"
+TAG_EXAMPLES_PLOT = "tag_examples.png"
 
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 

@@ -37,6 +37,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from catdog.data.labels import MULTILABEL
 from catdog.errors import CatdogError, ParameterError
 from catdog.formats import AUTO, AUTO_PREFERENCE, FORMATS, KERAS, RUNTIMES, LoadedModel, get_format
 from catdog.runs import folder
@@ -96,6 +97,11 @@ class Run:
     def preset(self) -> str:
         return self.settings.preset
 
+    @property
+    def multilabel(self) -> bool:
+        """Whether the model gives tags (a sigmoid each: any number, none included) rather than one class."""
+        return self.config.task == MULTILABEL
+
     def manifest(self) -> Manifest:
         """The run's split (`catdog.data.splits.Manifest`), relative to the data folder it trained on."""
         from catdog.data.splits import Manifest
@@ -141,13 +147,32 @@ class Run:
         return folder.read_json(self.path / folder.CALIBRATION_FILE) or {}
 
     @functools.cached_property
-    def temperature(self) -> float:
-        """The temperature the run's probabilities are scaled by (1 if it has none)."""
-        temperature = self.calibration.get("temperature", 1.0)
-        if not (isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0):
-            raise CatdogError(f"{self.path / folder.CALIBRATION_FILE}: temperature must be a number above 0, "
-                              f"found {temperature!r}")
-        return float(temperature)
+    def temperature(self) -> float | tuple[float, ...]:
+        """The temperature the run's probabilities are scaled by (1 if it has none); a multi-label
+        run's, one per tag."""
+        recorded = self.calibration.get("temperature", 1.0)
+        temperatures = recorded if isinstance(recorded, list) else [recorded]
+        if self.multilabel and not isinstance(recorded, list):
+            temperatures = temperatures * len(self.class_names)
+        expected = len(self.class_names) if self.multilabel else 1
+        if len(temperatures) != expected or not all(
+                isinstance(t, int | float) and math.isfinite(t) and t > 0 for t in temperatures):
+            raise CatdogError(f"{self.path / folder.CALIBRATION_FILE}: temperature must be {expected} number"
+                              f"{'s' * (expected > 1)} above 0, found {recorded!r}")
+        return tuple(float(t) for t in temperatures) if self.multilabel else float(temperatures[0])
+
+    @functools.cached_property
+    def thresholds(self) -> tuple[float, ...] | None:
+        """A multi-label run's threshold per tag (a tag is given from it up), chosen on the
+        validation split; 0.5 each before they were; None for one class per image."""
+        if not self.multilabel:
+            return None
+        recorded = self.calibration.get("thresholds", [0.5] * len(self.class_names))
+        if not (isinstance(recorded, list) and len(recorded) == len(self.class_names)
+                and all(isinstance(t, int | float) and 0 <= t <= 1 for t in recorded)):
+            raise CatdogError(f"{self.path / folder.CALIBRATION_FILE}: thresholds must be {len(self.class_names)} "
+                              f"probabilities, found {recorded!r}")
+        return tuple(float(t) for t in recorded)
 
     @functools.cached_property
     def detector(self) -> OutOfDistribution | None:
@@ -248,9 +273,28 @@ class Run:
         name, path = self.runtime_for(runtime)
         if name != KERAS:
             return LoadedModel(name, path, FORMATS[name].load(path))
-        from catdog.models.inference import numpy_function, served
+        from catdog.models.inference import numpy_function
 
-        return LoadedModel(KERAS, path, numpy_function(served(self.keras_model(), self.temperature)))
+        return LoadedModel(KERAS, path, numpy_function(self.served_model()))
+
+    def served_model(self, calibrated: bool = True):
+        """The Keras model with the named outputs of `catdog.outputs` (see
+        catdog.models.inference.served): its probabilities scaled by the run's temperature, or as
+        the model gives them when not `calibrated`."""
+        from catdog.models.inference import served
+
+        temperature = self.temperature if calibrated else 1.0
+        return served(self.keras_model(), list(temperature) if isinstance(temperature, tuple) else temperature,
+                      self.multilabel)
+
+    def calibrated(self, probabilities):
+        """Probabilities as the model gives them (N, classes), scaled by the run's temperature: what
+        `served_model()` computes, in NumPy."""
+        from catdog.trust import calibration
+
+        if self.multilabel:
+            return calibration.scale_tags(probabilities, self.temperature)
+        return calibration.scale(probabilities, self.temperature)
 
     def locked(self):
         """Hold the run folder's lock while writing into it (see `folder.locked`)."""

@@ -29,6 +29,7 @@ import keras
 
 from catdog import __version__, files
 from catdog.data import Data, DataArgument, load
+from catdog.data.labels import MULTILABEL
 from catdog.data.pack import is_remote
 from catdog.errors import ParameterError
 from catdog.models import create_model
@@ -58,9 +59,10 @@ def train(settings: TrainSettings, data: DataArgument | Data = None, *, out: str
     keras.utils.set_random_seed(settings.seed)
     data = _load(settings, data)
     settings = _for_placement(settings, placement)
-    config = RunConfig(settings, tuple(data.class_names), _location(data.root), placement.record(), library_versions())
+    config = RunConfig(settings, tuple(data.class_names), _location(data.root), placement.record(), library_versions(),
+                       data.task)
     with _scope(settings, placement):
-        model = _build(settings, len(data.class_names))  # before anything is written
+        model = _build(settings, len(data.class_names), data.task == MULTILABEL)  # before anything is written
     with folder.locked(path):
         if placement.is_chief:
             folder.new_run_dir(settings.preset, path)  # again, now that no other process can write it
@@ -102,7 +104,7 @@ def resume(run: Run | str | os.PathLike, data: DataArgument | Data = None, *, st
             config = dataclasses.replace(config, settings=settings, placement=placement.record())
             config.write(path / folder.CONFIG_FILE)
         with _scope(config.settings, placement):
-            model = _build(config.settings, len(config.class_names))
+            model = _build(config.settings, len(config.class_names), config.task == MULTILABEL)
             restore_best_model(path, model, history)
             if training_ended(path, config.settings, history):
                 checkpoints.tidy(path)  # the process may have been killed before it did
@@ -170,10 +172,10 @@ def _worker_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="catdog-worker-"))
 
 
-def _build(settings: TrainSettings, num_classes: int) -> keras.Model:
-    """The run's model, checked against this machine's memory."""
+def _build(settings: TrainSettings, num_classes: int, multilabel: bool) -> keras.Model:
+    """The run's model (a sigmoid per tag if `multilabel`), checked against this machine's memory."""
     try:
-        model = create_model(settings.preset, num_classes, image_size=settings.image_size,
+        model = create_model(settings.preset, num_classes, multilabel=multilabel, image_size=settings.image_size,
                              backbone=settings.backbone, weights=settings.weights, seed=settings.seed)
     except ValueError as e:  # Keras' own shape checks: an image size the network cannot take
         raise ParameterError("image_size", f"model {settings.preset!r} cannot be built for {{name}} "

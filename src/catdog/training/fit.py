@@ -24,6 +24,7 @@ import numpy as np
 
 from catdog import files
 from catdog.data import Data
+from catdog.data.labels import MULTILABEL
 from catdog.data.splits import TRAIN, VALIDATION
 from catdog.errors import CatdogError
 from catdog.runs import TrainSettings, folder
@@ -87,18 +88,26 @@ def _fit_stages(run: Path, model: keras.Model, settings: TrainSettings, data: Da
     preset = settings.spec
     replicas = _replicas(model)
     steps = math.ceil(len(data.manifest.files(TRAIN)[0]) / settings.batch_size)
-    class_weight = recipe.class_weights(settings.class_weight, list(data.manifest.counts()[TRAIN].values()))
-    if class_weight:
-        logger.info(f"class weights ({settings.class_weight}): from {min(class_weight.values()):.2f} "
-                    f"to {max(class_weight.values()):.2f}")
+    multilabel = data.task == MULTILABEL
+    if multilabel:
+        class_weight, weights = None, recipe.tag_weights(settings.class_weight, data.manifest.files(TRAIN)[1])
+        if weights is not None:
+            logger.info(f"tag weights ({settings.class_weight}): positives from {weights[0].min():.2f} to "
+                        f"{weights[0].max():.2f}, negatives from {weights[1].min():.2f} to {weights[1].max():.2f}")
+    else:
+        weights = None
+        class_weight = recipe.class_weights(settings.class_weight, list(data.manifest.counts()[TRAIN].values()))
+        if class_weight:
+            logger.info(f"class weights ({settings.class_weight}): from {min(class_weight.values()):.2f} "
+                        f"to {max(class_weight.values()):.2f}")
     for number, stage in enumerate(settings.stages, 1):
         recipe.set_trainable(model, stage)
         top = frozen.top(stage) if frozen else model
         if stage.end <= len(history):  # done before an interruption
             checkpoints.load_checkpoint(top, checkpoints.state_checkpoint(run, number, stage.end))
             continue
-        top.compile(optimizer=recipe.optimizer(preset, stage, steps), loss=recipe.loss(preset),
-                    metrics=["accuracy"], jit_compile=settings.jit_compile)
+        top.compile(optimizer=recipe.optimizer(preset, stage, steps), loss=recipe.loss(preset, multilabel, weights),
+                    metrics=recipe.metrics(multilabel), jit_compile=settings.jit_compile)
         first = max(len(history), stage.start)
         if first > stage.start:  # interrupted inside this stage
             top.optimizer.build(top.trainable_variables)
@@ -112,7 +121,8 @@ def _fit_stages(run: Path, model: keras.Model, settings: TrainSettings, data: Da
             train_data = data.train.rebatch(settings.batch_size, drop_remainder=True) if replicas > 1 else data.train
             validation_data = data.validation
         train_data, validation_data = recipe.batches(preset, train_data, validation_data,
-                                                     num_classes=len(data.class_names), seed=settings.seed)
+                                                     num_classes=len(data.class_names), seed=settings.seed,
+                                                     multilabel=multilabel)
         last = number == len(settings.stages)
         with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # stdout holds results only
             # The pipeline's batch count is unknown until the first epoch ends; Keras warns about that.

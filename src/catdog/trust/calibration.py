@@ -16,6 +16,12 @@ Models end in a softmax, so the logits are recovered as log-probabilities (equal
 logits up to a constant per image, which the softmax ignores):
 `scale(p, T) = softmax(log(p) / T)`. `catdog.models.inference.TemperatureScaling`
 is the same formula as a Keras layer, for the graphs that prediction, serving and exports run.
+
+A multi-label model's tag is a two-class problem (the tag, or not): its sigmoid probability p
+is the softmax of the two logits (0, logit(p)), so each tag gets its own temperature by the same
+rule (`calibrate_tags`), and sigmoid(logit(p) / T) is `scale` of the pair (1 - p, p). The
+calibration error of tags is that of every image-tag pair taken as one such prediction
+(`as_pairs`).
 """
 
 from __future__ import annotations
@@ -155,3 +161,33 @@ def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_B
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE with `bins` equal-width bins of confidence (see `Reliability.ece`)."""
     return reliability(probabilities, labels, bins).ece
+
+
+def as_pairs(probabilities: np.ndarray, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Tag probabilities (N, tags) as two-class probabilities, one row per image-tag pair
+    (1 - p, p), and their labels (N, tags; 0 or 1) as class indices of those rows."""
+    p = np.asarray(probabilities, dtype="float64").reshape(-1)
+    pairs = np.stack([1 - p, p], axis=1)
+    return pairs, None if labels is None else np.asarray(labels).reshape(-1).astype("int64")
+
+
+def scale_tags(probabilities: np.ndarray, temperatures) -> np.ndarray:
+    """Tag probabilities (N, tags) each scaled by its tag's temperature: sigmoid(logit(p) / T)."""
+    probabilities = np.asarray(probabilities, dtype="float64")
+    columns = [scale(as_pairs(probabilities[:, i])[0], t)[:, 1] for i, t in enumerate(temperatures)]
+    return np.stack(columns, axis=1).astype("float32") if columns else probabilities.astype("float32")
+
+
+def calibrate_tags(probabilities: np.ndarray, labels: np.ndarray, folds: int = CALIBRATION_FOLDS,
+                   seed: int = defaults.SEED) -> tuple[list[float], dict[str, float]]:
+    """Each tag's temperature, kept by `calibrate`'s rule on that tag's two-class probabilities,
+    and the held-out cross-entropies summed over the tags."""
+    temperatures, unscaled, scaled = [], 0.0, 0.0
+    labels = np.asarray(labels)
+    for i in range(labels.shape[1]):
+        pairs, classes = as_pairs(probabilities[:, i], labels[:, i])
+        temperature, figures = calibrate(pairs, classes, folds, seed)
+        temperatures.append(float(temperature))
+        unscaled += figures.get("loss_held_out", 0.0)
+        scaled += figures.get("loss_held_out_calibrated", 0.0)
+    return temperatures, {"folds": folds, "loss_held_out": unscaled, "loss_held_out_calibrated": scaled}

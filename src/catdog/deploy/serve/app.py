@@ -11,7 +11,9 @@ Endpoints::
                     photo with the Grad-CAM heatmap of its predicted class over it
                     (catdog.explain; the run's Keras model, loaded at the first request)
     GET  /health    {"status": "ok"}
-    GET  /model     {"run", "preset", "classes", "image_size", "test_accuracy"}
+    GET  /model     {"run", "preset", "classes", "image_size", "runtime", "test_accuracy", "task",
+                     "thresholds"} (a multi-label run's rows have "labels" and "thresholds" instead of
+                     "label" and "probability": see catdog.deploy.predict)
 
 `/docs` and `/redoc` (interactive docs, whose scripts come from a CDN) only with `docs=True`.
 
@@ -115,6 +117,8 @@ def create_app(
             "image_size": size,
             "runtime": predictor.runtime,
             "test_accuracy": metrics.get("accuracy"),
+            "task": predictor.run.config.task,
+            "thresholds": None if predictor.run.thresholds is None else list(predictor.run.thresholds),
         }
 
     @app.post("/predict")
