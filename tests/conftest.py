@@ -1,5 +1,5 @@
 """Shared fixtures: the reference photographs from ../shared, and small generated images; and
-`train`/`resume`, a preset trained into a finished run folder in one call."""
+`train`/`resume`, a preset trained into a finished run folder in one call; a headless browser."""
 
 from __future__ import annotations
 
@@ -238,6 +238,38 @@ def trusted_run(tmp_path_factory, reference_data, shared_weights) -> Path:
     root = tmp_path_factory.mktemp("trusted")
     data = link_photos(root / "data", reference_data, "train", range(150))
     return train("transfer", data, epochs=5, batch_size=16, weights=shared_weights, out=root / "run")
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium, driven by Playwright."""
+    import shutil
+
+    executable = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if executable is None:
+        message = "Debian's chromium is not installed (scripts/ensure-chromium installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -32,13 +32,7 @@ import numpy as np
 
 from catdog import defaults
 from catdog.audit.features import backbone_features, describe
-from catdog.audit.issues import (
-    FOLDS,
-    LABEL_CHECK_MIN_ACCURACY,
-    OUTLIER_DISTANCE_RATIO,
-    find_label_issues,
-    outlier_scores,
-)
+from catdog.audit.issues import OUTLIER_DISTANCE_RATIO, find_label_issues, outlier_scores
 from catdog.audit.result import AGAINST, AuditResult, Group, Outlier, Suspect
 from catdog.data import DataArgument, as_source, resolve_data_dir, scan_and_split
 from catdog.data import describe as describe_data
@@ -92,8 +86,14 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
     if not check.judged and check.accuracy is not None:
         summary["warnings"].append(
             f"labels not judged: the other images predict an image's class only {check.accuracy:.1%} of the time "
-            f"(out of fold), below the {LABEL_CHECK_MIN_ACCURACY:.0%} needed to judge labels by")
+            f"(out of fold, {check.folds} folds), under the {check.needed:.1%} needed to judge labels by (halfway "
+            f"from chance, 1 in {check.classes}, to every image)")
         logger.warning(summary["warnings"][-1])
+    for other in others:
+        if not other["files"]:
+            summary["warnings"].append(f"{other['folder']} has no usable image ({len(other['skipped'])} files "
+                                       "skipped): nothing of it was compared with the data set")
+            logger.warning(summary["warnings"][-1])
     result = AuditResult(
         data=str(shown), layout=found.layout, seed=seed, classes=manifest.class_names, images=n,
         against=[{"folder": str(other["folder"]), "images": len(other["files"]), "skipped": other["skipped"]}
@@ -104,8 +104,10 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
             "near_duplicate_hash_bits": NEAR_DUPLICATE_HASH_BITS,
             "near_duplicate_cosine": NEAR_DUPLICATE_COSINE,
             "features": describe(backbone),
-            "label_issues": f"confident learning (cleanlab) on the probabilities of a {FOLDS}-fold out-of-fold "
-                            "logistic regression, and every out-of-fold prediction of another class",
+            "label_issues": (f"confident learning (cleanlab) on the probabilities of a {check.folds}-fold "
+                             "out-of-fold logistic regression, and every out-of-fold prediction of another class"
+                             if check.folds else "not looked for: fewer than two classes with two images or more"),
+            "label_check_accuracy_needed": None if check.needed is None else round(check.needed, 4),
             "outlier_distance_ratio": OUTLIER_DISTANCE_RATIO,
             "out_of_fold_accuracy": None if check.accuracy is None else round(check.accuracy, 4),
         },

@@ -10,8 +10,9 @@ cautious (benchmarks/decisions.md), so an image whose out-of-fold prediction is 
 listed too: the list holds about as many images as the out-of-fold predictions miss. It is
 ranked by the out-of-fold probability of the given label, and an image's score is 1 minus it:
 0.97 means the other images make its label 3 % likely. A class with a single image cannot be
-checked this way and is left out; and where the other images predict classes too rarely to
-judge labels by (`LABEL_CHECK_MIN_ACCURACY`), none is listed.
+checked this way and is left out; and where the other images do not predict classes clearly
+better than chance (out-of-fold accuracy under halfway from chance, 1/k for k classes, to
+every image: `LABEL_CHECK_MARGIN`), every label would look doubtful, so none is listed.
 
 Outliers are images unlike the rest (cleanlab's `OutOfDistribution` on the features): the
 mean cosine distance to an image's 10 nearest neighbours, over the data set's median of that
@@ -33,9 +34,10 @@ import numpy as np
 from catdog import defaults
 from catdog.errors import CatdogError
 
-# Labels are judged only where the other images predict an image's class at least this often
-# (out-of-fold accuracy): below it, every label looks doubtful.
-LABEL_CHECK_MIN_ACCURACY = 0.5
+# Labels are judged only where the other images predict an image's class clearly better than
+# chance: an out-of-fold accuracy at least this share of the way from chance (1/k) to 1 (0.75 for
+# two classes, 0.55 for ten); below it, every label looks doubtful.
+LABEL_CHECK_MARGIN = 0.5
 # An image is an outlier when its mean distance to its nearest neighbours (in the backbone's
 # features) is at least this many times the data set's median of that distance.
 OUTLIER_DISTANCE_RATIO = 1.5
@@ -61,15 +63,27 @@ def _cleanlab():
     return cleanlab
 
 
+def label_check_accuracy(n_classes: int) -> float:
+    """The out-of-fold accuracy labels are judged from, for `n_classes` classes (see `LABEL_CHECK_MARGIN`)."""
+    chance = 1 / n_classes
+    return chance + (1 - chance) * LABEL_CHECK_MARGIN
+
+
+def folds_for(labels: np.ndarray) -> int:
+    """The folds the out-of-fold predictions of `labels` are made in: `FOLDS`, fewer where no
+    class has that many images."""
+    return min(FOLDS, max(Counter(np.asarray(labels).tolist()).values()))
+
+
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, n_classes: int,
                               seed: int = defaults.SEED) -> np.ndarray:
     """(n, n_classes) probabilities of each image's class, each from a logistic regression
-    that did not see the image (stratified k-fold)."""
+    that did not see the image (stratified k-fold, in `folds_for(labels)` folds)."""
     _cleanlab()
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    folds = min(FOLDS, max(Counter(labels.tolist()).values()))
+    folds = folds_for(labels)
     probabilities = np.zeros((len(labels), n_classes))
     present = np.unique(labels)
     with warnings.catch_warnings():
@@ -85,19 +99,24 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, n_classe
 @dataclass(frozen=True)
 class LabelCheck:
     """The suspects, most suspicious first, and how often the other images predict an image's
-    class (out-of-fold accuracy); `judged` is false when that is too rare to judge labels by."""
+    class (out-of-fold accuracy); `judged` is false when that is not clearly better than chance
+    (under `needed`). `folds`: how many folds the out-of-fold predictions were made in;
+    `classes`: how many classes were checked (those with two images or more)."""
 
     issues: list[LabelIssue]
     accuracy: float | None
     judged: bool
+    folds: int | None = None
+    needed: float | None = None
+    classes: int | None = None
 
 
 def find_label_issues(features: np.ndarray, labels: np.ndarray, n_classes: int,
                       seed: int = defaults.SEED) -> LabelCheck:
     """The images whose labels the other images doubt (see the module docstring). When the
-    other images predict an image's class less often than `LABEL_CHECK_MIN_ACCURACY`
-    (too few images per class for the backbone's features, say), every label would look
-    doubtful, so none is listed."""
+    other images do not predict an image's class clearly better than chance
+    (`label_check_accuracy`; too few images per class for the backbone's features, say),
+    every label would look doubtful, so none is listed."""
     cleanlab = _cleanlab()
     counts = Counter(labels.tolist())
     checked = np.flatnonzero([counts[label] > 1 for label in labels.tolist()])
@@ -108,14 +127,15 @@ def find_label_issues(features: np.ndarray, labels: np.ndarray, n_classes: int,
     local = np.searchsorted(classes, labels[checked])
     probabilities = out_of_fold_probabilities(features[checked], local, len(classes), seed)
     accuracy = float((probabilities.argmax(axis=1) == local).mean())
-    if accuracy < LABEL_CHECK_MIN_ACCURACY:
-        return LabelCheck([], accuracy, False)
+    folds, needed = folds_for(local), label_check_accuracy(len(classes))
+    if accuracy < needed:
+        return LabelCheck([], accuracy, False, folds, needed, len(classes))
     confident = cleanlab.filter.find_label_issues(local, probabilities, n_jobs=1)
     given = probabilities[np.arange(len(local)), local]
     flagged = np.flatnonzero(confident | (probabilities.argmax(axis=1) != local))
     issues = [LabelIssue(int(checked[i]), int(classes[probabilities[i].argmax()]), float(1 - given[i]),
                          bool(confident[i])) for i in flagged[np.argsort(given[flagged], kind="stable")]]
-    return LabelCheck(issues, accuracy, True)
+    return LabelCheck(issues, accuracy, True, folds, needed, len(classes))
 
 
 def outlier_scores(features: np.ndarray) -> np.ndarray:

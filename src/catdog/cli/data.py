@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -127,12 +129,27 @@ def format_summary(report: dict[str, Any]) -> str:
                  + (f"{len(leaks)} of them in more than one split:" if leaks else "none in more than one split"))
     lines += [f"  {', '.join(f'{p} ({s})' for p, s in zip(g['paths'], g['splits'], strict=True))}"
               for g in leaks]
-    lines.append(f"skipped: {len(report['skipped'])} files" + (":" if report["skipped"] else ""))
-    lines += [f"  {item['path']}: {item['reason']}" for item in report["skipped"]]
+    lines += _skipped_lines(report["skipped"])
     if report["warnings"]:
         lines.append("warnings:")
         lines += [f"  {warning}" for warning in report["warnings"]]
     return "\n".join(lines)
+
+
+# The text lists this many skipped files, then counts the rest by reason (--json lists them all).
+SKIPPED_LISTED = 20
+
+
+def _skipped_lines(skipped: list[dict[str, str]]) -> list[str]:
+    lines = [f"skipped: {len(skipped)} files" + (":" if skipped else "")]
+    lines += [f"  {item['path']}: {item['reason']}" for item in skipped[:SKIPPED_LISTED]]
+    rest = skipped[SKIPPED_LISTED:]
+    if rest:
+        # "labels.csv, line 7: no such file" counts as "no such file".
+        reasons = Counter(re.sub(r"^.*, line \d+: ", "", item["reason"]) for item in rest)
+        counted = "; ".join(f"{n:,} {reason}" for reason, n in reasons.most_common())
+        lines.append(f"  ... and {len(rest):,} more ({counted}); --json lists them all")
+    return lines
 
 
 # Up to this many classes, a column each; beyond, a row each.
@@ -190,7 +207,7 @@ def execute_split(args: argparse.Namespace) -> int:
 def execute_pack(args: argparse.Namespace) -> int:
     from catdog.data.pack import pack
 
-    print(pack(args.data, args.out, seed=args.seed, shards=args.shards))
+    print(pack(data_source(args), args.out, seed=args.seed, shards=args.shards))
     return 0
 
 

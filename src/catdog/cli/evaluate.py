@@ -63,8 +63,9 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         ", ".join(summary),
     ]
     if calibration := metrics.get("calibration"):
+        worse = "; the temperature made it worse here" if calibration["ece"] > calibration["ece_uncalibrated"] else ""
         lines.append(f"calibration: temperature {calibration['temperature']:.3f}, expected calibration error "
-                     f"{calibration['ece']:.2%} ({calibration['ece_uncalibrated']:.2%} uncalibrated)")
+                     f"{calibration['ece']:.2%} ({calibration['ece_uncalibrated']:.2%} uncalibrated{worse})")
     if ood := metrics.get("ood"):
         lines.append(f"unlike the training images: {ood['flagged']:.1%} of these ({ood['method']}; the threshold flags "
                      f"{ood['rate']:.0%} of the validation images)")

@@ -5,10 +5,11 @@ elsewhere come: `labels.csv` with a header, one row per image::
     images/0001.jpg,cats             000bec180eb18c7604dcecc8fe0dba07,boston_bull
     images/0002.jpg,dogs             001513dfcb2ffafc82cccf4d8bbaba97,dingo
 
-Paths are relative to the data folder. An entry without an extension stands for the one
-image file of that name in its folder (Kaggle lists ids). Rows that cannot be used (a file
-that is not there, an empty label, a file listed twice) and files of the folder that no row
-names are reported with their reason, as a scan reports unusable files.
+Paths are relative to the data folder. An entry without an image extension stands for the one
+image file of that name in its folder (Kaggle lists ids, such as `cat.0` for `cat.0.jpg`).
+Rows that cannot be used (a file that is not there, an empty label, a file listed twice) and
+files of the folder that no row names are reported with their reason, as a scan reports
+unusable files.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def _read_rows(labels: LabelsFile) -> list[tuple[int, str, str]]:
         raise CatdogError(f"labels file {labels.path} is a folder; give a CSV file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise CatdogError(f"labels file {labels.path} cannot be read ({getattr(e, 'strerror', None) or e})") from e
+    if labels.path_column == labels.label_column:
+        raise CatdogError(f"labels file {labels.path}: column {labels.path_column!r} cannot give both the paths and "
+                          "the labels; name two columns (--path-column and --label-column)")
     reader = csv.reader(io.StringIO(text))
     header = [column.strip() for column in next(reader, [])]
     missing = [column for column in (labels.path_column, labels.label_column) if column not in header]
@@ -119,7 +123,7 @@ def _match(entry: str, paths: set[str], by_stem: dict[str, list[str]]) -> tuple[
     """The file an entry names and None, or the entry and the reason it names no one file."""
     if entry in paths:
         return entry, None
-    if PurePosixPath(entry).suffix:
+    if PurePosixPath(entry).suffix.lower() in IMAGE_SUFFIXES:  # not `cat.0`, Kaggle's id of cat.0.jpg
         return entry, "no such file"
     candidates = by_stem.get(entry, [])
     if len(candidates) == 1:
