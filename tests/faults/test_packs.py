@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +24,7 @@ from catdog.errors import CatdogError
 from conftest import REPO, one_line_error, write_image
 
 # Generous: a healthy `catdog train` of one epoch on these images takes about 10 s here.
-COMMAND_TIMEOUT_S = 180
+COMMAND_TIMEOUT_S = 120
 
 
 def catdog(*args: str, timeout: float = COMMAND_TIMEOUT_S, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -76,11 +78,11 @@ def train_args(data: Path, out: Path) -> list[str]:
 
 # Item 1 -------------------------------------------------------------------------------------------
 
-def test_a_missing_shard_is_one_line_naming_it_for_info_and_train_without_hanging(copy, tmp_path):
+def test_a_missing_shard_is_one_line_naming_it_for_train_and_info_without_hanging(copy, tmp_path):
     (copy / "train-00000-of-00002.tfrecord").unlink()
-    assert_one_line_error(catdog("data", "info", "--data", str(copy)), "train-00000-of-00002.tfrecord is missing")
     assert_one_line_error(catdog(*train_args(copy, tmp_path / "run")), "train-00000-of-00002.tfrecord is missing")
     assert not (tmp_path / "run").exists()
+    assert_one_line_error(catdog("data", "info", "--data", str(copy)), "train-00000-of-00002.tfrecord is missing")
 
 
 def test_a_shard_lost_after_the_pack_was_opened_stops_training_naming_it(pack, tmp_path):
@@ -208,19 +210,31 @@ def test_reading_a_pack_prints_nothing_of_tensorflows_start_up(pack):
     assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
-def test_what_a_killed_pack_left_behind_is_swept_by_the_next(small, tmp_path):
-    from catdog.files import _owner
+def temporary_folder(folder: Path, name: str, pid: int) -> Path:
+    """A temporary folder as `catdog.files.atomic_path` names one for process `pid` of this machine."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())
+    path = folder / f".{name}.{pid}@{host}.abc123xy.tmp"
+    (path / name).mkdir(parents=True)
+    return path
 
+
+def test_what_a_killed_pack_left_behind_is_swept_by_the_next(small, tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    host = _owner().split("@", 1)[1]
-    stale = tmp_path / f".pack.{dead.stdout.strip()}@{host}.abc123xy.tmp"
-    (stale / "pack").mkdir(parents=True)
+    stale = temporary_folder(tmp_path, "pack", int(dead.stdout))
     (stale / "pack" / "train-00000-of-00001.tfrecord").write_bytes(b"half a shard")
-    ours = tmp_path / f".other.{_owner()}.zz9zz9zz.tmp"  # a live process's: left alone
-    ours.mkdir()
+    ours = temporary_folder(tmp_path, "other", os.getpid())  # a live process's: left alone
     assert main(["data", "pack", "--data", str(small), "--out", str(tmp_path / "pack")]) == 0
     assert not stale.exists() and ours.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["pack", ours.name])
+
+
+def test_what_a_killed_export_left_in_the_run_is_swept_by_the_next(tiny_run, tmp_path):
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = temporary_folder(run / "export", "model.onnx", int(dead.stdout))
+    (stale / "model.onnx" / "model.onnx").write_bytes(b"half a model")
+    assert main(["export", str(run), "--format", "onnx"]) == 0
+    assert not stale.exists() and not [p for p in (run / "export").iterdir() if p.name.endswith(".tmp")]
 
 
 def test_the_library_refuses_a_damaged_pack_too(copy):
