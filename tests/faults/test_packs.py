@@ -203,6 +203,13 @@ def test_packing_a_pack_is_one_line(pack, tmp_path, capsys):
     assert not (tmp_path / "again").exists()
 
 
+def test_commands_that_read_image_files_say_a_pack_is_not_a_folder(pack, tmp_path, capsys):
+    one_line_error(capsys, main(["data", "show", "--data", str(pack), "--out", str(tmp_path / "s.png")]),
+                   "is a pack; `catdog data show` draws image files")
+    one_line_error(capsys, main(["audit", "--data", str(pack), "--weights", "none"]),
+                   "is a pack; the audit reads image files")
+
+
 # The smaller items -------------------------------------------------------------------------------------
 
 def test_reading_a_pack_prints_nothing_of_tensorflows_start_up(pack):

@@ -38,9 +38,10 @@ from catdog.data import DataArgument, as_source, resolve_data_dir, scan_and_spli
 from catdog.data import describe as describe_data
 from catdog.data.duplicates import EXACT, NEAR, NEAR_DUPLICATE_HASH_BITS, file_digest, groups, hash_pairs, similar_pairs
 from catdog.data.images import find_images, inspect_image
+from catdog.data.pack import LAYOUT as PACKED
 from catdog.data.scan import Scan
 from catdog.data.splits import Manifest
-from catdog.errors import BadImageError, ParameterError
+from catdog.errors import BadImageError, CatdogError, ParameterError
 
 __all__ = ["AuditResult", "audit"]
 
@@ -60,6 +61,8 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
     started = time.perf_counter()
     source = as_source(data)
     found, manifest = scanned or scan_and_split(source, seed=seed)
+    if found.layout == PACKED:
+        raise CatdogError(f"{found.root} is a pack; the audit reads image files: audit the folder it was packed from")
     shown = Path(source.root) if source.root is not None else resolve_data_dir(source)
     others = [_scan_against(Path(folder)) for folder in against]
 

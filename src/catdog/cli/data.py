@@ -18,7 +18,7 @@ from catdog.cli.common import (
     positive_int,
     print_json,
 )
-from catdog.errors import ParameterError
+from catdog.errors import CatdogError, ParameterError
 
 
 def register(subparsers) -> None:
@@ -174,6 +174,7 @@ def _counts_table(splits: dict[str, dict[str, int]], classes: list[str]) -> list
 def execute_show(args: argparse.Namespace) -> int:
     from catdog import files
     from catdog.data import scan_and_split
+    from catdog.data.pack import LAYOUT as PACKED
     from catdog.report import previews
 
     out = Path(args.out or ("augmentation.png" if args.augment else "samples.png"))
@@ -181,6 +182,9 @@ def execute_show(args: argparse.Namespace) -> int:
         raise ParameterError("out", f"{{name}}: the figure is a PNG; give a file name ending in .png, not {out.name}")
     files.check_replaceable(out, files.CATDOG_PNG)  # before the scan, not after it
     found, manifest = scan_and_split(data_source(args), seed=args.seed)
+    if found.layout == PACKED:
+        raise CatdogError(f"{found.root} is a pack; `catdog data show` draws image files: show the folder it was "
+                          "packed from")
     if args.augment:
         figure = previews.augmentation_preview(manifest, seed=args.seed)
     else:
