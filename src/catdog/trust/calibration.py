@@ -61,8 +61,11 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, tolerance: fl
     """The temperature that minimises the cross-entropy of `probabilities` (N, classes) on `labels`.
 
     The cross-entropy is convex in the inverse temperature, so a golden-section search
-    over it finds the minimum. 1.0 when there is nothing to fit on, or when no temperature
-    lowers the cross-entropy (every probability already 0 or 1).
+    over it finds the minimum. 1.0 when there is nothing to fit on, when no temperature
+    lowers the cross-entropy (every probability already 0 or 1), or when the search ends at
+    the edge of its range: the cross-entropy then falls for ever towards a temperature of 0
+    (every prediction right, where sharper always looks better) or of infinity, and the
+    images do not pin one down.
     """
     labels = np.asarray(labels)
     if len(labels) == 0:
@@ -90,7 +93,8 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, tolerance: fl
             b = low + ratio * (high - low)
             loss_b = loss(b)
     best = (low + high) / 2
-    return float(1 / best) if loss(best) < loss(1.0) else 1.0
+    at_an_edge = min(best - _BETA_RANGE[0], _BETA_RANGE[1] - best) <= 2 * tolerance
+    return float(1 / best) if loss(best) < loss(1.0) and not at_an_edge else 1.0
 
 
 def calibrate(probabilities: np.ndarray, labels: np.ndarray, folds: int = CALIBRATION_FOLDS,
