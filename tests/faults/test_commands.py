@@ -63,11 +63,12 @@ def silent_port():
 
 
 def test_ray_at_an_address_where_no_cluster_answers_is_one_line_within_the_timeout(exported_run, tmp_path,
-                                                                                   silent_port):
+                                                                                   silent_port, monkeypatch):
     pytest.importorskip("ray")
     photo = write_image(tmp_path / "cat.png")
     # No cluster for `auto` to find, whatever else runs on this machine.
-    env = {"RAY_TMPDIR": str(tmp_path / "ray"), "RAY_ADDRESS": ""}
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    env = {"RAY_TMPDIR": str(tmp_path / "ray")}
     for address, message in (("127.0.0.1:1", "cannot connect to the Ray cluster at 127.0.0.1:1"),
                              ("auto", "cannot connect to the Ray cluster at auto"),
                              (f"ray://127.0.0.1:{silent_port}", "did not answer within 3 s")):
