@@ -69,11 +69,12 @@ def test_ray_at_an_address_where_no_cluster_answers_is_one_line_within_the_timeo
     # No cluster for `auto` to find, whatever else runs on this machine.
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     env = {"RAY_TMPDIR": str(tmp_path / "ray")}
-    for address, message in (("127.0.0.1:1", "cannot connect to the Ray cluster at 127.0.0.1:1"),
-                             ("auto", "cannot connect to the Ray cluster at auto"),
-                             (f"ray://127.0.0.1:{silent_port}", "did not answer within 3 s")):
+    for address, timeout, message in (
+            ("127.0.0.1:1", [], "cannot connect to the Ray cluster at 127.0.0.1:1 (Connection refused)"),
+            ("auto", [], "cannot connect to the Ray cluster at auto"),
+            (f"ray://127.0.0.1:{silent_port}", ["--timeout", "3"], "did not answer within 3 s")):
         result, seconds = catdog("predict", str(exported_run), str(photo), "--engine", "ray", "--address", address,
-                                 "--timeout", "3", "--out", str(tmp_path / "p.jsonl"), timeout=120, env=env)
+                                 *timeout, "--out", str(tmp_path / "p.jsonl"), timeout=120, env=env)
         last_line_error(result, message)
         assert seconds < 60, f"{address}: {seconds:.0f} s"
         assert not (tmp_path / "p.jsonl").exists()
