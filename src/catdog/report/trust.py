@@ -20,8 +20,8 @@ def calibration_sentence(preset: str, calibration: dict) -> str:
     temperature, ece, unscaled = calibration["temperature"], calibration["ece"], calibration["ece_uncalibrated"]
     if temperature == 1.0:
         return (f"`{preset}`'s probabilities are not scaled (no temperature helped on validation images it was not "
-                f"fitted on); their expected calibration error on the test split is **{_percent(ece)}** (the mean "
-                f"gap between confidence and accuracy over {ECE_BINS} bins of confidence).")
+                f"fitted on); they have an expected calibration error of **{_percent(ece)}** on the test split (the "
+                f"mean gap between confidence and accuracy over {ECE_BINS} bins of confidence).")
     sentence = (f"Scaled by a temperature of {temperature:.2f}, fitted on the validation split, `{preset}`'s "
                 f"probabilities have an expected calibration error of **{_percent(ece)}** on the test split "
                 f"({_percent(unscaled)} unscaled; the mean gap between confidence and accuracy over {ECE_BINS} bins "

@@ -21,7 +21,15 @@ from typing import Any
 
 from catdog import defaults, environment
 from catdog.errors import ParameterError
-from catdog.models import Backbone, Preset, default_image_size, get_preset, resolve_backbone, resolve_weights
+from catdog.models import (
+    Backbone,
+    Preset,
+    default_image_size,
+    get_backbone,
+    get_preset,
+    resolve_backbone,
+    resolve_weights,
+)
 from catdog.trust.ood import OOD_METHOD, OOD_RATE, check_method, check_rate
 
 # Keras dtype policies training accepts; "auto" picks one (see `resolve_precision`).
@@ -184,6 +192,12 @@ class TrainSettings:
         """The preset (`catdog.models.Preset`) these settings train; `ParameterError` if catdog no
         longer has it."""
         return get_preset(self.preset)
+
+    @property
+    def network(self) -> Backbone | None:
+        """The pretrained backbone (`catdog.models.Backbone`) these settings train on; None for a
+        model without one."""
+        return get_backbone(self.backbone) if self.backbone else None
 
     @property
     def fine_tunes_from(self) -> int | None:
