@@ -13,7 +13,9 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,6 +56,8 @@ def _catdog_png(path: Path) -> bool:
 # Any regular file: for files inside folders catdog made (a run folder, an exercise folder).
 OWN_FILE = Kind("a file", _is_file)
 CATDOG_PNG = Kind("a PNG figure written by catdog", _catdog_png)
+# A folder catdog writes files into (`--out` of explain and audit), which may hold other files.
+INTO_FOLDER = Kind("a folder", lambda path: True, folder=True)
 # A folder catdog creates whole (a downloaded data set): nothing may stand in its place.
 NEW_FOLDER = Kind("free: catdog writes this folder only where nothing is", lambda path: False, folder=True)
 
@@ -80,12 +84,14 @@ def atomic_path(path: str | os.PathLike, kind: Kind = OWN_FILE) -> Iterator[Path
     What is at `path` already must be of `kind` (checked before and again after the block),
     else nothing is written. A folder is replaced by moving the old one aside first, then
     removing it once the new one is in place. A full disk while writing is a `CatdogError`
-    naming the device and the file.
+    naming the device and the file. The temporary folder is named after its process, so that
+    one a killed process left behind is swept by the next write beside it (`sweep_stale`).
     """
     path = Path(path)
     check_replaceable(path, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    sweep_stale(path.parent)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent))
     tmp = tmp_dir / path.name
     try:
         with disk_full_is_an_error(path):
@@ -129,6 +135,48 @@ def require_free_space(path: str | os.PathLike, needed_bytes: int) -> None:
     if free < needed_bytes:
         raise CatdogError(f"no space left on {mount_point(path)} while writing {path} "
                           f"({needed_bytes / 1e6:.0f} MB needed, {free / 1e6:.0f} MB free)")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _owner() -> str:
+    """This process, as the temporary folders of `atomic_path` name it: `<pid>@<host>`."""
+    return f"{os.getpid()}@{_host()}"
+
+
+# `.<name>.<pid>@<host>.<random>.tmp`, as `atomic_path` names its temporary folders.
+_TEMPORARY = re.compile(r"\..*\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]+)\.[^.]+\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_stale(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary folders `atomic_path` left in `folder` when its process was killed:
+    those of processes of this machine that no longer run (a folder on a disk that several
+    machines share may hold another machine's, which are left alone)."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    host = _host()
+    for entry in entries:
+        found = _TEMPORARY.fullmatch(entry.name)
+        if (found and found["host"] == host and not _alive(int(found["pid"])) and entry.is_dir()
+                and not entry.is_symlink()):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def sweep_temporary(folder: str | os.PathLike) -> list[Path]:

@@ -10,10 +10,10 @@ order, each writing its files into the run folder:
 1. **calibrate**: the run's model over the training and validation splits (or the head's
    stored inputs, which training leaves for a frozen model); `calibration.json`, the
    temperature that minimises the validation split's cross-entropy, kept only if it also
-   lowers it on validation images it was not fitted on (catdog.trust.calibration), with the
-   figures before and after; `ood.npz`, the out-of-distribution detector fitted on the
-   training images' features, with the threshold that flags the run's `ood_rate` of the
-   validation images (catdog.trust.ood);
+   lowers both the cross-entropy and the calibration error of validation images it was not
+   fitted on (catdog.trust.calibration), with the figures before and after; `ood.npz`, the
+   out-of-distribution detector fitted on the training images' features, with the threshold
+   that flags the run's `ood_rate` of the validation images (catdog.trust.ood);
 2. **curves**: `accuracy.png` and `loss.png`, by epoch;
 3. **score**: the test split's `metrics.json` and figures (catdog.evaluation; for a multi-label
    run also each tag's precision-recall curve and examples of its mistakes).
@@ -37,6 +37,7 @@ import numpy as np
 
 from catdog import files, training
 from catdog.data import Data, DataArgument
+from catdog.data.pack import named_read_errors
 from catdog.data.splits import TRAIN, VALIDATION
 from catdog.errors import CatdogError, ParameterError
 from catdog.evaluation import evaluate
@@ -208,7 +209,7 @@ def finish(run: Run | str | os.PathLike) -> Run:
     if not (run.path / folder.TRAINING_FILE).is_file():
         raise CatdogError(f"run {run.path} has not finished training; continue it with "
                           f"`catdog train --resume {run.path}`")
-    with run.locked():
+    with run.locked(), named_read_errors(run.config.data):
         for step in missing_steps(run):
             step.write(run)
         shutil.rmtree(run.path / folder.CACHE_DIR, ignore_errors=True)

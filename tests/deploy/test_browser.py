@@ -16,6 +16,7 @@ from conftest import live_server
 
 pytestmark = pytest.mark.slow
 
+
 @pytest.fixture(scope="module")
 def server(tiny_run):
     with live_server(create_app(tiny_run)) as url:
@@ -107,11 +108,12 @@ def test_a_photo_of_something_else_is_unlike_the_training_images_and_why_shows_a
     expected = list(Predictor(trusted_run).predict_paths([other_photo, cat_photo]))
     assert [p["in_distribution"] for p in expected] == [False, True]  # what the page must show
     page = browser.new_page(viewport={"width": 420, "height": 900})  # a phone's width: one card per row
-    requests = []
-    page.on("requestfinished", lambda request: requests.append((request.url, request.response().status)))
-    page.goto(trusted_server + "/")
+    # The browser asks for the page's icon on its own schedule, after the page or after its first requests.
+    with page.expect_request_finished(lambda request: request.url == trusted_server + "/favicon.svg",
+                                      timeout=30_000) as icon:
+        page.goto(trusted_server + "/")
+    assert icon.value.response().status == 200
     page.locator("#model").filter(has_text="cats, dogs").wait_for(timeout=30_000)
-    assert (trusted_server + "/favicon.svg", 200) in requests
 
     page.set_input_files("#picker", [str(other_photo), str(cat_photo)])
 

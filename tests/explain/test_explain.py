@@ -11,60 +11,24 @@ from PIL import Image
 
 from catdog.cli import main
 from catdog.explain.explainer import Explainer
-from catdog.explain.gradcam import GradCAM
-from catdog.runs import Run
 
-from conftest import train
+from conftest import PATCH_COLOURS, PATCH_IMAGE_SIZE, check_patch_heatmaps, patch_image, train_patch_run
 
-SIZE = 64
-# Where the patch that decides the class sits: rows and columns [top, bottom) x [left, right).
-PATCH = (16, 32, 32, 48)
-COLOURS = {"blue": (30, 60, 230), "red": (230, 40, 30)}
-
-
-def patch_image(rng, colour) -> np.ndarray:
-    """Grey noise everywhere (no colour), and a square of `colour` (with a little noise) at `PATCH`."""
-    pixels = np.repeat(rng.integers(40, 216, (SIZE, SIZE, 1)), 3, axis=2).astype("float32")
-    top, bottom, left, right = PATCH
-    pixels[top:bottom, left:right] = np.clip(np.array(colour) + rng.normal(0, 10, (bottom - top, right - left, 3)),
-                                              0, 255)
-    return pixels.astype("uint8")
+SIZE = PATCH_IMAGE_SIZE
+COLOURS = PATCH_COLOURS
 
 
 @pytest.fixture(scope="module")
 def patch_run(tmp_path_factory) -> Path:
-    """`cnn` trained on generated images whose class is the colour of a patch at a known place."""
-    root = tmp_path_factory.mktemp("patches")
-    rng = np.random.default_rng(0)
-    for name, colour in COLOURS.items():
-        (root / "data" / name).mkdir(parents=True)
-        for i in range(40):
-            Image.fromarray(patch_image(rng, colour)).save(root / "data" / name / f"{i}.png")
-    return train("cnn", root / "data", epochs=20, image_size=SIZE, batch_size=16, seed=1, out=root / "run")
+    """`cnn` trained on generated images whose class is the colour of a patch at a known place (or no patch)."""
+    return train_patch_run(tmp_path_factory.mktemp("patches"), seed=1)
 
 
 @pytest.mark.slow
 def test_the_heatmap_peaks_in_the_patch_that_decides_the_class(patch_run):
     metrics = json.loads((patch_run / "metrics.json").read_text())
-    assert metrics["accuracy"] == 1.0, "the model learnt the patch"
-    rng = np.random.default_rng(123)
-    names = list(COLOURS)
-    pixels = np.stack([patch_image(rng, COLOURS[names[i % 2]]) for i in range(16)]).astype("float32")
-
-    result = GradCAM(Run.open(patch_run).keras_model())(pixels)
-
-    assert [names[c] for c in result.classes] == [names[i % 2] for i in range(16)]
-    top, bottom, left, right = PATCH
-    inside = np.zeros((SIZE, SIZE), bool)
-    inside[top:bottom, left:right] = True
-    # The peak falls in the patch, but for a hair: a second hot cell beside it may come within
-    # a few percent (seen: 0.991 of the peak, in 1 of 16 images, with the fused batch normalisation).
-    peaks_inside = [heatmap[inside].max() == heatmap.max() for heatmap in result.heatmaps]
-    assert sum(peaks_inside) >= 14, "the peak falls in the patch"
-    for heatmap in result.heatmaps:
-        assert heatmap.max() == pytest.approx(1.0)
-        assert heatmap[inside].max() > 0.95
-        assert heatmap[inside].mean() > 1.5 * heatmap[~inside].mean()
+    assert metrics["accuracy"] >= 0.8  # 1.0 for 10 seeds of 11, 0.89 for the other (16 of 18 test images)
+    check_patch_heatmaps(patch_run)
 
 
 @pytest.mark.slow

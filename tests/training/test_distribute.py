@@ -56,15 +56,15 @@ def test_two_replicas_train_as_one_device_does(photos, shared_weights, tmp_path)
     assert config["devices"] == ["CPU:0", "CPU:1"]
     one, two = (folder.read_history(tmp_path / name / "history.csv") for name in ("one", "two"))
     # The same frozen features and global batch (7 divides the 56 training images, and splits into
-    # 4 + 3 on the replicas): the head learns the same way up to its dropout, whose random draws
-    # differ across replicas. The tolerance, once the first epoch has settled the head: 0.05 of
-    # validation loss, and one image of the twelve in validation or test accuracy.
-    for a, b in zip(one[1:], two[1:], strict=True):
-        assert abs(a["val_loss"] - b["val_loss"]) <= 0.05
-        assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 1 / 12 + 1e-6
-    test_one, test_two = (json.loads((tmp_path / name / "metrics.json").read_text())["accuracy"]
-                          for name in ("one", "two"))
-    assert test_one >= 10 / 12 and abs(test_one - test_two) <= 1 / 12 + 1e-6
+    # 4 + 3 on the replicas): the head learns alike, not the same, since its dropout draws differ
+    # across replicas and each replica's loss is the mean of its own 4 or 3 images. Over seeds 42 and
+    # 1 to 4 (benchmarks/decisions.md), an epoch's validation loss differed by up to 0.23 and the test
+    # accuracy by up to 4 images of 12; the mean validation loss of epochs 2 to 5 was at most 0.38
+    # (chance: 0.69) and the two means differed by at most 0.07; test accuracy was at least 8 of 12.
+    mean_loss = [sum(row["val_loss"] for row in history[1:]) / len(history[1:]) for history in (one, two)]
+    assert max(mean_loss) <= 0.5 and abs(mean_loss[0] - mean_loss[1]) <= 0.15
+    for name in ("one", "two"):
+        assert json.loads((tmp_path / name / "metrics.json").read_text())["accuracy"] >= 7 / 12
 
 
 @pytest.mark.slow

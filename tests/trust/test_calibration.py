@@ -86,6 +86,7 @@ def test_a_temperature_is_kept_only_if_it_helps_on_validation_images_it_was_not_
     temperature, figures = calibrate(overconfident, labels)
     assert temperature == pytest.approx(fit_temperature(overconfident, labels)) and temperature > 1.5
     assert figures["folds"] == 5 and figures["loss_held_out_calibrated"] < figures["loss_held_out"]
+    assert figures["ece_held_out_calibrated"] < figures["ece_held_out"] and figures["kept"]
 
     # Probabilities calibrated already: a fitted temperature is mostly noise, and mostly not kept.
     kept = []
@@ -94,7 +95,9 @@ def test_a_temperature_is_kept_only_if_it_helps_on_validation_images_it_was_not_
         probabilities = softmax(rng.normal(0, 3, (200, 2)))
         calibrated_labels = np.array([rng.choice(2, p=p) for p in probabilities])
         temperature, figures = calibrate(probabilities, calibrated_labels, seed=seed)
-        helps = figures["loss_held_out_calibrated"] < figures["loss_held_out"]
+        helps = (figures["loss_held_out_calibrated"] < figures["loss_held_out"]
+                 and figures["ece_held_out_calibrated"] < figures["ece_held_out"])
+        assert figures["kept"] == helps
         assert temperature == (pytest.approx(fit_temperature(probabilities, calibrated_labels)) if helps else 1.0)
         kept.append(helps)
     assert sum(kept) < 10

@@ -51,9 +51,12 @@ def test_the_temperature_and_threshold_are_fitted_on_the_validation_split(truste
     recorded = json.loads((trusted_run / "calibration.json").read_text())
     assert recorded["validation"]["loss_held_out"] == pytest.approx(checked["loss_held_out"], rel=1e-3)
     assert recorded["validation"]["loss_calibrated"] <= recorded["validation"]["loss"]
-    # A temperature is kept only where it also lowers the loss of validation images it was not fitted on.
+    # A temperature is kept only where it also lowers the loss and the calibration error of validation images
+    # it was not fitted on.
     fitted = calibration.fit_temperature(probabilities, labels)
-    held_out_better = checked["loss_held_out_calibrated"] < checked["loss_held_out"]
+    held_out_better = (checked["loss_held_out_calibrated"] < checked["loss_held_out"]
+                       and checked["ece_held_out_calibrated"] < checked["ece_held_out"])
+    assert recorded["validation"]["kept"] == held_out_better
     assert trust.temperature == pytest.approx(fitted if held_out_better else 1.0, rel=1e-3)
     assert trust.detector.method == "knn" and trust.detector.rate == 0.05
     assert np.mean(trust.detector.scores(features) > 1) <= 0.05

@@ -32,24 +32,17 @@ import numpy as np
 
 from catdog import defaults
 from catdog.audit.features import backbone_features, describe
-from catdog.audit.issues import (
-    FOLDS,
-    LABEL_CHECK_MIN_ACCURACY,
-    OUTLIER_DISTANCE_RATIO,
-    LabelCheck,
-    find_label_issues,
-    find_tag_issues,
-    outlier_scores,
-)
+from catdog.audit.issues import OUTLIER_DISTANCE_RATIO, LabelCheck, find_label_issues, find_tag_issues, outlier_scores
 from catdog.audit.result import AGAINST, AuditResult, Group, Outlier, Suspect
 from catdog.data import DataArgument, as_source, resolve_data_dir, scan_and_split
 from catdog.data import describe as describe_data
 from catdog.data.duplicates import EXACT, NEAR, NEAR_DUPLICATE_HASH_BITS, file_digest, groups, hash_pairs, similar_pairs
 from catdog.data.images import find_images, inspect_image
 from catdog.data.labels import MULTILABEL
+from catdog.data.pack import LAYOUT as PACKED
 from catdog.data.scan import Scan
 from catdog.data.splits import Manifest
-from catdog.errors import BadImageError, ParameterError
+from catdog.errors import BadImageError, CatdogError, ParameterError
 from catdog.terminal import duration
 
 __all__ = ["AuditResult", "audit"]
@@ -70,6 +63,8 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
     started = time.perf_counter()
     source = as_source(data)
     found, manifest = scanned or scan_and_split(source, seed=seed)
+    if found.layout == PACKED:
+        raise CatdogError(f"{found.root} is a pack; the audit reads image files: audit the folder it was packed from")
     shown = Path(source.root) if source.root is not None else resolve_data_dir(source)
     others = [_scan_against(Path(folder)) for folder in against]
 
@@ -97,10 +92,13 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
 
     summary = describe_data(found, manifest, seed=seed)
     if not check.judged and check.accuracy is not None:
-        summary["warnings"].append(
-            f"labels not judged: the other images predict an image's class only {check.accuracy:.1%} of the time "
-            f"(out of fold), below the {LABEL_CHECK_MIN_ACCURACY:.0%} needed to judge labels by")
+        summary["warnings"].append(check.why_not_judged())
         logger.warning(summary["warnings"][-1])
+    for other in others:
+        if not other["files"]:
+            summary["warnings"].append(f"{other['folder']} has no usable image ({len(other['skipped'])} files "
+                                       "skipped): nothing of it was compared with the data set")
+            logger.warning(summary["warnings"][-1])
     result = AuditResult(
         data=str(shown), layout=found.layout, seed=seed, classes=manifest.class_names, images=n,
         against=[{"folder": str(other["folder"]), "images": len(other["files"]), "skipped": other["skipped"]}
@@ -111,8 +109,8 @@ def audit(data: DataArgument = None, *, against: Sequence[str | os.PathLike] = (
             "near_duplicate_hash_bits": NEAR_DUPLICATE_HASH_BITS,
             "near_duplicate_cosine": NEAR_DUPLICATE_COSINE,
             "features": describe(backbone),
-            "label_issues": f"confident learning (cleanlab) on the probabilities of a {FOLDS}-fold out-of-fold "
-                            "logistic regression, and every out-of-fold prediction of another class",
+            "label_issues": check.method(),
+            "label_check_accuracy_needed": None if check.needed is None else round(check.needed, 4),
             "outlier_distance_ratio": OUTLIER_DISTANCE_RATIO,
             "out_of_fold_accuracy": None if check.accuracy is None else round(check.accuracy, 4),
         },

@@ -10,8 +10,9 @@ cautious (benchmarks/decisions.md), so an image whose out-of-fold prediction is 
 listed too: the list holds about as many images as the out-of-fold predictions miss. It is
 ranked by the out-of-fold probability of the given label, and an image's score is 1 minus it:
 0.97 means the other images make its label 3 % likely. A class with a single image cannot be
-checked this way and is left out; and where the other images predict classes too rarely to
-judge labels by (`LABEL_CHECK_MIN_ACCURACY`), none is listed.
+checked this way and is left out; and where the other images do not predict classes clearly
+better than chance (out-of-fold accuracy under halfway from chance, 1/k for k classes, to
+every image: `LABEL_CHECK_MARGIN`), every label would look doubtful, so none is listed.
 
 Outliers are images unlike the rest (cleanlab's `OutOfDistribution` on the features): the
 mean cosine distance to an image's 10 nearest neighbours, over the data set's median of that
@@ -33,9 +34,13 @@ import numpy as np
 from catdog import defaults
 from catdog.errors import CatdogError
 
-# Labels are judged only where the other images predict an image's class at least this often
-# (out-of-fold accuracy): below it, every label looks doubtful.
-LABEL_CHECK_MIN_ACCURACY = 0.5
+# Labels are judged only where the other images predict an image's class clearly better than
+# chance: an out-of-fold accuracy at least this share of the way from chance (1/k) to 1 (0.75 for
+# two classes, 0.55 for ten); below it, every label looks doubtful.
+LABEL_CHECK_MARGIN = 0.5
+# Tags are judged only where the other images tell a tag's presence apart at least this well (the
+# mean over tags of their balanced accuracy, out of fold): halfway from chance (0.5) to certainty.
+TAG_CHECK_MIN_BALANCED_ACCURACY = 0.75
 # An image is an outlier when its mean distance to its nearest neighbours (in the backbone's
 # features) is at least this many times the data set's median of that distance.
 OUTLIER_DISTANCE_RATIO = 1.5
@@ -48,74 +53,6 @@ class LabelIssue:
     suggested: int  # the class the other images point to
     score: float  # 1 - the out-of-fold probability of the given label
     confident: bool  # flagged by confident learning, not only by the out-of-fold prediction
-
-
-def _cleanlab():
-    try:
-        import cleanlab.filter
-        import cleanlab.outlier
-        import sklearn  # noqa: F401
-    except ImportError as e:
-        raise CatdogError("finding label errors and outliers needs cleanlab and scikit-learn: "
-                          "pip install 'catdog[audit]'") from e
-    return cleanlab
-
-
-def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, n_classes: int,
-                              seed: int = defaults.SEED) -> np.ndarray:
-    """(n, n_classes) probabilities of each image's class, each from a logistic regression
-    that did not see the image (stratified k-fold)."""
-    _cleanlab()
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    folds = min(FOLDS, max(Counter(labels.tolist()).values()))
-    probabilities = np.zeros((len(labels), n_classes))
-    present = np.unique(labels)
-    with warnings.catch_warnings():
-        # Classes smaller than the folds: a fold may lack one; scikit-learn says so and fills in zeros.
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        found = cross_val_predict(LogisticRegression(C=1.0, max_iter=1000), features, labels,
-                                  cv=StratifiedKFold(folds, shuffle=True, random_state=seed), method="predict_proba")
-    probabilities[:, present] = found
-    return probabilities
-
-
-@dataclass(frozen=True)
-class LabelCheck:
-    """The suspects, most suspicious first, and how often the other images predict an image's
-    class (out-of-fold accuracy); `judged` is false when that is too rare to judge labels by."""
-
-    issues: list[LabelIssue]
-    accuracy: float | None
-    judged: bool
-
-
-def find_label_issues(features: np.ndarray, labels: np.ndarray, n_classes: int,
-                      seed: int = defaults.SEED) -> LabelCheck:
-    """The images whose labels the other images doubt (see the module docstring). When the
-    other images predict an image's class less often than `LABEL_CHECK_MIN_ACCURACY`
-    (too few images per class for the backbone's features, say), every label would look
-    doubtful, so none is listed."""
-    cleanlab = _cleanlab()
-    counts = Counter(labels.tolist())
-    checked = np.flatnonzero([counts[label] > 1 for label in labels.tolist()])
-    if len(np.unique(labels[checked])) < 2:
-        return LabelCheck([], None, False)
-    # cleanlab wants the classes numbered 0..k-1 without gaps: renumber those that are checked.
-    classes = np.unique(labels[checked])
-    local = np.searchsorted(classes, labels[checked])
-    probabilities = out_of_fold_probabilities(features[checked], local, len(classes), seed)
-    accuracy = float((probabilities.argmax(axis=1) == local).mean())
-    if accuracy < LABEL_CHECK_MIN_ACCURACY:
-        return LabelCheck([], accuracy, False)
-    confident = cleanlab.filter.find_label_issues(local, probabilities, n_jobs=1)
-    given = probabilities[np.arange(len(local)), local]
-    flagged = np.flatnonzero(confident | (probabilities.argmax(axis=1) != local))
-    issues = [LabelIssue(int(checked[i]), int(classes[probabilities[i].argmax()]), float(1 - given[i]),
-                         bool(confident[i])) for i in flagged[np.argsort(given[flagged], kind="stable")]]
-    return LabelCheck(issues, accuracy, True)
 
 
 @dataclass(frozen=True)
@@ -131,9 +68,111 @@ class TagIssue:
     confident: bool
 
 
-# Tags are judged only where the other images tell a tag's presence apart at least this well (the
-# mean over tags of their balanced accuracy, out of fold): halfway from chance (0.5) to certainty.
-TAG_CHECK_MIN_BALANCED_ACCURACY = 0.75
+def _cleanlab():
+    try:
+        import cleanlab.filter
+        import cleanlab.outlier
+        import sklearn  # noqa: F401
+    except ImportError as e:
+        raise CatdogError("finding label errors and outliers needs cleanlab and scikit-learn: "
+                          "pip install 'catdog[audit]'") from e
+    return cleanlab
+
+
+def label_check_accuracy(n_classes: int) -> float:
+    """The out-of-fold accuracy labels are judged from, for `n_classes` classes (see `LABEL_CHECK_MARGIN`)."""
+    chance = 1 / n_classes
+    return chance + (1 - chance) * LABEL_CHECK_MARGIN
+
+
+def folds_for(labels: np.ndarray) -> int:
+    """The folds the out-of-fold predictions of `labels` are made in: `FOLDS`, fewer where no
+    class has that many images."""
+    return min(FOLDS, max(Counter(np.asarray(labels).tolist()).values()))
+
+
+def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, n_classes: int,
+                              seed: int = defaults.SEED) -> np.ndarray:
+    """(n, n_classes) probabilities of each image's class, each from a logistic regression
+    that did not see the image (stratified k-fold, in `folds_for(labels)` folds)."""
+    _cleanlab()
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    folds = folds_for(labels)
+    probabilities = np.zeros((len(labels), n_classes))
+    present = np.unique(labels)
+    with warnings.catch_warnings():
+        # Classes smaller than the folds: a fold may lack one; scikit-learn says so and fills in zeros.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        found = cross_val_predict(LogisticRegression(C=1.0, max_iter=1000), features, labels,
+                                  cv=StratifiedKFold(folds, shuffle=True, random_state=seed), method="predict_proba")
+    probabilities[:, present] = found
+    return probabilities
+
+
+@dataclass(frozen=True)
+class LabelCheck:
+    """The suspects, most suspicious first, and how often the other images predict an image's
+    class (out-of-fold accuracy); `judged` is false when that is not clearly better than chance
+    (under `needed`). `folds`: how many folds the out-of-fold predictions were made in;
+    `classes`: how many classes were checked (those with two images or more)."""
+
+    issues: list[LabelIssue] | list[TagIssue]
+    accuracy: float | None
+    judged: bool
+    folds: int | None = None
+    needed: float | None = None
+    classes: int | None = None
+    tags: bool = False  # the check of a multi-label data set: `accuracy` is the tags' mean balanced accuracy
+
+    def method(self) -> str:
+        """How the labels were judged, in words (`audit.json`'s `methods`)."""
+        if not self.folds:
+            return f"not looked for: fewer than {'one tag' if self.tags else 'two classes'} with two images or more"
+        if self.tags:
+            return (f"confident learning for multi-label data (cleanlab) on the probabilities of a {self.folds}-fold "
+                    "out-of-fold logistic regression per tag, and every tag the out-of-fold prediction gives otherwise")
+        return (f"confident learning (cleanlab) on the probabilities of a {self.folds}-fold out-of-fold logistic "
+                "regression, and every out-of-fold prediction of another class")
+
+    def why_not_judged(self) -> str:
+        """Why no label was judged, for an audit's warnings."""
+        if self.tags:
+            return (f"tags not judged: the other images tell whether an image has a tag with a balanced accuracy of "
+                    f"only {self.accuracy:.1%} (the mean over tags, out of fold, {self.folds} folds), under the "
+                    f"{self.needed:.1%} needed to judge tags by (halfway from chance to every image)")
+        return (f"labels not judged: the other images predict an image's class only {self.accuracy:.1%} of the time "
+                f"(out of fold, {self.folds} folds), under the {self.needed:.1%} needed to judge labels by (halfway "
+                f"from chance, 1 in {self.classes}, to every image)")
+
+
+def find_label_issues(features: np.ndarray, labels: np.ndarray, n_classes: int,
+                      seed: int = defaults.SEED) -> LabelCheck:
+    """The images whose labels the other images doubt (see the module docstring). When the
+    other images do not predict an image's class clearly better than chance
+    (`label_check_accuracy`; too few images per class for the backbone's features, say),
+    every label would look doubtful, so none is listed."""
+    cleanlab = _cleanlab()
+    counts = Counter(labels.tolist())
+    checked = np.flatnonzero([counts[label] > 1 for label in labels.tolist()])
+    if len(np.unique(labels[checked])) < 2:
+        return LabelCheck([], None, False)
+    # cleanlab wants the classes numbered 0..k-1 without gaps: renumber those that are checked.
+    classes = np.unique(labels[checked])
+    local = np.searchsorted(classes, labels[checked])
+    probabilities = out_of_fold_probabilities(features[checked], local, len(classes), seed)
+    accuracy = float((probabilities.argmax(axis=1) == local).mean())
+    folds, needed = folds_for(local), label_check_accuracy(len(classes))
+    if accuracy < needed:
+        return LabelCheck([], accuracy, False, folds, needed, len(classes))
+    confident = cleanlab.filter.find_label_issues(local, probabilities, n_jobs=1)
+    given = probabilities[np.arange(len(local)), local]
+    flagged = np.flatnonzero(confident | (probabilities.argmax(axis=1) != local))
+    issues = [LabelIssue(int(checked[i]), int(classes[probabilities[i].argmax()]), float(1 - given[i]),
+                         bool(confident[i])) for i in flagged[np.argsort(given[flagged], kind="stable")]]
+    return LabelCheck(issues, accuracy, True, folds, needed, len(classes))
 
 
 def find_tag_issues(features: np.ndarray, tags: np.ndarray, seed: int = defaults.SEED) -> LabelCheck:
@@ -152,7 +191,7 @@ def find_tag_issues(features: np.ndarray, tags: np.ndarray, seed: int = defaults
     positives = tags.sum(axis=0)
     checked = np.flatnonzero((positives >= 2) & (len(tags) - positives >= 2))
     if not len(checked) or len(tags) < FOLDS:
-        return LabelCheck([], None, False)
+        return LabelCheck([], None, False, tags=True)
     probabilities = np.zeros((len(tags), len(checked)))
     folds = KFold(FOLDS, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
@@ -166,8 +205,9 @@ def find_tag_issues(features: np.ndarray, tags: np.ndarray, seed: int = defaults
     recall_on = (predicted & given).sum(axis=0) / np.maximum(given.sum(axis=0), 1)
     recall_off = (~predicted & ~given).sum(axis=0) / np.maximum((~given).sum(axis=0), 1)
     accuracy = float(np.mean((recall_on + recall_off) / 2))
+    checks = {"folds": FOLDS, "needed": TAG_CHECK_MIN_BALANCED_ACCURACY, "classes": len(checked), "tags": True}
     if accuracy < TAG_CHECK_MIN_BALANCED_ACCURACY:
-        return LabelCheck([], accuracy, False)
+        return LabelCheck([], accuracy, False, **checks)
     from cleanlab.multilabel_classification.filter import find_label_issues as find_multilabel_issues
 
     labels = [list(np.flatnonzero(row)) for row in given]
@@ -179,7 +219,7 @@ def find_tag_issues(features: np.ndarray, tags: np.ndarray, seed: int = defaults
                        tuple(int(checked[t]) for t in np.flatnonzero(~predicted[i] & given[i])),
                        float(gaps[i].max()), bool(confident[i]))
               for i in flagged[np.argsort(-gaps[flagged].max(axis=1), kind="stable")]]
-    return LabelCheck(issues, accuracy, True)
+    return LabelCheck(issues, accuracy, True, **checks)
 
 
 def outlier_scores(features: np.ndarray) -> np.ndarray:

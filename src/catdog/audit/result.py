@@ -107,6 +107,9 @@ class AuditResult:
         reasons = []
         if "leaks" in fail_on and self.leaks:
             reasons.append(f"{len(self.leaks)} groups of duplicates span splits or --against folders (leaks)")
+        if "leaks" in fail_on and (empty := [a["folder"] for a in self.against if not a["images"]]):
+            reasons.append(f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no usable image to compare, "
+                           "so leaks into it could not be looked for")
         if "label-issues" in fail_on and self.label_issues:
             reasons.append(f"{len(self.label_issues)} suspected label errors")
         return reasons

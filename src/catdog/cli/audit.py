@@ -59,6 +59,7 @@ def execute(args: argparse.Namespace) -> int:
     from catdog.report.audit_page import HTML_KIND, write_html
 
     if args.out:  # before the audit, not after it
+        files.check_replaceable(args.out, files.INTO_FOLDER)
         files.check_replaceable(Path(args.out) / JSON_FILE, JSON_KIND)
         files.check_replaceable(Path(args.out) / HTML_FILE, HTML_KIND)
     result = audit(data_source(args), against=args.against, seed=args.seed, backbone=args.backbone,

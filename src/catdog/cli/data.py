@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from catdog.cli.common import (
     positive_int,
     print_json,
 )
-from catdog.errors import ParameterError
+from catdog.errors import CatdogError, ParameterError
 
 
 def register(subparsers) -> None:
@@ -129,8 +131,7 @@ def format_summary(report: dict[str, Any]) -> str:
                  + (f"{len(leaks)} of them in more than one split:" if leaks else "none in more than one split"))
     lines += [f"  {', '.join(f'{p} ({s})' for p, s in zip(g['paths'], g['splits'], strict=True))}"
               for g in leaks]
-    lines.append(f"skipped: {len(report['skipped'])} files" + (":" if report["skipped"] else ""))
-    lines += [f"  {item['path']}: {item['reason']}" for item in report["skipped"]]
+    lines += _skipped_lines(report["skipped"])
     if report["warnings"]:
         lines.append("warnings:")
         lines += [f"  {warning}" for warning in report["warnings"]]
@@ -150,6 +151,22 @@ def _tag_lines(tags: dict[str, Any]) -> list[str]:
         lines.append(f"baseline (always {usual}, the most frequent tags in train, scored on test): every tag right "
                      f"{baseline['subset_accuracy']:.1%}, micro F1 {baseline['micro_f1']:.1%}, macro F1 "
                      f"{baseline['macro_f1']:.1%}, Hamming loss {baseline['hamming_loss']:.1%}")
+    return lines
+
+
+# The text lists this many skipped files, then counts the rest by reason (--json lists them all).
+SKIPPED_LISTED = 20
+
+
+def _skipped_lines(skipped: list[dict[str, str]]) -> list[str]:
+    lines = [f"skipped: {len(skipped)} files" + (":" if skipped else "")]
+    lines += [f"  {item['path']}: {item['reason']}" for item in skipped[:SKIPPED_LISTED]]
+    rest = skipped[SKIPPED_LISTED:]
+    if rest:
+        # "labels.csv, line 7: no such file" counts as "no such file".
+        reasons = Counter(re.sub(r"^.*, line \d+: ", "", item["reason"]) for item in rest)
+        counted = "; ".join(f"{n:,} {reason}" for reason, n in reasons.most_common())
+        lines.append(f"  ... and {len(rest):,} more ({counted}); --json lists them all")
     return lines
 
 
@@ -175,6 +192,7 @@ def _counts_table(splits: dict[str, dict[str, int]], classes: list[str]) -> list
 def execute_show(args: argparse.Namespace) -> int:
     from catdog import files
     from catdog.data import scan_and_split
+    from catdog.data.pack import LAYOUT as PACKED
     from catdog.report import previews
 
     out = Path(args.out or ("augmentation.png" if args.augment else "samples.png"))
@@ -182,6 +200,9 @@ def execute_show(args: argparse.Namespace) -> int:
         raise ParameterError("out", f"{{name}}: the figure is a PNG; give a file name ending in .png, not {out.name}")
     files.check_replaceable(out, files.CATDOG_PNG)  # before the scan, not after it
     found, manifest = scan_and_split(data_source(args), seed=args.seed)
+    if found.layout == PACKED:
+        raise CatdogError(f"{found.root} is a pack; `catdog data show` draws image files: show the folder it was "
+                          "packed from")
     if args.augment:
         figure = previews.augmentation_preview(manifest, seed=args.seed)
     else:
@@ -208,7 +229,7 @@ def execute_split(args: argparse.Namespace) -> int:
 def execute_pack(args: argparse.Namespace) -> int:
     from catdog.data.pack import pack
 
-    print(pack(args.data, args.out, seed=args.seed, shards=args.shards))
+    print(pack(data_source(args), args.out, seed=args.seed, shards=args.shards))
     return 0
 
 

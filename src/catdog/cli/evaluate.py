@@ -96,8 +96,9 @@ def _trust_lines(metrics: dict[str, Any]) -> list[str]:
         temperature = calibration["temperature"]
         scaled = (f"temperature {temperature:.3f}" if isinstance(temperature, int | float) else
                   f"a temperature per tag, {min(temperature):.3f} to {max(temperature):.3f}")
+        worse = "; the temperature made it worse here" if calibration["ece"] > calibration["ece_uncalibrated"] else ""
         lines.append(f"calibration: {scaled}, expected calibration error {calibration['ece']:.2%} "
-                     f"({calibration['ece_uncalibrated']:.2%} uncalibrated)")
+                     f"({calibration['ece_uncalibrated']:.2%} uncalibrated{worse})")
     if ood := metrics.get("ood"):
         lines.append(f"{UNLIKE_TRAINING_IMAGES}: {ood['flagged']:.1%} of these ({ood['method']}; the threshold flags "
                      f"{ood['rate']:.0%} of the validation images)")

@@ -33,8 +33,9 @@ def register(subparsers) -> None:
 def execute(args: argparse.Namespace) -> int:
     from catdog.explain.explainer import Explainer, write
 
-    explainer = Explainer(args.run)
     out = Path(args.out)
+    _check_targets(out, args.sources)
+    explainer = Explainer(args.run)
     taken: set[str] = set()
     written = skipped = 0
 
@@ -59,6 +60,18 @@ def execute(args: argparse.Namespace) -> int:
         raise CatdogError(f"no image could be explained ({skipped} unreadable)" if skipped
                           else "no image files found in the given paths")
     return 0
+
+
+def _check_targets(out: Path, sources: list[str]) -> None:
+    """Refuse, before any work, an --out that is not a folder, and any picture it would be written
+    over that catdog did not write (the names of every image found, as `_free_name` gives them)."""
+    from catdog import files
+    from catdog.data.images import find_images
+
+    files.check_replaceable(out, files.INTO_FOLDER)
+    taken: set[str] = set()
+    for path in find_images(sources):
+        files.check_replaceable(out / _free_name(path.stem, taken), files.CATDOG_PNG)
 
 
 def _free_name(stem: str, taken: set[str]) -> str:

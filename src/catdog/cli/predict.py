@@ -13,6 +13,7 @@ from catdog.cli.common import (
     import_tensorflow_if_needed,
     info,
     positive_int,
+    positive_number,
     print_json,
 )
 from catdog.errors import CatdogError
@@ -20,6 +21,8 @@ from catdog.outputs import UNLIKE_TRAINING_IMAGES as UNLIKE
 
 
 def register(subparsers) -> None:
+    from catdog.deploy.ray_batch import CONNECT_TIMEOUT_S
+
     parser = subparsers.add_parser(
         "predict",
         help="predict the class of images with a trained run",
@@ -42,6 +45,9 @@ def register(subparsers) -> None:
     parser.add_argument("--export", action="store_true",
                         help="--engine ray: write the run's ONNX export first if it has none newer than its model")
     parser.add_argument("--address", help="the Ray cluster to use (default: a local one; 'auto': the one running)")
+    parser.add_argument("--timeout", type=positive_number, metavar="S",
+                        help="--address: seconds to wait for the Ray cluster to answer (default: "
+                        f"{CONNECT_TIMEOUT_S:g})")
     parser.add_argument("--out", metavar="FILE", help="write the predictions to FILE.jsonl or FILE.parquet "
                         "(one file) instead of printing them")
     add_json_option(parser)
@@ -59,6 +65,10 @@ def execute(args: argparse.Namespace) -> int:
         info(f"skipping {path}: {reason}")
 
     labelling = {"tta": args.tta, "reject_unknown": args.reject_unknown, "min_confidence": args.min_confidence}
+    if args.out:
+        from catdog.deploy.prediction_files import check_target
+
+        check_target(args.out)  # before the work, not after it
     run = Run.open(args.run)
     if args.engine == "ray":
         from catdog.deploy import ray_batch
@@ -69,35 +79,40 @@ def execute(args: argparse.Namespace) -> int:
             environment.import_tensorflow_quietly()  # the export may be written first
         info(f"predicting on Ray{f' at {args.address}' if args.address else ''}")
         predictions = ray_batch.predict(run, args.sources, address=args.address, batch_size=args.batch_size,
-                                        on_skip=skip, export_missing=args.export, **labelling)
+                                        on_skip=skip, export_missing=args.export,
+                                        timeout=args.timeout or ray_batch.CONNECT_TIMEOUT_S, **labelling)
     else:
         from catdog.deploy.predict import Predictor
 
-        if args.address or args.export:
-            raise CatdogError(f"{'--address' if args.address else '--export'} is for the Ray engine: use it with "
-                              "--engine ray")
+        for given, option in ((args.address, "--address"), (args.export, "--export"), (args.timeout, "--timeout")):
+            if given:
+                raise CatdogError(f"{option} is for the Ray engine: use it with --engine ray")
         import_tensorflow_if_needed(run, args.runtime)
         predictor = Predictor(run, runtime=args.runtime, **labelling)
         info(f"running {predictor.model_path} with {predictor.runtime}")
         predictions = predictor.predict_paths(args.sources, batch_size=args.batch_size, on_skip=skip)
 
-    if args.out:
-        from catdog.deploy.prediction_files import write
-
-        predicted = write(predictions, args.out)
-        if predicted:
-            info(f"wrote {predicted} predictions to {args.out}")
-    else:
+    def at_least_one(predictions):
+        """The predictions; an error once they are over if there was none (inside the writing
+        of --out, so that no empty file is left)."""
         predicted = 0
         for prediction in predictions:
             predicted += 1
-            if args.json:
-                print_json(prediction)
-            else:
-                print(f"{prediction['path']}: {describe(prediction)}", flush=True)
-    if not predicted:
-        raise CatdogError(f"no image could be predicted ({skipped} unreadable)" if skipped
-                          else "no image files found in the given paths")
+            yield prediction
+        if not predicted:
+            raise CatdogError(f"no image could be predicted ({skipped} unreadable)" if skipped
+                              else "no image files found in the given paths")
+
+    if args.out:
+        from catdog.deploy.prediction_files import write
+
+        info(f"wrote {write(at_least_one(predictions), args.out)} predictions to {args.out}")
+        return 0
+    for prediction in at_least_one(predictions):
+        if args.json:
+            print_json(prediction)
+        else:
+            print(f"{prediction['path']}: {describe(prediction)}", flush=True)
     return 0
 
 

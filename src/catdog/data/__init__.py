@@ -83,10 +83,12 @@ def resolve_data_dir(data: DataArgument = None) -> Path:
     return cached
 
 
-def scan_and_split(data: DataArgument = None, *, seed: int = defaults.SEED) -> tuple[Scan, Manifest]:
-    """Check every image of the data set, then split the usable ones (a pack: as packed)."""
+def scan_and_split(data: DataArgument = None, *, seed: int = defaults.SEED,
+                   verify: bool = False) -> tuple[Scan, Manifest]:
+    """Check every image of the data set, then split the usable ones (a pack: as packed, checked
+    as `catdog.data.pack.open_pack` checks it, with `verify` its shards' checksums too)."""
     source = as_source(data)
-    if (packed := _open_pack(source)) is not None:
+    if (packed := _open_pack(source, verify=verify)) is not None:
         return packed.as_scan(), packed.manifest
     found = _scan(resolve_data_dir(source), labels=source.labels, min_images=source.min_images)
     return found, split(found, seed)
@@ -177,14 +179,17 @@ def load(
     return Data(root, manifest, **datasets, skipped=skipped, warnings=warnings, options=options)
 
 
-def _open_pack(source: Source) -> Pack | None:
+def _open_pack(source: Source, verify: bool = False) -> Pack | None:
     """The pack `source` names (a folder or URL written by `catdog data pack`), else None."""
     if source.root is None:
         return None
-    if (packed := open_pack(source.root)) is not None:
+    if (packed := open_pack(source.root, verify=verify)) is not None:
         if source.labels is not None:
             raise ParameterError("labels", f"{source.root} is a pack, whose labels were read when it was packed; "
                                  "leave out {name}")
+        if source.min_images is not None:
+            raise ParameterError("min_images", f"{source.root} is a pack, whose classes were chosen when it was "
+                                 "packed; leave out {name}")
         return packed
     if is_remote(source.root):
         raise CatdogError(f"{source.root} is not a catdog pack; data at a URL must be packed first (catdog data pack)")
@@ -211,8 +216,9 @@ def summary(data: DataArgument = None, *, seed: int = defaults.SEED) -> dict[str
     The baseline is the accuracy of always guessing the most frequent class of the
     training split, scored on the test split, so it compares directly with a
     model's test accuracy (the reference tutorial counts label frequencies on its training data).
+    A pack is checked whole: every shard's checksum too.
     """
-    found, manifest = scan_and_split(data, seed=seed)
+    found, manifest = scan_and_split(data, seed=seed, verify=True)
     return describe(found, manifest, seed=seed)
 
 

@@ -5,14 +5,14 @@ elsewhere come: `labels.csv` with a header, one row per image::
     images/0001.jpg,cats             000bec180eb18c7604dcecc8fe0dba07,dingo   train_0,cats dogs
     images/0002.jpg,dogs             001513dfcb2ffafc82cccf4d8bbaba97,pug     train_1,
 
-Paths are relative to the data folder. An entry without an extension stands for the one
-image file of that name in its folder (Kaggle lists ids). A label cell may hold several labels
-separated by the file's `delimiter` (a space by default, Kaggle's convention): the data set is
-then multi-label, each image having any number of tags, an empty cell none (`task`: "auto"
-tells which from the rows, and says so; "multiclass" refuses a row with several labels,
-"multilabel" reads every file so). Rows that cannot be used (a file that is not there, an
-empty label where each image has one class, a file listed twice) and files of the folder that
-no row names are reported with their reason, as a scan reports unusable files.
+Paths are relative to the data folder. An entry without an image extension stands for the one
+image file of that name in its folder (Kaggle lists ids, such as `cat.0` for `cat.0.jpg`). A
+label cell may hold several labels separated by the file's `delimiter` (a space by default,
+Kaggle's convention): the data set is then multi-label, each image having any number of tags, an
+empty cell none (`task`: "auto" tells which from the rows, and says so; "multiclass" refuses a row
+with several labels, "multilabel" reads every file so). Rows that cannot be used (a file that is
+not there, an empty label where each image has one class, a file listed twice) and files of the
+folder that no row names are reported with their reason, as a scan reports unusable files.
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ def check_labels_file(labels: LabelsFile) -> None:
         raise ParameterError("label_delimiter", f"{{name}} must be a character that separates labels inside a cell, "
                                                 f"not {labels.delimiter!r} (a space, | and ; are common)")
     if labels.path_column == labels.label_column:
-        raise ParameterError("label_column", f"{{name}} {labels.label_column!r} is also the path column; name the "
-                                             "column of the labels")
+        raise ParameterError("label_column", f"{{name}} {labels.label_column!r} is also the path column: one column "
+                                             "cannot give both the paths and the labels; name the column of the labels")
 
 
 def split_labels(cell: str, delimiter: str = DELIMITER) -> tuple[str, ...]:
@@ -172,7 +172,7 @@ def _match(entry: str, paths: set[str], by_stem: dict[str, list[str]]) -> tuple[
     """The file an entry names and None, or the entry and the reason it names no one file."""
     if entry in paths:
         return entry, None
-    if PurePosixPath(entry).suffix:
+    if PurePosixPath(entry).suffix.lower() in IMAGE_SUFFIXES:  # not `cat.0`, Kaggle's id of cat.0.jpg
         return entry, "no such file"
     candidates = by_stem.get(entry, [])
     if len(candidates) == 1:

@@ -84,7 +84,8 @@ def make_dataset(
     or for a multi-label data set rows of 0s and 1s, one column per tag).
 
     A file that cannot be decoded (one changed since it was scanned) is dropped with
-    a logged warning rather than ending the epoch. With `shuffle`, the order changes
+    a logged warning rather than ending the epoch (the scan cache makes sure a file is
+    checked again once it changed, so this is for files changed after the scan). With `shuffle`, the order changes
     every epoch, the same way for the same `seed`. Decoded images are kept after the first
     epoch as `cache_place` says (a folder given as `cache` takes what does not fit the
     memory budget; its files are named after `name`); the place is `dataset.cache_place`.
@@ -121,7 +122,11 @@ def make_record_dataset(
 ) -> tf.data.Dataset:
     """`make_dataset` for a packed data set: the `count` images of TFRecord `shards` (at any path
     TensorFlow's file systems read), in order, each an encoded image and its class index (see
-    catdog.data.pack). The images decode as files do, to the same pixels."""
+    catdog.data.pack). The images decode as files do, to the same pixels.
+
+    Nothing is skipped: a record that fails its checksum, a shard that cannot be read, an image
+    that does not decode or a count other than `count` is an error (a TensorFlow `OpError`,
+    which `catdog.data.pack.named_read_errors` names), never fewer images."""
     import tensorflow as tf
 
     features = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
@@ -130,15 +135,21 @@ def make_record_dataset(
         example = tf.io.parse_single_example(record, features)
         return example["image"], tf.cast(example["label"], tf.int32)
 
-    source = tf.data.TFRecordDataset(list(shards)).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    # The count is checked as the records stream; the filter then hides it again, as the files'
+    # pipeline has none: given a dataset whose length it knows, Keras keeps one iterator across
+    # epochs, and every epoch after the first gets no batch.
+    source = (tf.data.TFRecordDataset(list(shards)).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+              .apply(tf.data.experimental.assert_cardinality(count)).filter(lambda image, label: True))
     return _batches(source, count, lambda contents: decode(bytes(contents), image_size), image_size, batch_size,
                     shuffle=shuffle, seed=seed, cache=cache, memory_budget=memory_budget, name=name,
-                    class_names=class_names)
+                    class_names=class_names, skip_unreadable=False)
 
 
 def _batches(source, n: int, read, image_size: int, batch_size: int, *, shuffle: bool, seed: int,
-             cache, memory_budget: int | None, name: str, class_names: Sequence[str] | None) -> tf.data.Dataset:
-    """Batches of (images, labels) from `source`, a dataset of (something `read` decodes, label)."""
+             cache, memory_budget: int | None, name: str, class_names: Sequence[str] | None,
+             skip_unreadable: bool = True) -> tf.data.Dataset:
+    """Batches of (images, labels) from `source`, a dataset of (something `read` decodes, label);
+    with `skip_unreadable`, an item `read` fails on is dropped with a logged warning."""
     import tensorflow as tf
 
     autotune = tf.data.AUTOTUNE
@@ -159,7 +170,9 @@ def _batches(source, n: int, read, image_size: int, batch_size: int, *, shuffle:
     dataset = source
     if shuffle and not cache:
         dataset = reshuffle(dataset)  # file names are cheap to shuffle; images are not
-    dataset = dataset.map(load, num_parallel_calls=autotune).ignore_errors(log_warning=True)
+    dataset = dataset.map(load, num_parallel_calls=autotune)
+    if skip_unreadable:
+        dataset = dataset.ignore_errors(log_warning=True)
     if cache:
         dataset = dataset.cache(place.path)
         if shuffle:

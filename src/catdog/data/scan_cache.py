@@ -3,9 +3,13 @@
 Every scan checks every image (catdog.data.images.inspect_image): it reads the whole file.
 What it found is kept in a small SQLite database per data folder, in catdog's own cache
 folder (`$CATDOG_HOME/scans`, else `~/.cache/catdog/scans`; never in the data folder),
-keyed by the file's path, size and modification time, and by the pixel limit the check
-used (with the perceptual hash, when a scan asks for it). A second scan of an unchanged
-folder then only lists it and reads those records; a file that changed is checked again.
+keyed by the file's path, size, modification time, inode and status-change time (ctime), and
+by the pixel limit the check used (with the perceptual hash, when a scan asks for it). A
+second scan of an unchanged folder then only lists it and reads those records; a file that
+changed is checked again. The modification time alone is not enough: `cp -p`, rsync, backup
+restores and `touch -r` set it back after changing the content, but the system sets the
+ctime of every write (and a file replaced by another is another inode). A damaged database is
+moved aside (`<name>.damaged`) and a new one started, with a warning.
 Checks run in a pool of threads, one per core: Pillow releases the GIL while it decodes,
 so they use every core.
 """
@@ -13,6 +17,7 @@ so they use every core.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -25,15 +30,20 @@ from catdog.errors import BadImageError
 from catdog.terminal import progress
 
 Result = ImageInfo | str  # what a check found: the image's details, or why it cannot be used
+Stat = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode: what changes with the content
 
 # The table's name carries its version: a cache written by an older catdog is not read.
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS checked_v2 (
-    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, max_pixels INTEGER,
+_TABLE = "checked_v3"
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {_TABLE} (
+    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, max_pixels INTEGER,
     format TEXT, width INTEGER, height INTEGER, extension_mismatch INTEGER, reason TEXT,
     phash TEXT
 )
 """
+DAMAGED_SUFFIX = ".damaged"
+
+logger = logging.getLogger(__name__)
 
 
 def database(root: Path) -> Path:
@@ -52,7 +62,11 @@ def check_files(root: Path, paths: Sequence[Path], max_pixels: int, use_cache: b
     connection = _open(root) if use_cache else None
     try:
         if connection is not None:
-            known = _lookup(connection, root, paths, stats, max_pixels, fingerprint)
+            try:
+                known = _lookup(connection, root, paths, stats, max_pixels, fingerprint)
+            except sqlite3.DatabaseError as e:  # damaged beyond its first page, or locked for too long
+                connection.close()
+                connection = _start_again(database(root), e)
         missing = [i for i, path in enumerate(paths) if _key(root, path) not in known]
         # One thread per usable core: more only contend for the GIL that hashing holds
         # (benchmarks/decisions.md).
@@ -74,12 +88,13 @@ def _check(path: Path, max_pixels: int, fingerprint: bool) -> Result:
         return e.reason
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
+def _stat(path: Path) -> Stat | None:
     try:
         status = path.stat()
     except OSError:
         return None
-    return status.st_size, status.st_mtime_ns
+    inode = status.st_ino - (1 << 64) if status.st_ino >= 1 << 63 else status.st_ino  # as SQLite's signed integers
+    return status.st_size, status.st_mtime_ns, status.st_ctime_ns, inode
 
 
 def _key(root: Path, path: Path) -> str:
@@ -87,33 +102,57 @@ def _key(root: Path, path: Path) -> str:
 
 
 def _open(root: Path) -> sqlite3.Connection | None:
-    """The cache database, or None where it cannot be had (a read-only home): scans then check every file."""
+    """The cache database, or None where it cannot be had (a read-only home, a database locked
+    for longer than 30 s): scans then check every file. A damaged one is moved aside and a new
+    one started (`_start_again`)."""
     path = database(root)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(path, timeout=30)
-        connection.execute(_SCHEMA)
-        return connection
     except (OSError, sqlite3.Error):
         return None
+    try:
+        connection.execute(_SCHEMA)
+        return connection
+    except sqlite3.DatabaseError as e:
+        connection.close()
+        return _start_again(path, e)
+
+
+def _damaged(error: sqlite3.Error) -> bool:
+    """Whether `error` says the database file is damaged (not only busy, or on a read-only disk)."""
+    return isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError)
+
+
+def _start_again(path: Path, error: sqlite3.Error) -> sqlite3.Connection | None:
+    """Move the damaged database `path` aside and open a new one there (None if that fails too)."""
+    if not _damaged(error):
+        return None
+    aside = path.with_name(path.name + DAMAGED_SUFFIX)
+    try:
+        os.replace(path, aside)
+        connection = sqlite3.connect(path, timeout=30)
+        connection.execute(_SCHEMA)
+    except (OSError, sqlite3.Error):
+        return None
+    logger.warning(f"the scan cache {path} was damaged ({error}); moved it to {aside.name} and started a new one, "
+                   "so this scan checks every file again")
+    return connection
 
 
 def _lookup(connection: sqlite3.Connection, root: Path, paths: Sequence[Path], stats, max_pixels: int,
             fingerprint: bool) -> dict[str, Result]:
     wanted = {_key(root, path): stat for path, stat in zip(paths, stats, strict=True) if stat is not None}
     known: dict[str, Result] = {}
-    try:
-        rows = connection.execute("SELECT path, size, mtime_ns, max_pixels, format, width, height, "
-                                  "extension_mismatch, reason, phash FROM checked_v2")
-        for key, size, mtime_ns, pixels, fmt, width, height, mismatch, reason, phash in rows:
-            if wanted.get(key) != (size, mtime_ns) or pixels != max_pixels:
-                continue
-            if reason is not None:
-                known[key] = reason
-            elif phash is not None or not fingerprint:
-                known[key] = ImageInfo(fmt, width, height, bool(mismatch), int(phash, 16) if phash else None)
-    except sqlite3.Error:  # a damaged cache is no cache
-        return {}
+    rows = connection.execute(f"SELECT path, size, mtime_ns, ctime_ns, inode, max_pixels, format, width, height, "
+                              f"extension_mismatch, reason, phash FROM {_TABLE}")
+    for key, size, mtime_ns, ctime_ns, inode, pixels, fmt, width, height, mismatch, reason, phash in rows:
+        if wanted.get(key) != (size, mtime_ns, ctime_ns, inode) or pixels != max_pixels:
+            continue
+        if reason is not None:
+            known[key] = reason
+        elif phash is not None or not fingerprint:
+            known[key] = ImageInfo(fmt, width, height, bool(mismatch), int(phash, 16) if phash else None)
     return known
 
 
@@ -128,6 +167,7 @@ def _record(connection: sqlite3.Connection, root: Path, checked, max_pixels: int
                      info and info.height, info and int(info.extension_mismatch), None if info else result, phash))
     try:
         with connection:
-            connection.executemany("INSERT OR REPLACE INTO checked_v2 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            connection.executemany(f"INSERT OR REPLACE INTO {_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   rows)
     except sqlite3.Error:  # a full or read-only disk: the scan is right, only not remembered
         pass

@@ -38,13 +38,21 @@ def _has_prediction_fields(names) -> bool:
 PREDICTIONS = files.Kind("a predictions file written by catdog", _is_predictions)
 
 
-def write(predictions: Iterable[dict[str, Any]], out: str | os.PathLike, chunk: int = 1024) -> int:
-    """Write `predictions` as they come to `out` (.jsonl, or .parquet: one file), atomically, over
-    nothing but an earlier predictions file; return how many were written."""
+def check_target(out: str | os.PathLike) -> Path:
+    """Refuse `out` unless it names a .jsonl or .parquet file that is free or an earlier predictions
+    file: checked before any prediction is made."""
     out = Path(out)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ParameterError("out", f"{{name}} must end in {' or '.join(OUTPUT_SUFFIXES)}, not {out.name}")
     files.check_replaceable(out, PREDICTIONS)
+    return out
+
+
+def write(predictions: Iterable[dict[str, Any]], out: str | os.PathLike, chunk: int = 1024) -> int:
+    """Write `predictions` as they come to `out` (.jsonl, or .parquet: one file), atomically, over
+    nothing but an earlier predictions file; return how many were written. The file appears only
+    once every prediction is written: if `predictions` raises, nothing is left behind."""
+    out = check_target(out)
     count = 0
     with files.atomic_path(out, PREDICTIONS) as tmp:
         if out.suffix.lower() == ".jsonl":

@@ -18,6 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +30,12 @@ import numpy as np
 from catdog import defaults
 from catdog.data import images
 from catdog.data.images import MAX_IMAGE_PIXELS
-from catdog.errors import BadImageError, CatdogError
+from catdog.errors import BadImageError, CatdogError, ParameterError
 from catdog.runs import Run, as_run
 
 LIST_SUFFIXES = (".txt", ".lst")
+# Seconds connecting to an existing cluster may take (`--timeout`).
+CONNECT_TIMEOUT_S = 30.0
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +101,12 @@ class _Model:
 def predict(run: Run | str | os.PathLike, sources: Iterable[str | os.PathLike], *, address: str | None = None,
             batch_size: int = defaults.BATCH_SIZE, max_pixels: int = MAX_IMAGE_PIXELS,
             on_skip: Callable[[str, str], None] | None = None, export_missing: bool = False,
-            **labelling) -> Iterator[dict[str, Any]]:
+            timeout: float = CONNECT_TIMEOUT_S, **labelling) -> Iterator[dict[str, Any]]:
     """Yield one prediction per readable image, as `Predictor.predict_paths` does (`labelling`:
     its `tta`, `reject_unknown` and `min_confidence`), computed on Ray by the run's ONNX export;
     without a current one, `export_missing` writes it first (`catdog.deploy.export`), else
-    `CatdogError` says how to."""
+    `CatdogError` says how to. Connecting to the cluster at `address` takes at most `timeout`
+    seconds, else (or if there is none there) `CatdogError` says so."""
     from catdog.deploy.predict import check_labels
 
     ray, data = _ray()
@@ -113,8 +119,7 @@ def predict(run: Run | str | os.PathLike, sources: Iterable[str | os.PathLike], 
     shown = {_absolute(path): path for path in paths}
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                 **({} if address else {"num_cpus": os.cpu_count()}))
+        _connect(ray, address, timeout)
     logging.getLogger("ray").setLevel(logging.WARNING)  # Ray Data's progress lines are for its own users
     try:
         context = data.DataContext.get_current()
@@ -140,6 +145,52 @@ def predict(run: Run | str | os.PathLike, sources: Iterable[str | os.PathLike], 
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _connect(ray, address: str | None, timeout: float) -> None:
+    """Start a local Ray (`address` None), or connect to the cluster at `address` within `timeout` s."""
+    options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+    if address is None:
+        ray.init(num_cpus=os.cpu_count(), **options)
+        return
+    if address != "auto":
+        _reachable(address, timeout)  # a refused or unrouted address fails here, at once or after `timeout`
+    outcome: dict[str, BaseException | None] = {}
+
+    def connect() -> None:
+        try:
+            ray.init(address=address, **options)
+            outcome["error"] = None
+        except BaseException as e:  # reported in the calling thread
+            outcome["error"] = e
+
+    # Ray retries an address that answers but is not a Ray cluster for minutes; wait `timeout` at most.
+    threading.Thread(target=connect, daemon=True, name="catdog-ray-connect").start()
+    deadline = time.monotonic() + timeout
+    while "error" not in outcome and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if "error" not in outcome:
+        raise CatdogError(f"the Ray cluster at {address} did not answer within {timeout:g} s (--timeout); is it a "
+                          "Ray cluster's address (ray://HEAD:10001, or HEAD:6379 on its network)?")
+    if (error := outcome["error"]) is not None:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CatdogError(f"cannot connect to the Ray cluster at {address} ({message})") from error
+
+
+def _reachable(address: str, timeout: float) -> None:
+    """Refuse an address (`ray://host:port` or `host:port`) that accepts no connection within `timeout` s."""
+    where = address.split("://", 1)[-1]
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise ParameterError("address", f"{{name}} {address!r} is not a Ray address: give auto, HOST:PORT or "
+                                        "ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        reason = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise CatdogError(f"cannot connect to the Ray cluster at {address} ({reason}"
+                          f"{f' within {timeout:g} s' if isinstance(e, TimeoutError) else ''})") from e
 
 
 def _absolute(path: str) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 from catdog import defaults, files
 from catdog.data import DataArgument, as_source, resolve_data_dir
 from catdog.data.labels import MULTILABEL
+from catdog.data.pack import named_read_errors
 from catdog.data.scan import scan
 from catdog.data.splits import TEST
 from catdog.errors import CatdogError
@@ -57,10 +58,11 @@ def evaluate(run: Run | str | os.PathLike, data: DataArgument = None, batch_size
             paths = run.manifest().files(TEST)[0]
             if not paths:
                 raise CatdogError(f"run {run.path} has no test split to evaluate on")
-            test = run.data().test
-            if batch_size != run.settings.batch_size:
-                test = test.rebatch(batch_size)
-            return _evaluate(run, test, paths, "test split", run.path, tta)
+            with named_read_errors(run.config.data):
+                test = run.data().test
+                if batch_size != run.settings.batch_size:
+                    test = test.rebatch(batch_size)
+                return _evaluate(run, test, paths, "test split", run.path, tta)
         from catdog.data.pipeline import make_dataset
 
         paths, labels = labelled_images(data, run.class_names, run.multilabel)

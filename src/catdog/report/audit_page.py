@@ -55,8 +55,8 @@ def write_html(result: AuditResult, path: str | Path) -> Path:
                 f"<br>{html.escape(path)}</figcaption></figure>")
 
     parts = [f"<h1>Audit of {html.escape(result.data)}</h1>",
-             f'<p class="note">{result.images} images, {len(result.classes)} classes, {result.layout} layout, '
-             f"split with seed {result.seed}; {_compared(result)}</p>",
+             f'<p class="note">{result.images} images, {len(result.classes)} classes, {html.escape(result.layout)} '
+             f"layout, split with seed {result.seed}; {_compared(result)}</p>",
              f"<h2>Duplicates: {len(result.duplicates)} groups, {len(result.leaks)} across splits or folders</h2>"]
     for group in result.duplicates[:SHOWN]:
         figures = "".join(figure(p, f"{group.kind}, {s}") for p, s in zip(group.paths, group.splits, strict=True))
@@ -76,6 +76,8 @@ def write_html(result: AuditResult, path: str | Path) -> Path:
 
 
 def _compared(result: AuditResult) -> str:
+    """The folders compared with the data set, as HTML."""
     if not result.against:
         return "no other folder compared"
-    return "compared with " + ", ".join(f"{a['folder']} ({a['images']} images)" for a in result.against)
+    return "compared with " + ", ".join(f"{html.escape(a['folder'])} ({a['images']} images)" for a in result.against)
+

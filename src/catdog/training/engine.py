@@ -54,6 +54,7 @@ def train(settings: TrainSettings, data: DataArgument | Data = None, *, out: str
     if placement.workers > 1 and out is None:
         raise ParameterError("out", "{name} is needed with the multiworker strategy: every worker names the same run")
     path = folder.new_run_dir(settings.preset, out) if placement.is_chief else _worker_folder()
+    memory.batch_fits(settings.preset, settings.image_size, settings.batch_size)  # before the data and the model
 
     # The global seed before any dataset exists: tf.data derives its shuffling from it and the op's seed.
     keras.utils.set_random_seed(settings.seed)
@@ -174,12 +175,17 @@ def _worker_folder() -> Path:
 
 def _build(settings: TrainSettings, num_classes: int, multilabel: bool) -> keras.Model:
     """The run's model (a sigmoid per tag if `multilabel`), checked against this machine's memory."""
+    import tensorflow as tf
+
     try:
         model = create_model(settings.preset, num_classes, multilabel=multilabel, image_size=settings.image_size,
                              backbone=settings.backbone, weights=settings.weights, seed=settings.seed)
     except ValueError as e:  # Keras' own shape checks: an image size the network cannot take
         raise ParameterError("image_size", f"model {settings.preset!r} cannot be built for {{name}} "
                                            f"{settings.image_size}: {str(e).splitlines()[0]}") from e
+    except (MemoryError, tf.errors.ResourceExhaustedError) as e:  # its weights alone: beyond `batch_fits`' estimate
+        raise ParameterError("image_size", f"model {settings.preset!r} is too large for this machine's memory at "
+                                           f"{{name}} {settings.image_size}; choose a smaller one") from e
     unfrozen = [stage.unfreeze_from for stage in settings.stages if stage.unfreeze_from is not None]
     frozen = settings.frozen_features and recipe.has_base(model)
     trained_from = (str(unfrozen[0]) if unfrozen else "") if frozen else None

@@ -25,6 +25,7 @@ import numpy as np
 from catdog import files
 from catdog.data import Data
 from catdog.data.labels import MULTILABEL
+from catdog.data.pack import named_read_errors
 from catdog.data.splits import TRAIN, VALIDATION
 from catdog.errors import CatdogError
 from catdog.runs import TrainSettings, folder
@@ -39,11 +40,12 @@ logger = logging.getLogger(__name__)
 def fit(run: Path, model: keras.Model, settings: TrainSettings, data: Data, history: list[dict],
         callbacks: Sequence[keras.callbacks.Callback]) -> None:
     """Fit `model` stage by stage from epoch `len(history)` into the run folder `run`, then record
-    how training ended. Ctrl-C leaves the run as it was after its last finished epoch."""
+    how training ended. Ctrl-C leaves the run as it was after its last finished epoch; a pack
+    that fails to read stops training with a `CatdogError` naming the shard."""
     frozen = None
     stopped = None
     try:
-        with interrupts.caught():
+        with interrupts.caught(), named_read_errors(data.root):
             if settings.frozen_features and recipe.has_base(model):
                 frozen = FrozenFeatures(model, settings.stages, data, settings.views, settings.batch_size,
                                         settings.seed, drop_remainder=_replicas(model) > 1,

@@ -8,9 +8,11 @@ Networks", 2017, with their 15 bins).
 
 Temperature scaling (same paper) divides the logits by one number T fitted on held-out
 data: T > 1 softens over-confident probabilities, T < 1 sharpens under-confident ones,
-and no prediction changes class. `calibrate` keeps a fitted T only if it also lowers the
-cross-entropy of validation images it was not fitted on (k-fold), else T = 1: a model that
-is calibrated already is left alone rather than moved by the noise of a few images.
+and no prediction changes class. `calibrate` keeps a fitted T only if, on validation images
+it was not fitted on (k-fold), it lowers both measures a report shows, the cross-entropy and
+the ECE, else T = 1: a model that is calibrated already is left alone rather than moved by the
+noise of a few images, and a temperature that trades a lower loss for a worse ECE (a few
+confident mistakes can pull T away from what the bulk of the predictions needs) is not kept.
 
 Models end in a softmax, so the logits are recovered as log-probabilities (equal to the
 logits up to a constant per image, which the softmax ignores):
@@ -65,8 +67,11 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, tolerance: fl
     """The temperature that minimises the cross-entropy of `probabilities` (N, classes) on `labels`.
 
     The cross-entropy is convex in the inverse temperature, so a golden-section search
-    over it finds the minimum. 1.0 when there is nothing to fit on, or when no temperature
-    lowers the cross-entropy (every probability already 0 or 1).
+    over it finds the minimum. 1.0 when there is nothing to fit on, when no temperature
+    lowers the cross-entropy (every probability already 0 or 1), or when the search ends at
+    the edge of its range: the cross-entropy then falls for ever towards a temperature of 0
+    (every prediction right, where sharper always looks better) or of infinity, and the
+    images do not pin one down.
     """
     labels = np.asarray(labels)
     if len(labels) == 0:
@@ -94,31 +99,38 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, tolerance: fl
             b = low + ratio * (high - low)
             loss_b = loss(b)
     best = (low + high) / 2
-    return float(1 / best) if loss(best) < loss(1.0) else 1.0
+    at_an_edge = min(best - _BETA_RANGE[0], _BETA_RANGE[1] - best) <= 2 * tolerance
+    return float(1 / best) if loss(best) < loss(1.0) and not at_an_edge else 1.0
 
 
 def calibrate(probabilities: np.ndarray, labels: np.ndarray, folds: int = CALIBRATION_FOLDS,
-              seed: int = defaults.SEED) -> tuple[float, dict[str, float]]:
+              seed: int = defaults.SEED) -> tuple[float, dict[str, float | int | bool]]:
     """The temperature to keep for a model whose validation probabilities are `probabilities`,
     and the cross-validated figures that decided it.
 
-    Each of `folds` folds gets a temperature fitted on the others; if those temperatures
-    lower the folds' cross-entropy below that of T = 1, the temperature fitted on all the
-    images is kept, else 1 (also with fewer images than folds).
+    Each of `folds` folds is scaled by a temperature fitted on the others; if, over all the
+    images so scaled, both the cross-entropy and the expected calibration error are lower than
+    at T = 1, the temperature fitted on all the images is kept (`kept`), else 1 (also with
+    fewer images than folds, when there are no figures).
     """
-    labels = np.asarray(labels)
+    probabilities, labels = np.asarray(probabilities), np.asarray(labels)
     if len(labels) < folds:
         return 1.0, {}
     fold = np.random.default_rng(seed).permutation(len(labels)) % folds
-    unscaled = scaled = 0.0
+    held_out = np.empty(probabilities.shape, dtype="float32")
     for k in range(folds):
-        held_out, rest = fold == k, fold != k
-        temperature = fit_temperature(probabilities[rest], labels[rest])
-        weight = held_out.sum() / len(labels)
-        unscaled += negative_log_likelihood(probabilities[held_out], labels[held_out]) * weight
-        scaled += negative_log_likelihood(scale(probabilities[held_out], temperature), labels[held_out]) * weight
-    figures = {"folds": folds, "loss_held_out": unscaled, "loss_held_out_calibrated": scaled}
-    return (fit_temperature(probabilities, labels) if scaled < unscaled else 1.0), figures
+        temperature = fit_temperature(probabilities[fold != k], labels[fold != k])
+        held_out[fold == k] = scale(probabilities[fold == k], temperature)
+    figures = {
+        "folds": folds,
+        "loss_held_out": negative_log_likelihood(probabilities, labels),
+        "loss_held_out_calibrated": negative_log_likelihood(held_out, labels),
+        "ece_held_out": expected_calibration_error(probabilities, labels),
+        "ece_held_out_calibrated": expected_calibration_error(held_out, labels),
+    }
+    figures["kept"] = bool(figures["loss_held_out_calibrated"] < figures["loss_held_out"]
+                           and figures["ece_held_out_calibrated"] < figures["ece_held_out"])
+    return (fit_temperature(probabilities, labels) if figures["kept"] else 1.0), figures
 
 
 @dataclass(frozen=True)

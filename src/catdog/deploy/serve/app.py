@@ -19,7 +19,7 @@ Endpoints::
 
 Errors are JSON, `{"detail": "<one sentence>"}`, and never stop the server:
 
-    400  no file sent, more files than `max_files`, or a `Host` that is not a loopback name
+    400  no file sent, more files than `max_files` (than one for /explain), or a `Host` that is not a loopback name
          on a connection to a loopback address (a defence against DNS rebinding); a request
          head that is malformed or grows past `max_header_bytes` gets uvicorn's plain-text 400
     408  request headers not complete within `header_timeout_s` of connecting (or of the
@@ -129,9 +129,9 @@ def create_app(
 
     @app.post("/explain", response_class=Response)
     async def explain(request: Request) -> Response:
-        """The Grad-CAM picture (PNG) of the first image sent in the multipart field `files`."""
-        names, pixels = await uploads.receive(request)
-        return Response(await run_in_threadpool(explainer.png, names[0], pixels[:1]), media_type="image/png")
+        """The Grad-CAM picture (PNG) of the one image sent in the multipart field `files`."""
+        names, pixels = await uploads.receive(request, max_files=1)
+        return Response(await run_in_threadpool(explainer.png, names[0], pixels), media_type="image/png")
 
     return app
 

@@ -42,10 +42,14 @@ class Uploads:
         self.too_large = f"upload is larger than the server's limit of {limits.max_upload_bytes / 2**20:g} MB"
         self.stalled = f"upload stalled: nothing received for {limits.body_timeout_s:g} s"
 
-    async def receive(self, request: Request) -> tuple[list[str], np.ndarray]:
+    async def receive(self, request: Request, max_files: int | None = None) -> tuple[list[str], np.ndarray]:
         """The names and decoded pixels of the images in the multipart field `files`, within
-        the limits (an `HTTPException` saying which one otherwise)."""
+        the limits (an `HTTPException` saying which one otherwise); `max_files` lowers the
+        server's limit on the number of files for one endpoint (checked before decoding)."""
         uploads = await self._read(request)
+        if max_files is not None and len(uploads) > max_files:
+            wanted = "one image" if max_files == 1 else f"at most {max_files} images"
+            raise HTTPException(400, f"{len(uploads)} files sent, but this endpoint takes {wanted} per request")
         limits = self.limits
         try:
             sizes = await run_in_threadpool(_header_pixels, uploads, limits.max_pixels)
