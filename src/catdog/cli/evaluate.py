@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from catdog import defaults
@@ -80,14 +81,24 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     elif metrics["most_confused"]:
         lines += ["", "most confused (true -> predicted: images):"]
         lines += [f"{pair['true']} -> {pair['predicted']}: {pair['count']}" for pair in metrics["most_confused"]]
-    mistakes = metrics.get("misclassified") or []
-    if mistakes:
-        lines += ["", "misclassified, most confident first:"]
-        lines += [f"{m['path']}: {m['true']}, predicted {m['predicted']} ({m['probability']:.1%})"
-                  for m in mistakes[:MISTAKES_LISTED]]
-        if len(mistakes) > MISTAKES_LISTED:
-            lines.append(f"... and {len(mistakes) - MISTAKES_LISTED} more (all in metrics.json)")
+    lines += _mistake_lines(metrics, "misclassified, most confident first:",
+                            lambda m: f"{m['true']}, predicted {m['predicted']} ({m['probability']:.1%})")
     return "\n".join(lines)
+
+
+def _tags(names: list[str]) -> str:
+    return " ".join(names) or "no tag"
+
+
+def _mistake_lines(metrics: dict[str, Any], heading: str, describe: Callable[[dict], str]) -> list[str]:
+    """The first `MISTAKES_LISTED` wrongly labelled images of `metrics`, each as `describe` says."""
+    mistakes = metrics.get("misclassified") or []
+    if not mistakes:
+        return []
+    lines = ["", heading, *(f"{m['path']}: {describe(m)}" for m in mistakes[:MISTAKES_LISTED])]
+    if len(mistakes) > MISTAKES_LISTED:
+        lines.append(f"... and {len(mistakes) - MISTAKES_LISTED} more (all in metrics.json)")
+    return lines
 
 
 def _trust_lines(metrics: dict[str, Any]) -> list[str]:
@@ -122,11 +133,6 @@ def _format_tag_metrics(metrics: dict[str, Any]) -> str:
     for name, row in metrics["per_tag"].items():
         lines.append(f"{name:<{width}}  {row['precision']:>9.2%}  {row['recall']:>6.2%}  {row['f1']:>6.2%}  "
                      f"{row['average_precision']:>6.2%}  {row['threshold']:>9.3f}  {row['n']:>6}")
-    wrong = metrics.get("misclassified") or []
-    if wrong:
-        lines += ["", "tags not all right, most wrong first:"]
-        lines += [f"{m['path']}: {' '.join(m['true']) or 'no tag'}, given {' '.join(m['predicted']) or 'no tag'}"
-                  for m in wrong[:MISTAKES_LISTED]]
-        if len(wrong) > MISTAKES_LISTED:
-            lines.append(f"... and {len(wrong) - MISTAKES_LISTED} more (all in metrics.json)")
+    lines += _mistake_lines(metrics, "tags not all right, most wrong first:",
+                            lambda m: f"{_tags(m['true'])}, given {_tags(m['predicted'])}")
     return "\n".join(lines)
